@@ -1,0 +1,153 @@
+// embed.js: host-page helper. Turns every <div data-chat-room="postId"> into the chat iframe, keeps
+// its height in sync, and forwards the host's theme. Idempotent and SPA-safe: elements are picked up
+// on load and whenever they are added, changed or removed. Only global: window.ChatEmbed.
+(() => {
+  if (window.ChatEmbed) return;  // included twice: the first copy already does the work
+
+  // The engine origin is where this script came from (currentScript is null in some loaders).
+  const script = document.currentScript || document.querySelector('script[src$="/embed.js"]');
+  const ORIGIN = new URL(script ? script.src : location.href).origin;
+  const ATTRS = ["data-chat-room", "data-theme", "data-title", "data-height", "data-loading"];
+  const dark = matchMedia("(prefers-color-scheme: dark)");
+  const frames = new Map();   // element -> { iframe, key, theme, h, ready, queue, timer }
+  const off = new WeakSet();  // elements destroy(el) was called on; update(el) brings them back
+  let observers = null, queued = false;
+
+  const themeOk = (t) => t === "light" || t === "dark" || t === "auto";
+
+  // Theme: the element's data-theme, else the host's <html> class / data-theme, else the OS setting.
+  function themeFor(el) {
+    const root = document.documentElement, own = el.dataset.theme, attr = root.dataset.theme;
+    if (themeOk(own)) return own;
+    if (root.classList.contains("dark")) return "dark";
+    if (root.classList.contains("light")) return "light";
+    if (attr === "dark" || attr === "light") return attr;
+    return dark.matches ? "dark" : "light";
+  }
+
+  function langOf() {
+    const l = (document.documentElement.lang || "").split("-")[0].toLowerCase();
+    return l === "ko" || l === "en" ? l : "";
+  }
+
+  function srcFor(el, theme) {
+    const q = new URLSearchParams({ theme, parentOrigin: location.origin });
+    if (langOf()) q.set("lang", langOf());
+    if (el.dataset.title) q.set("title", el.dataset.title);
+    return `${ORIGIN}/room/${encodeURIComponent(el.dataset.chatRoom.trim())}?${q}`;
+  }
+
+  function height(el) {
+    const h = (el.dataset.height || "").trim();
+    return /^\d+$/.test(h) ? `${h}px` : h || "480px";
+  }
+
+  // Messages to the frame wait for its `ready`; a newer setTheme replaces a queued one.
+  function post(st, msg) {
+    if (st.ready) st.iframe.contentWindow.postMessage({ chat: msg }, ORIGIN);
+    else st.queue = st.queue.filter((m) => Object.keys(m)[0] !== Object.keys(msg)[0]).concat(msg);
+  }
+
+  function reveal(st) {
+    clearTimeout(st.timer);
+    st.iframe.style.opacity = "";
+  }
+
+  function mount(el) {
+    const room = (el.dataset.chatRoom || "").trim();
+    if (!room || off.has(el)) return unmount(el);
+    const theme = themeFor(el), key = srcFor(el, ""), h = height(el);
+    let st = frames.get(el);
+    if (!st) {
+      // Invisible until `ready` (or shortly after load) so a half-painted frame never flashes.
+      const iframe = document.createElement("iframe");
+      iframe.style.cssText = "display:block;width:100%;border:0;opacity:0";
+      st = { iframe, key: "", theme: "", h: "", ready: false, queue: [], timer: 0 };
+      iframe.addEventListener("load", () => { clearTimeout(st.timer); st.timer = setTimeout(() => reveal(st), 1500); });
+      frames.set(el, st);
+    }
+    const { iframe } = st;
+    iframe.title = el.dataset.title || (langOf() === "ko" ? "댓글 채팅" : "Comments chat");
+    iframe.loading = el.dataset.loading === "eager" ? "eager" : "lazy";  // before src, or lazy is ignored
+    // data-height is the starting height; after that, the frame's resize reports win until it changes.
+    if (st.h !== h) iframe.style.height = st.h = h;
+    if (st.key !== key) {
+      // New room (SPA navigation), title or lang: re-point the same frame instead of stacking another.
+      Object.assign(st, { key, theme, ready: false, queue: [] });
+      iframe.style.opacity = "0";
+      iframe.style.colorScheme = theme === "auto" ? "light dark" : theme;
+      iframe.src = srcFor(el, theme);
+    } else if (st.theme !== theme) {
+      st.theme = theme;
+      iframe.style.colorScheme = theme === "auto" ? "light dark" : theme;
+      post(st, { setTheme: theme });
+    }
+    if (iframe.parentNode !== el) el.replaceChildren(iframe);
+  }
+
+  function unmount(el) {
+    const st = frames.get(el);
+    if (!st) return;
+    clearTimeout(st.timer);
+    st.iframe.remove();
+    frames.delete(el);
+  }
+
+  // Re-reads the whole page: cheap, and the same code path for load, additions, changes, removals.
+  function sync() {
+    queued = false;
+    for (const el of frames.keys()) if (!el.isConnected || !el.hasAttribute("data-chat-room")) unmount(el);
+    for (const el of document.querySelectorAll("[data-chat-room]")) mount(el);
+  }
+  function schedule() {
+    if (!queued) { queued = true; queueMicrotask(sync); }
+  }
+
+  addEventListener("message", (e) => {
+    if (e.origin !== ORIGIN || !e.data || typeof e.data.chat !== "object" || !e.data.chat) return;
+    for (const [el, st] of frames) {
+      if (e.source !== st.iframe.contentWindow) continue;
+      const { ready, resize } = e.data.chat;
+      if (ready) {
+        st.ready = true;
+        reveal(st);
+        st.queue.splice(0).forEach((m) => post(st, m));
+        el.dispatchEvent(new CustomEvent("chat:ready", { bubbles: true, detail: { roomId: ready.roomId } }));
+      }
+      const h = resize && Math.ceil(Number(resize.height));
+      if (h > 0 && h < 10000) st.iframe.style.height = `${h}px`;
+      return;
+    }
+  });
+
+  function init() {
+    if (!observers) {
+      // Two observers: watching "class" on the whole subtree would wake us for every class change.
+      const root = document.documentElement;
+      observers = [new MutationObserver(schedule), new MutationObserver(schedule)];
+      observers[0].observe(root, { childList: true, subtree: true, attributes: true, attributeFilter: ATTRS });
+      observers[1].observe(root, { attributes: true, attributeFilter: ["class", "data-theme", "lang"] });
+      dark.addEventListener("change", schedule);
+      observers.push({ disconnect: () => dark.removeEventListener("change", schedule) });
+    }
+    sync();
+  }
+
+  window.ChatEmbed = {
+    init,
+    // Re-reads one element (or all); also undoes destroy(el).
+    update(el) {
+      if (el) { off.delete(el); mount(el); } else sync();
+    },
+    // Removes one element's frame (it stays off until update(el)), or every frame and all watching.
+    destroy(el) {
+      if (el) { off.add(el); unmount(el); return; }
+      observers?.forEach((o) => o.disconnect());
+      observers = null;
+      [...frames.keys()].forEach(unmount);
+    },
+  };
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init, { once: true });
+  else init();
+})();

@@ -1,0 +1,702 @@
+// Chat widget: runs inside the iframe at /room/{roomId}. Speaks the v1 wire protocol
+// (shared/PROTOCOL.md) to /ws/{roomId} and a small `{chat: ...}` postMessage protocol to the host page.
+// Rule kept throughout: user data (nicknames, content) reaches the DOM only as text nodes.
+
+const MAX_LEN = 2000;          // server rule: content 1..2000 characters after trimming
+const COUNTER_FROM = 1800;     // show the counter only when it matters
+const PAGE = 50;               // older-history page size
+const TYPING_EVERY = 2000;     // send `typing` at most this often
+const TYPING_SHOWN = 3000;     // hide someone's indicator after this long without a new frame
+
+const ANIMALS = {
+  otter: "🦦", fox: "🦊", panda: "🐼", koala: "🐨", rabbit: "🐰", cat: "🐱", dog: "🐶",
+  owl: "🦉", tiger: "🐯", whale: "🐳", seal: "🦭", bear: "🐻", frog: "🐸", wolf: "🐺",
+};
+
+// English animal names stay at <= 5 letters so "Anonymous {animal}" fits the 15-character limit.
+const STRINGS = {
+  en: {
+    title: "Post discussion", placeholder: "Write a message…", inputLabel: "Message", send: "Send",
+    online: (n) => `${n} online`, typing: (who) => `${who} is typing…`,
+    connecting: "Connecting…", reconnecting: "Reconnecting…", offline: "Not connected.",
+    badRoom: "This chat room does not exist.",
+    newMsgs: (n) => (n === 1 ? "1 new message ↓" : `${n} new messages ↓`), newMany: (n) => `${n} new messages`,
+    sending: "Sending…", retry: "Retry", discard: "Discard", del: "Delete", delSure: "Delete?", justNow: "just now",
+    nickLabel: "Choose a nickname", nickSave: "Save", cancel: "Cancel", changeNick: "Change nickname",
+    avatarLabel: (a) => `Avatar: ${a}. Pick another`,
+    nickRule: "Nickname must be 2–15 characters, without control characters.",
+    anon: (a) => `Anonymous ${a}`,
+    animals: {
+      otter: "Otter", fox: "Fox", panda: "Panda", koala: "Koala", rabbit: "Bunny", cat: "Cat", dog: "Dog",
+      owl: "Owl", tiger: "Tiger", whale: "Whale", seal: "Seal", bear: "Bear", frog: "Frog", wolf: "Wolf",
+    },
+    errors: {
+      rate_limited: "You're sending too fast. Try again in a moment.", invalid_content: "Messages must be 1–2000 characters.",
+      banned: "You can't take part in this chat.", forbidden: "You can only delete your own messages.",
+      not_found: "That message no longer exists.", unavailable: "Chat is temporarily unavailable.", internal: "Something went wrong.",
+    },
+  },
+  ko: {
+    title: "게시글 토론", placeholder: "메시지를 입력하세요…", inputLabel: "메시지", send: "보내기",
+    online: (n) => `${n}명 접속 중`, typing: (who) => `${who}님이 입력 중…`,
+    connecting: "연결 중…", reconnecting: "다시 연결하는 중…", offline: "연결되어 있지 않아요.",
+    badRoom: "존재하지 않는 채팅방이에요.",
+    newMsgs: (n) => `새 메시지 ${n}개 ↓`, newMany: (n) => `새 메시지 ${n}개`,
+    sending: "보내는 중…", retry: "다시 시도", discard: "지우기", del: "삭제", delSure: "삭제할까요?", justNow: "방금",
+    nickLabel: "닉네임을 정해 주세요", nickSave: "저장", cancel: "취소", changeNick: "닉네임 바꾸기",
+    avatarLabel: (a) => `아바타: ${a}. 다른 동물 고르기`,
+    nickRule: "닉네임은 제어 문자 없이 2–15자여야 해요.",
+    anon: (a) => `익명의 ${a}`,
+    animals: {
+      otter: "수달", fox: "여우", panda: "판다", koala: "코알라", rabbit: "토끼", cat: "고양이", dog: "강아지",
+      owl: "부엉이", tiger: "호랑이", whale: "고래", seal: "물범", bear: "곰", frog: "개구리", wolf: "늑대",
+    },
+    errors: {
+      rate_limited: "너무 빨리 보내고 있어요. 잠시 후 다시 시도하세요.", invalid_content: "메시지는 1–2000자여야 해요.",
+      banned: "이 채팅에 참여할 수 없어요.", forbidden: "내 메시지만 삭제할 수 있어요.",
+      not_found: "이미 없는 메시지예요.", unavailable: "채팅을 일시적으로 사용할 수 없어요.", internal: "문제가 발생했어요.",
+    },
+  },
+};
+
+// ---- page parameters ---------------------------------------------------------------------------
+const params = new URLSearchParams(location.search);
+const lang = ["ko", "en"].includes(params.get("lang")) ? params.get("lang")
+  : /^ko\b/i.test(navigator.language || "") ? "ko" : "en";
+const T = STRINGS[lang];
+document.documentElement.lang = lang;
+
+const roomId = (() => {
+  const m = location.pathname.match(/^\/room\/([^/]+)/);
+  try { return m ? decodeURIComponent(m[1]) : ""; } catch { return ""; }
+})();
+const roomOk = /^[A-Za-z0-9._-]{1,128}$/.test(roomId);
+
+// postMessage target: the host's origin, from ?parentOrigin= or else the referrer. Without one we
+// neither post nor listen, rather than guess with "*".
+const hostOrigin = (() => {
+  if (window.parent === window) return null;
+  for (const src of [params.get("parentOrigin"), document.referrer]) {
+    try { const o = src && new URL(src).origin; if (o && o !== "null") return o; } catch { /* next */ }
+  }
+  return null;
+})();
+
+// ---- elements and small helpers ------------------------------------------------------------------
+const $ = (id) => document.getElementById(id);
+const app = $("app"), list = $("list"), input = $("input"), composer = $("composer");
+const banner = $("banner"), pill = $("pill"), typingEl = $("typing"), live = $("live");
+const onlineEl = $("online"), meBtn = $("me"), count = $("count"), sendBtn = $("send");
+const nickForm = $("nick"), nickInput = $("nick-input"), nickAvatar = $("nick-avatar");
+const nickErr = $("nick-err"), nickCancel = $("nick-cancel");
+
+// Creates an element; string children become text nodes (Element.append never parses HTML).
+function h(tag, cls, ...children) {
+  const el = document.createElement(tag);
+  if (cls) el.className = cls;
+  el.append(...children);
+  return el;
+}
+
+function button(text, onclick) {
+  const b = h("button", "act", text);
+  b.type = "button";
+  b.onclick = onclick;
+  return b;
+}
+
+const chars = (s) => [...s].length;  // Unicode scalar values, as the server counts
+const reduceMotion = matchMedia("(prefers-reduced-motion: reduce)");
+
+// Storage can throw (blocked or partitioned third-party storage): every access is wrapped and
+// falls back to memory for this page's lifetime.
+const memory = new Map();
+const store = {
+  get(k) {
+    try { const v = localStorage.getItem(k); if (v !== null) return v; } catch { /* memory */ }
+    return memory.get(k) ?? null;
+  },
+  set(k, v) { memory.set(k, v); try { localStorage.setItem(k, v); } catch { /* memory only */ } },
+};
+
+function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // randomUUID needs a secure context; plain http on a LAN host still deserves a v4 UUID.
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const x = [...b].map((n) => n.toString(16).padStart(2, "0")).join("");
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+// ---- identity ---------------------------------------------------------------------------------
+const animalKeys = Object.keys(ANIMALS);
+const defaultNick = (a) => T.anon(T.animals[a]);
+const nickProblem = (s) => {
+  const v = s.trim();
+  return chars(v) < 2 || chars(v) > 15 || /\p{Cc}/u.test(v) ? T.nickRule : "";
+};
+
+let anonymousId = store.get("chat.anonymousId");
+if (!/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i.test(anonymousId || "")) {
+  anonymousId = uuid();
+  store.set("chat.anonymousId", anonymousId);
+}
+let avatar = store.get("chat.avatar");
+if (!Object.hasOwn(ANIMALS, avatar || "")) avatar = animalKeys[Math.floor(Math.random() * animalKeys.length)];
+let nickname = store.get("chat.nickname") || "";
+const firstVisit = !nickname || !!nickProblem(nickname);
+if (firstVisit) nickname = defaultNick(avatar);  // joins under the suggested name until one is saved
+
+// ---- state ------------------------------------------------------------------------------------
+let me = null;              // welcome.you
+let ws = null;
+let welcomed = false;       // the current socket has had its welcome
+let everWelcomed = false;   // decides `lastSeq` in hello and the one-time `ready`
+let maxSeq = 0;             // highest seq received as a message (never from an ack: see onAck)
+let attempt = 0, retryTimer = 0, drainAt = 0;
+let banned = false, holdForNick = false;
+let hasOlder = false, loadingOlder = false, olderRetryAt = 0, listGen = 0;
+let unread = 0;
+const items = new Map();    // seq -> { el, msg, local }
+const gone = new Set();     // deleted seqs, so a late frame cannot bring one back
+const pending = new Map();  // clientId -> { el, content, failed }
+const typers = new Map();   // authorId -> { nickname, timer }
+
+// ---- time -------------------------------------------------------------------------------------
+const rtf = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
+const fullFmt = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
+const dayFmt = new Intl.DateTimeFormat(lang, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
+
+function relTime(d) {
+  const s = (Date.now() - d) / 1000;
+  if (s < 45) return T.justNow;
+  if (s < 3600) return rtf.format(-Math.round(s / 60), "minute");
+  if (s < 86400) return rtf.format(-Math.round(s / 3600), "hour");
+  return dayFmt.format(d);
+}
+function timeEl(iso) {
+  const t = h("time", "time");
+  const d = new Date(iso);
+  if (!isNaN(d)) { t.dateTime = d.toISOString(); t.title = fullFmt.format(d); t.textContent = relTime(d); }
+  return t;
+}
+setInterval(() => {
+  for (const t of list.querySelectorAll("time[datetime]")) t.textContent = relTime(new Date(t.dateTime));
+}, 30000);
+
+// ---- rendering --------------------------------------------------------------------------------
+const URL_RE = /\bhttps?:\/\/[^\s<>"]+/gi;
+
+// Appends `text` to `el`, turning http(s) URLs into links built with DOM APIs.
+function linkify(el, text) {
+  let last = 0;
+  for (const m of text.matchAll(URL_RE)) {
+    let raw = m[0];
+    // Trailing punctuation usually ends the sentence, not the URL; a ")" stays when it closes a "(" inside.
+    while (/[.,;:!?'")\]]$/.test(raw)) {
+      if (raw.endsWith(")") && raw.split("(").length >= raw.split(")").length) break;
+      raw = raw.slice(0, -1);
+    }
+    let url;
+    try { url = new URL(raw); } catch { continue; }
+    const a = h("a", "", raw);
+    a.href = url.href;
+    a.rel = "nofollow ugc noopener";
+    a.target = "_blank";
+    el.append(text.slice(last, m.index), a);
+    last = m.index + raw.length;
+  }
+  el.append(text.slice(last));
+}
+
+function bubble(m, extra) {
+  const text = h("div", "text");
+  linkify(text, String(m.content ?? ""));
+  const meta = h("div", "meta", h("span", "name", String(m.nickname ?? "")), ...extra);
+  const av = h("span", "avatar", ANIMALS[m.avatar] || "💬");
+  av.setAttribute("aria-hidden", "true");
+  return [av, h("div", "bubble", meta, text)];
+}
+
+function renderMessage(m, li = h("li")) {
+  const own = !!me && m.authorId === me.authorId;
+  li.className = own ? "msg own" : "msg";
+  li.dataset.seq = m.seq;
+  const extra = [timeEl(m.createdAt)];
+  if (own) extra.push(deleteButton(m.seq));
+  li.replaceChildren(...bubble(m, extra));
+  return li;
+}
+
+function renderPending(clientId, p) {
+  const li = p.el;
+  li.className = p.failed ? "msg own failed" : "msg own pending";
+  delete li.dataset.seq;
+  const extra = [h("span", "status", p.failed || T.sending)];
+  if (p.failed) {
+    extra.push(
+      // Same clientId: if the first attempt was stored after all, the server acks without a duplicate.
+      button(T.retry, () => { p.failed = null; renderPending(clientId, p); send({ type: "send", clientId, content: p.content }); }),
+      button(T.discard, () => { pending.delete(clientId); li.remove(); input.focus(); }),
+    );
+  }
+  li.replaceChildren(...bubble({ content: p.content, nickname, avatar }, extra));
+}
+
+// Two-step delete (no window.confirm: it blocks and sandboxed frames may suppress it).
+function deleteButton(seq) {
+  let timer = 0;
+  const b = button(T.del, () => {
+    if (!timer) {
+      b.textContent = T.delSure;
+      timer = setTimeout(() => { timer = 0; b.textContent = T.del; }, 3000);
+    } else if (send({ type: "delete", seq })) b.disabled = true;
+    else note(T.offline);
+  });
+  return b;
+}
+
+// Confirmed messages sit in seq order; pending ones (no data-seq) stay below them.
+function place(el, seq) {
+  let prev = list.lastElementChild;
+  while (prev && (prev === el || !prev.dataset.seq || +prev.dataset.seq > seq)) prev = prev.previousElementSibling;
+  list.insertBefore(el, prev ? prev.nextElementSibling : list.firstElementChild);
+}
+
+// Returns true when the message is new to this page.
+function addMessage(m) {
+  if (!m || typeof m.seq !== "number" || gone.has(m.seq)) return false;
+  const known = items.get(m.seq);
+  if (known) {
+    // An ack already placed it with a local timestamp; take the server's copy.
+    if (known.local) { renderMessage(m, known.el); items.set(m.seq, { el: known.el, msg: m }); }
+    return false;
+  }
+  let el;
+  const p = me && m.authorId === me.authorId && m.clientId ? pending.get(m.clientId) : null;
+  if (p) { pending.delete(m.clientId); el = p.el; }
+  el = renderMessage(m, el);
+  items.set(m.seq, { el, msg: m });
+  place(el, m.seq);
+  if (m.seq > maxSeq) maxSeq = m.seq;
+  const t = typers.get(m.authorId);
+  if (t) { clearTimeout(t.timer); typers.delete(m.authorId); renderTyping(); }
+  return true;
+}
+
+// Adds messages at the live end: follows them when the reader is at the bottom, else counts them.
+function addLive(msgs, announceThem) {
+  const stick = nearBottom();
+  let fromOthers = 0;
+  for (const m of msgs) {
+    if (!addMessage(m) || (me && m.authorId === me.authorId)) continue;
+    fromOthers++;
+    if (announceThem) announce(m);
+  }
+  if (stick) toBottom(false);
+  else if (fromOthers) { unread += fromOthers; renderPill(); }
+}
+
+function removeSeq(seq) {
+  gone.add(seq);
+  const it = items.get(seq);
+  if (it) { it.el.remove(); items.delete(seq); }
+}
+
+function clearList() {
+  for (const { el } of items.values()) el.remove();
+  items.clear();
+  maxSeq = 0;
+  listGen++;  // an older-history fetch still in flight belongs to the old list
+}
+
+// ---- scrolling and older history --------------------------------------------------------------
+const nearBottom = () => list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+
+// Scrolls the list itself, never scrollIntoView (that would also scroll the host page).
+function toBottom(smooth) {
+  list.scrollTo({ top: list.scrollHeight, behavior: smooth && !reduceMotion.matches ? "smooth" : "auto" });
+  unread = 0;
+  renderPill();
+}
+
+function renderPill() {
+  pill.hidden = !unread;
+  pill.textContent = unread ? T.newMsgs(unread) : "";
+}
+
+async function loadOlder() {
+  if (loadingOlder || !hasOlder || Date.now() < olderRetryAt) return;
+  const first = list.querySelector("[data-seq]");
+  if (!first) return;
+  loadingOlder = true;
+  list.setAttribute("aria-busy", "true");
+  const gen = listGen;
+  try {
+    const url = `/api/rooms/${encodeURIComponent(roomId)}/messages?before=${first.dataset.seq}&limit=${PAGE}`;
+    const res = await fetch(url, { headers: { Accept: "application/json" } });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const msgs = (await res.json()).messages || [];
+    if (gen !== listGen) return;
+    // Keep what the reader is looking at in place while content grows above it.
+    const height = list.scrollHeight, top = list.scrollTop;
+    for (const m of msgs) addMessage(m);
+    list.scrollTop = top + (list.scrollHeight - height);
+    if (msgs.length < PAGE || msgs[0].seq <= 1) hasOlder = false;
+  } catch {
+    olderRetryAt = Date.now() + 3000;  // the next scroll to the top tries again, without a storm
+  } finally {
+    loadingOlder = false;
+    list.removeAttribute("aria-busy");
+  }
+  fillViewport();
+}
+
+// With no scrollbar yet, the reader cannot scroll up to ask for more.
+function fillViewport() {
+  if (hasOlder && list.scrollHeight <= list.clientHeight) loadOlder();
+}
+
+list.addEventListener("scroll", () => {
+  if (unread && nearBottom()) { unread = 0; renderPill(); }
+  if (list.scrollTop < 64) loadOlder();
+}, { passive: true });
+pill.addEventListener("click", () => { toBottom(true); input.focus(); });
+
+// ---- banner, live region, typing, presence -------------------------------------------------------
+let bannerState = "", bannerNote = "", noteTimer = 0;
+function renderBanner() {
+  const text = bannerNote || bannerState;
+  banner.hidden = !text;
+  banner.textContent = text;
+}
+function setState(text) { bannerState = text; renderBanner(); }
+function note(text) {
+  bannerNote = text;
+  clearTimeout(noteTimer);
+  noteTimer = setTimeout(() => { bannerNote = ""; renderBanner(); }, 5000);
+  renderBanner();
+}
+
+// Screen readers get at most one announcement every 1.5 s: a single message, or a count.
+let liveQueue = [], liveTimer = 0;
+function announce(m) {
+  liveQueue.push(m);
+  liveTimer ||= setTimeout(() => {
+    const q = liveQueue;
+    liveQueue = [];
+    liveTimer = 0;
+    live.textContent = q.length === 1 ? `${q[0].nickname}: ${String(q[0].content).slice(0, 200)}` : T.newMany(q.length);
+  }, 1500);
+}
+
+function onTyping(f) {
+  if (!f.authorId || (me && f.authorId === me.authorId)) return;
+  const prev = typers.get(f.authorId);
+  if (prev) clearTimeout(prev.timer);
+  const timer = setTimeout(() => { typers.delete(f.authorId); renderTyping(); }, TYPING_SHOWN);
+  typers.set(f.authorId, { nickname: String(f.nickname ?? ""), timer });
+  renderTyping();
+}
+function renderTyping() {
+  const names = [...typers.values()].map((t) => t.nickname);
+  typingEl.textContent = names.length ? T.typing(names.slice(0, 3).join(", ")) : "";
+}
+
+function setOnline(n) {
+  if (typeof n === "number") { onlineEl.hidden = false; onlineEl.textContent = T.online(n); }
+}
+
+// ---- socket -----------------------------------------------------------------------------------
+function send(frame) {
+  if (!ws || ws.readyState !== WebSocket.OPEN || !welcomed) return false;
+  ws.send(JSON.stringify(frame));
+  return true;
+}
+
+function connect() {
+  clearTimeout(retryTimer);
+  retryTimer = 0;
+  if (banned || holdForNick) return;
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/${encodeURIComponent(roomId)}`;
+  let sock;
+  try { sock = new WebSocket(url); } catch { scheduleReconnect(); return; }
+  ws = sock;
+  welcomed = false;
+  sock.onopen = () => {
+    const hello = { type: "hello", anonymousId, nickname, avatar };
+    if (everWelcomed) hello.lastSeq = maxSeq;
+    sock.send(JSON.stringify(hello));
+  };
+  sock.onmessage = (e) => {
+    if (sock !== ws) return;
+    let f;
+    try { f = JSON.parse(e.data); } catch { return; }
+    if (f && typeof f.type === "string") onFrame(f);
+  };
+  sock.onclose = (e) => { if (sock === ws) onClose(e); };
+}
+
+function onFrame(f) {
+  switch (f.type) {
+    case "welcome": onWelcome(f); break;
+    case "message": addLive([f.message], true); break;
+    case "ack": onAck(f); break;
+    case "deleted": removeSeq(f.seq); break;
+    case "presence": setOnline(f.online); break;
+    case "typing": onTyping(f); break;
+    case "error": onError(f); break;
+    case "reconnect": onDrain(f.afterMs); break;
+    default: break;  // the engine may add frame types
+  }
+}
+
+function onWelcome(f) {
+  me = f.you || me;
+  welcomed = true;
+  attempt = 0;
+  setState("");
+  setOnline(f.online);
+  const history = Array.isArray(f.history) ? f.history : [];
+  if (f.resumed) {
+    addLive(history, false);
+  } else {
+    // A fresh page of the latest messages: whatever we showed may have a gap before it, so start over.
+    clearList();
+    for (const m of history) addMessage(m);
+    hasOlder = history.length > 0 && history[0].seq > 1;
+    toBottom(false);
+  }
+  // Sends that were in flight when the socket dropped: same clientId, so the server stores them once.
+  for (const [clientId, p] of pending) if (!p.failed) send({ type: "send", clientId, content: p.content });
+  if (!everWelcomed) {
+    everWelcomed = true;
+    post({ ready: { roomId } });
+    reportHeight();
+  }
+  fillViewport();
+}
+
+function onAck(f) {
+  const p = pending.get(f.clientId);
+  if (!p || typeof f.seq !== "number") return;
+  pending.delete(f.clientId);
+  if (items.has(f.seq) || gone.has(f.seq)) { p.el.remove(); return; }
+  // Shown as confirmed now; the matching `message` frame replaces the local timestamp. maxSeq is
+  // left alone: resuming from an ack's seq could skip others' messages still in flight before it.
+  const m = { seq: f.seq, roomId, authorId: me.authorId, nickname, avatar, content: p.content,
+    createdAt: new Date().toISOString(), clientId: f.clientId };
+  renderMessage(m, p.el);
+  items.set(f.seq, { el: p.el, msg: m, local: true });
+  place(p.el, f.seq);
+}
+
+function onError(f) {
+  const reason = T.errors[f.code] || (f.code === "invalid_nickname" ? T.nickRule : f.message) || T.errors.internal;
+  if (f.code === "banned") {
+    banned = true;
+    setState(reason);
+    sendBtn.disabled = input.disabled = true;
+  }
+  const p = f.clientId && pending.get(f.clientId);
+  if (p) { p.failed = reason; renderPending(f.clientId, p); return; }
+  if (f.code === "invalid_nickname") {
+    // Rejected in hello: wait for a valid name rather than retrying the same one forever.
+    if (!welcomed) { holdForNick = true; ws?.close(1000); }
+    openNick(reason);
+    return;
+  }
+  if (f.code !== "banned") note(reason);
+}
+
+// The pod is draining: keep reading until afterMs, then reconnect with lastSeq.
+function onDrain(afterMs) {
+  const wait = Math.min(Math.max(Number(afterMs) || 0, 0), 60000);
+  drainAt = Date.now() + wait;
+  const sock = ws;
+  setTimeout(() => { if (ws === sock) sock?.close(1000); }, wait);
+}
+
+function onClose(e) {
+  ws = null;
+  welcomed = false;
+  for (const t of typers.values()) clearTimeout(t.timer);
+  typers.clear();
+  renderTyping();
+  if (banned) { setState(T.errors.banned); return; }  // the server closes with 1008 after `banned`
+  if (holdForNick) return;
+  if (drainAt) {
+    const wait = Math.max(0, drainAt - Date.now());
+    drainAt = 0;
+    retryTimer = setTimeout(connect, wait);  // planned: no banner unless this attempt fails
+    return;
+  }
+  setState(T.reconnecting);
+  scheduleReconnect();
+}
+
+// Exponential backoff with jitter: about 0.5 s, 1 s, 2 s ... capped at 30 s.
+function scheduleReconnect() {
+  const delay = Math.min(30000, 500 * 2 ** Math.min(attempt, 10) * (0.5 + Math.random()));
+  attempt++;
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(connect, delay);
+}
+
+addEventListener("online", () => { if (retryTimer) connect(); });
+
+// ---- composing ----------------------------------------------------------------------------------
+let lastTypingSent = 0;
+
+function submit() {
+  const content = input.value.trim();
+  const n = chars(content);
+  if (!n || n > MAX_LEN || banned) return;
+  const clientId = uuid();
+  const p = { el: h("li"), content, failed: null };
+  pending.set(clientId, p);
+  renderPending(clientId, p);
+  list.append(p.el);
+  input.value = "";
+  onInput();
+  send({ type: "send", clientId, content });  // offline: stays pending, goes out after the next welcome
+  toBottom(false);
+}
+
+function onInput() {
+  input.style.height = "auto";
+  input.style.height = `${input.scrollHeight + 2}px`;  // +2: the 1px borders (box-sizing: border-box)
+  const n = chars(input.value.trim());
+  count.hidden = n < COUNTER_FROM;
+  count.textContent = `${n}/${MAX_LEN}`;
+  count.classList.toggle("over", n > MAX_LEN);
+  sendBtn.disabled = banned || n === 0 || n > MAX_LEN;
+  if (n && Date.now() - lastTypingSent > TYPING_EVERY && send({ type: "typing" })) lastTypingSent = Date.now();
+}
+
+input.addEventListener("input", onInput);
+input.addEventListener("keydown", (e) => {
+  // isComposing / 229: Enter that confirms a Korean (IME) syllable must not send.
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+    e.preventDefault();
+    submit();
+  }
+});
+composer.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+
+// ---- nickname prompt ----------------------------------------------------------------------------
+let draftAvatar = avatar;
+
+function renderMe() {
+  meBtn.hidden = false;
+  meBtn.textContent = `${ANIMALS[avatar]} ${nickname}`;
+  meBtn.setAttribute("aria-label", `${nickname}: ${T.changeNick}`);  // keeps the visible name in the label
+}
+function renderDraftAvatar() {
+  nickAvatar.textContent = ANIMALS[draftAvatar];
+  nickAvatar.setAttribute("aria-label", T.avatarLabel(T.animals[draftAvatar]));
+}
+
+function openNick(message = "") {
+  draftAvatar = avatar;
+  renderDraftAvatar();
+  nickInput.value = nickname;
+  showNickProblem(message);
+  nickCancel.hidden = !store.get("chat.nickname");  // the first choice cannot be skipped
+  nickForm.hidden = false;
+  composer.hidden = true;
+}
+function closeNick() {
+  nickForm.hidden = true;
+  composer.hidden = false;
+}
+
+nickAvatar.addEventListener("click", () => {
+  const wasDefault = nickInput.value.trim() === defaultNick(draftAvatar);
+  draftAvatar = animalKeys[(animalKeys.indexOf(draftAvatar) + 1) % animalKeys.length];
+  if (wasDefault) nickInput.value = defaultNick(draftAvatar);  // keep the suggestion matching the animal
+  renderDraftAvatar();
+});
+function showNickProblem(problem) {
+  nickErr.textContent = problem;
+  nickInput.setAttribute("aria-invalid", String(!!problem));
+}
+// The error clears as soon as the name is valid; it appears only on submit, not mid-typing.
+nickInput.addEventListener("input", () => { if (nickErr.textContent && !nickProblem(nickInput.value)) showNickProblem(""); });
+nickForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const problem = nickProblem(nickInput.value);
+  showNickProblem(problem);
+  if (problem) { nickInput.focus(); return; }
+  const changed = nickInput.value.trim() !== nickname || draftAvatar !== avatar;
+  nickname = nickInput.value.trim();
+  avatar = draftAvatar;
+  store.set("chat.nickname", nickname);
+  store.set("chat.avatar", avatar);
+  closeNick();
+  renderMe();
+  input.focus();
+  if (holdForNick) { holdForNick = false; connect(); } else if (changed) send({ type: "rename", nickname, avatar });
+});
+nickCancel.addEventListener("click", () => { closeNick(); meBtn.focus(); });
+nickForm.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && !nickCancel.hidden) { closeNick(); meBtn.focus(); }
+});
+meBtn.addEventListener("click", () => { openNick(); nickInput.focus(); nickInput.select(); });
+
+// ---- host page (postMessage) and theme --------------------------------------------------------------
+function post(msg) {
+  if (hostOrigin) window.parent.postMessage({ chat: msg }, hostOrigin);
+}
+
+// Same classes as the inline head script. "auto" leaves it to prefers-color-scheme, which the CSS follows live.
+function applyTheme(t) {
+  const root = document.documentElement;
+  root.classList.remove("theme-light", "theme-dark", "theme-auto");
+  root.classList.add(`theme-${t}`);
+  root.style.colorScheme = t === "auto" ? "light dark" : t;
+}
+
+addEventListener("message", (e) => {
+  if (!hostOrigin || e.source !== window.parent || e.origin !== hostOrigin) return;
+  const theme = e.data?.chat?.setTheme;
+  if (theme === "light" || theme === "dark" || theme === "auto") applyTheme(theme);
+});
+
+// Height reports: one wrapper, rounded up, at most once per frame, and only after `ready` so the host
+// never sizes the frame from a half-built page.
+let lastHeight = 0, heightQueued = false;
+function reportHeight() {
+  if (heightQueued || !everWelcomed) return;
+  heightQueued = true;
+  requestAnimationFrame(() => {
+    heightQueued = false;
+    const height = Math.ceil(app.getBoundingClientRect().height);
+    if (height !== lastHeight) { lastHeight = height; post({ resize: { height } }); }
+  });
+}
+if (hostOrigin && "ResizeObserver" in window) new ResizeObserver(reportHeight).observe(app);
+
+// ---- start ------------------------------------------------------------------------------------
+const title = (params.get("title") || "").trim().slice(0, 200) || T.title;
+$("title").textContent = title;
+document.title = title;
+$("input-label").textContent = T.inputLabel;
+$("nick-label").textContent = T.nickLabel;
+$("nick-save").textContent = T.nickSave;
+nickCancel.textContent = T.cancel;
+input.placeholder = T.placeholder;
+sendBtn.textContent = T.send;
+meBtn.title = T.changeNick;
+onInput();
+
+if (!roomOk) {
+  setState(T.badRoom);
+  sendBtn.disabled = input.disabled = true;
+} else {
+  renderMe();
+  if (firstVisit) openNick();
+  setState(T.connecting);
+  connect();
+}

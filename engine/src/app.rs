@@ -1,0 +1,90 @@
+//! The state every connection and request shares: configuration, the room registry, the store,
+//! the drain switch and the connection limit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hyper::header::HeaderValue;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Config;
+use crate::room::{ConnId, Rooms};
+use crate::store::Store;
+
+pub struct App {
+    pub config: Config,
+    pub rooms: Rooms,
+    pub store: Arc<dyn Store>,
+    origins: Vec<String>,
+    draining: watch::Sender<bool>,
+    connections: Arc<Semaphore>,
+    next_conn: AtomicU64,
+}
+
+impl App {
+    pub fn new(config: Config, rooms: Rooms, store: Arc<dyn Store>) -> App {
+        let origins = config.origins();
+        let connections = Arc::new(Semaphore::new(config.max_connections));
+        App { config, rooms, store, origins, draining: watch::Sender::new(false), connections, next_conn: AtomicU64::new(1) }
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A place under the connection limit, held for the life of the socket.
+    pub fn connection_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.connections.clone().try_acquire_owned().ok()
+    }
+
+    /// Sockets open right now.
+    pub fn open_connections(&self) -> usize {
+        self.config.max_connections - self.connections.available_permits()
+    }
+
+    /// Browsers always send `Origin`; a request without one is a non-browser client and allowed.
+    pub fn origin_allowed(&self, origin: Option<&HeaderValue>) -> bool {
+        if self.origins.is_empty() {
+            return true;
+        }
+        match origin.and_then(|o| o.to_str().ok()) {
+            None => true,
+            Some(origin) => {
+                let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+                self.origins.iter().any(|allowed| *allowed == origin)
+            }
+        }
+    }
+
+    /// The `frame-ancestors` sources for the widget page, when embedding is restricted.
+    pub fn frame_ancestors(&self) -> Option<String> {
+        (!self.origins.is_empty()).then(|| self.origins.join(" "))
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    pub fn draining(&self) -> watch::Receiver<bool> {
+        self.draining.subscribe()
+    }
+
+    /// A jittered reconnect delay, so a draining pod's readers do not all come back at once.
+    /// Spread over a third of the grace period (at most 5 s), leaving time for the last commits.
+    pub fn reconnect_after_ms(&self) -> u64 {
+        let spread = (self.config.shutdown_grace.as_millis() as u64 / 3).clamp(1, 5_000);
+        250 + fastrand::u64(0..spread)
+    }
+}
+
+impl App {
+    /// Resolves once every socket has closed (all connection slots are free again).
+    pub async fn wait_for_no_connections(&self) {
+        let all = u32::try_from(self.config.max_connections).unwrap_or(u32::MAX);
+        let _ = self.connections.acquire_many(all).await;
+    }
+}

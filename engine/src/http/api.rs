@@ -1,0 +1,168 @@
+//! The JSON API: room info, older history, and the moderation routes behind the admin token.
+
+use std::sync::Arc;
+
+use bytes::Buf;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::{error_response, json, Body};
+use crate::app::App;
+use crate::chat::{now_millis, AuthorId, RoomId, Seq};
+use crate::room::{RoomError, HISTORY_ON_JOIN};
+use crate::store::Deletion;
+use crate::ws::protocol::ErrorCode;
+
+/// Largest page of the history API.
+const HISTORY_MAX: usize = 100;
+/// Longest ban: ten years.
+const BAN_MAX_MINUTES: u64 = 10 * 365 * 24 * 60;
+/// Moderation bodies are tiny; anything larger is refused unread.
+const BODY_MAX: usize = 4096;
+
+fn unavailable() -> Response<Body> {
+    error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "message store unavailable")
+}
+
+fn room_error(err: RoomError) -> Response<Body> {
+    match err {
+        RoomError::Unavailable => unavailable(),
+        RoomError::Closed => error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "this pod is shutting down"),
+    }
+}
+
+/// `{ id, online, lastSeq }`. A room nobody has written in yet is simply empty.
+pub async fn room_info(app: &Arc<App>, room: RoomId) -> Response<Body> {
+    match app.rooms.info(&room).await {
+        Ok(info) => json(&json!({ "id": room.as_str(), "online": info.online, "lastSeq": info.last_seq })),
+        Err(err) => room_error(err),
+    }
+}
+
+struct HistoryQuery {
+    before: Option<Seq>,
+    limit: usize,
+}
+
+fn parse_history_query(query: Option<&str>) -> Result<HistoryQuery, String> {
+    let mut parsed = HistoryQuery { before: None, limit: HISTORY_ON_JOIN };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "before" => match value.parse::<Seq>() {
+                Ok(seq) if seq >= 1 => parsed.before = Some(seq),
+                _ => return Err("before must be a positive seq".into()),
+            },
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=HISTORY_MAX).contains(&n) => parsed.limit = n,
+                _ => return Err(format!("limit must be 1 to {HISTORY_MAX}")),
+            },
+            _ => {}
+        }
+    }
+    Ok(parsed)
+}
+
+/// Older messages, newest last: `?before={seq}&limit={n}`.
+pub async fn history(app: &Arc<App>, room: RoomId, query: Option<&str>) -> Response<Body> {
+    let query = match parse_history_query(query) {
+        Ok(q) => q,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &message),
+    };
+    match app.store.history(room, query.before, query.limit).await {
+        Ok(messages) => json(&json!({ "messages": messages })),
+        Err(err) => {
+            tracing::warn!(error = %err, "history query failed");
+            unavailable()
+        }
+    }
+}
+
+/// Constant-time check of `Authorization: Bearer <token>`; no token configured means no access.
+fn authorized(app: &App, req: &Request<impl Sized>) -> bool {
+    let Some(expected) = app.config.admin_token.as_deref().filter(|t| !t.is_empty()) else { return false };
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
+fn forbidden() -> Response<Body> {
+    error_response(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "moderation needs the admin token")
+}
+
+pub async fn admin_delete(app: &Arc<App>, room: RoomId, seq: &str, req: &Request<Incoming>) -> Response<Body> {
+    if !authorized(app, req) {
+        return forbidden();
+    }
+    let Some(seq) = seq.parse::<Seq>().ok().filter(|s| *s >= 1) else {
+        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "seq must be a positive integer");
+    };
+    match app.rooms.admin_delete(&room, seq).await {
+        Ok(Deletion::Deleted) => {
+            tracing::info!(room = %room, seq, "message deleted by a moderator");
+            json(&json!({ "deleted": seq }))
+        }
+        Ok(_) => error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such message"),
+        Err(err) => room_error(err),
+    }
+}
+
+#[derive(Deserialize)]
+struct BanRequest {
+    #[serde(rename = "authorId")]
+    author_id: String,
+    minutes: u64,
+}
+
+pub async fn ban(app: &Arc<App>, room: RoomId, req: Request<Incoming>) -> Response<Body> {
+    if !authorized(app, &req) {
+        return forbidden();
+    }
+    let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
+        Ok(body) => body.aggregate(),
+        Err(_) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "body missing or larger than 4 KiB"),
+    };
+    let request: BanRequest = match serde_json::from_reader(body.reader()) {
+        Ok(r) => r,
+        Err(err) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &format!("body: {err}")),
+    };
+    let Some(author) = AuthorId::parse(&request.author_id) else {
+        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "authorId must be 16 lowercase hex digits");
+    };
+    if !(1..=BAN_MAX_MINUTES).contains(&request.minutes) {
+        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "minutes must be 1 to 5256000");
+    }
+    let until = now_millis() + (request.minutes as i64) * 60_000;
+    match app.rooms.ban(&room, &author, until).await {
+        Ok(()) => {
+            let mut res = json(&json!({ "authorId": author.as_str(), "until": crate::chat::format_millis(until) }));
+            *res.status_mut() = StatusCode::CREATED;
+            res
+        }
+        Err(err) => room_error(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_query_is_validated() {
+        let q = parse_history_query(Some("before=10&limit=100")).unwrap();
+        assert_eq!((q.before, q.limit), (Some(10), 100));
+        assert_eq!(parse_history_query(None).unwrap().limit, HISTORY_ON_JOIN);
+        for bad in ["limit=0", "limit=101", "limit=abc", "before=-1", "before=", "limit="] {
+            assert!(parse_history_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! chat-engine: real-time chat for blog posts in one process.
+//!
+//! A map of the crate, in the order a message travels:
+//! - `http`: routes of PROTOCOL.md (widget page, JSON API, health, metrics) and the WebSocket
+//!   upgrade that hands a connection to `ws`.
+//! - `ws`: `protocol` (frame types) and the `session` of one connection: hello, validation, relay.
+//! - `room`: the registry and one actor per live room: members, presence, ring buffer, seq
+//!   order, rate limits; sends go to group commit and are acked and broadcast after it.
+//! - `store`: the `Store` trait, the SQLite implementation and the group-commit `writer`.
+//! - `chat`: the domain types and the rules on client input; `metrics`, `config`, `app`, `server`.
+
+pub mod app;
+pub mod chat;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod room;
+pub mod server;
+pub mod store;
+pub mod ws;
+
+pub use config::Config;
+pub use server::serve;

@@ -1,0 +1,106 @@
+//! Prometheus metrics, all prefixed `chat_`, registered once in a process-wide registry.
+//! Labels carry only bounded, public values (results, error codes): never ids of readers or rooms.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: IntGauge,
+    pub rooms_active: IntGauge,
+    pub joins: IntCounter,
+    /// Sends by outcome: `stored`, `duplicate`, `rate_limited`, `unavailable`, `invalid`.
+    pub messages: IntCounterVec,
+    pub frames_delivered: IntCounter,
+    pub slow_consumer_closes: IntCounter,
+    /// Error frames and HTTP errors sent, by protocol error code.
+    pub errors: IntCounterVec,
+    pub store_errors: IntCounter,
+    pub commit_seconds: Histogram,
+    pub commit_batch_size: Histogram,
+    pub send_broadcast_seconds: Histogram,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric");
+    registry.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    #[cfg(target_os = "linux")]
+    r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        .expect("process metrics");
+    let m = Metrics {
+        connections: gauge(&r, "chat_connections", "Open WebSocket connections."),
+        rooms_active: gauge(&r, "chat_rooms_active", "Rooms with a running actor on this pod."),
+        joins: counter(&r, "chat_joins_total", "Readers who joined a room (hello accepted)."),
+        messages: counter_vec(&r, "chat_messages_total", "Sends by outcome.", "result"),
+        frames_delivered: counter(&r, "chat_frames_delivered_total", "Frames queued to readers."),
+        slow_consumer_closes: counter(
+            &r,
+            "chat_slow_consumer_closes_total",
+            "Readers closed (1013) because their outbound queue was full.",
+        ),
+        errors: counter_vec(&r, "chat_errors_total", "Errors answered to clients, by protocol code.", "code"),
+        store_errors: counter(&r, "chat_store_errors_total", "Store operations that failed."),
+        commit_seconds: histogram(&r, "chat_commit_seconds", "Time of one group commit.", LATENCY_BUCKETS.to_vec()),
+        commit_batch_size: histogram(
+            &r,
+            "chat_commit_batch_size",
+            "Messages per group commit.",
+            vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+        ),
+        send_broadcast_seconds: histogram(
+            &r,
+            "chat_send_broadcast_seconds",
+            "From a send reaching its room to its broadcast (includes the commit).",
+            LATENCY_BUCKETS.to_vec(),
+        ),
+        registry: r,
+    };
+    // Pre-create the label values an operator alerts on, so the series exist before the first event.
+    for result in ["stored", "duplicate", "rate_limited", "unavailable", "invalid"] {
+        m.messages.with_label_values(&[result]);
+    }
+    m
+});
+
+impl Metrics {
+    pub fn error(&self, code: &str) {
+        self.errors.with_label_values(&[code]).inc();
+    }
+
+    /// The text exposition format served at `/metrics`.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

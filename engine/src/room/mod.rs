@@ -1,0 +1,136 @@
+//! Rooms: one actor task per live room owns everything about it (members, presence, the ring of
+//! recent messages, seq order, rate limits). Sessions and the HTTP API talk to it only through
+//! `Command`s on its channel; the `Rooms` registry maps room ids to running actors.
+
+mod actor;
+mod presence;
+mod rate;
+mod registry;
+mod ring;
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::chat::{AuthorId, Profile, Seq};
+use crate::store::{writer::Writer, Deletion, Store};
+
+pub use rate::TokenBucket;
+pub use registry::{Joined, Rooms};
+
+/// Identifies one WebSocket connection (a reader may have several tabs).
+pub type ConnId = u64;
+
+/// How many recent messages a room keeps in memory: enough for a join (50) and for a resume of up
+/// to `RESUME_MAX` missed messages.
+pub const RING_CAPACITY: usize = 500;
+pub const HISTORY_ON_JOIN: usize = 50;
+pub const RESUME_MAX: Seq = 500;
+
+/// Settings every room shares.
+pub struct RoomSettings {
+    pub send_rate: f64,
+    pub send_burst: u32,
+    pub idle: Duration,
+    pub outbound_queue: usize,
+}
+
+pub struct RoomContext {
+    pub store: std::sync::Arc<dyn Store>,
+    pub writer: Writer,
+    pub settings: RoomSettings,
+}
+
+/// Why the room closes a member's connection, with an optional last frame to send first.
+#[derive(Debug)]
+pub struct Kick {
+    pub code: u16,
+    pub reason: &'static str,
+    pub frame: Option<Utf8Bytes>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("you are banned from this room")]
+    Banned,
+    #[error("the message store is unavailable")]
+    Unavailable,
+    #[error("the room is shutting down")]
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    #[error("the message store is unavailable")]
+    Unavailable,
+    #[error("the pod is shutting down")]
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub online: usize,
+    pub last_seq: Seq,
+}
+
+pub enum Command {
+    Join {
+        conn: ConnId,
+        profile: Profile,
+        last_seq: Option<Seq>,
+        outbox: mpsc::Sender<Utf8Bytes>,
+        kick: oneshot::Sender<Kick>,
+        reply: oneshot::Sender<Result<Utf8Bytes, JoinError>>,
+    },
+    Leave {
+        conn: ConnId,
+    },
+    Send {
+        conn: ConnId,
+        client_id: String,
+        content: String,
+        received: Instant,
+    },
+    Delete {
+        conn: ConnId,
+        seq: Seq,
+    },
+    Typing {
+        conn: ConnId,
+    },
+    Rename {
+        conn: ConnId,
+        nickname: String,
+        avatar: String,
+    },
+    Info {
+        reply: oneshot::Sender<Result<RoomInfo, RoomError>>,
+    },
+    AdminDelete {
+        seq: Seq,
+        reply: oneshot::Sender<Result<Deletion, RoomError>>,
+    },
+    Ban {
+        author: AuthorId,
+        until: i64,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    /// The pod is going away: commit what is pending, then stop.
+    Shutdown,
+}
+
+/// A running room actor, as the registry and the sessions hold it.
+#[derive(Clone)]
+pub struct RoomHandle {
+    tx: mpsc::Sender<Command>,
+    generation: u64,
+}
+
+impl RoomHandle {
+    /// Sends a member's command. Fails only when the actor is gone, which a member outlives only
+    /// after being kicked.
+    pub async fn send(&self, cmd: Command) -> Result<(), RoomError> {
+        self.tx.send(cmd).await.map_err(|_| RoomError::Closed)
+    }
+}

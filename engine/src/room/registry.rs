@@ -1,0 +1,146 @@
+//! The room registry: room id → running actor. The first request for a room spawns its actor;
+//! an idle actor removes itself and closes its channel, and any request that raced with that stop
+//! finds its reply dropped and simply asks again, which spawns a fresh actor. No join is lost.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::actor::RoomActor;
+use super::{Command, ConnId, JoinError, Kick, RoomContext, RoomError, RoomHandle, RoomInfo};
+use crate::chat::{AuthorId, Profile, RoomId, Seq};
+use crate::store::Deletion;
+
+/// A request that meets a stopping actor is retried this often before giving up.
+const ATTEMPTS: usize = 5;
+
+#[derive(Clone)]
+pub struct Rooms {
+    inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) map: DashMap<RoomId, RoomHandle>,
+    ctx: Arc<RoomContext>,
+    generations: AtomicU64,
+    closing: AtomicBool,
+    /// Each actor holds a clone; once all are dropped the receiver learns every room has stopped.
+    alive: Mutex<Option<mpsc::Sender<()>>>,
+    all_stopped: tokio::sync::Mutex<mpsc::Receiver<()>>,
+}
+
+/// A session's membership in a room.
+pub struct Joined {
+    pub room: RoomHandle,
+    pub welcome: Utf8Bytes,
+    pub outbox: mpsc::Receiver<Utf8Bytes>,
+    pub kick: oneshot::Receiver<Kick>,
+}
+
+impl Rooms {
+    pub fn new(ctx: RoomContext) -> Rooms {
+        let (alive, all_stopped) = mpsc::channel(1);
+        Rooms {
+            inner: Arc::new(Inner {
+                map: DashMap::new(),
+                ctx: Arc::new(ctx),
+                generations: AtomicU64::new(0),
+                closing: AtomicBool::new(false),
+                alive: Mutex::new(Some(alive)),
+                all_stopped: tokio::sync::Mutex::new(all_stopped),
+            }),
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.inner.map.len()
+    }
+
+    /// The running actor of a room, spawned if there is none.
+    fn handle(&self, room: &RoomId) -> Option<RoomHandle> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return None;
+        }
+        let alive = self.inner.alive.lock().ok()?.clone()?;
+        let entry = self.inner.map.entry(room.clone()).or_insert_with(|| {
+            let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = mpsc::channel(1024);
+            let actor = RoomActor::new(room.clone(), generation, self.inner.ctx.clone(), Arc::downgrade(&self.inner), rx, alive);
+            tokio::spawn(actor.run());
+            RoomHandle { tx, generation }
+        });
+        Some(entry.value().clone())
+    }
+
+    fn forget(&self, room: &RoomId, generation: u64) {
+        self.inner.map.remove_if(room, |_, h| h.generation == generation);
+    }
+
+    /// Sends a request to the room's actor and waits for its answer, asking a fresh actor when
+    /// the one it reached was stopping.
+    async fn request<T>(&self, room: &RoomId, make: impl Fn(oneshot::Sender<T>) -> Command) -> Result<T, RoomError> {
+        for _ in 0..ATTEMPTS {
+            let handle = self.handle(room).ok_or(RoomError::Closed)?;
+            let (reply, answer) = oneshot::channel();
+            if handle.tx.send(make(reply)).await.is_ok() {
+                if let Ok(value) = answer.await {
+                    return Ok(value);
+                }
+            }
+            self.forget(room, handle.generation);
+        }
+        Err(RoomError::Closed)
+    }
+
+    pub async fn join(&self, room: &RoomId, conn: ConnId, profile: Profile, last_seq: Option<Seq>, queue: usize) -> Result<Joined, JoinError> {
+        for _ in 0..ATTEMPTS {
+            let handle = self.handle(room).ok_or(JoinError::Closed)?;
+            let (outbox_tx, outbox) = mpsc::channel(queue.max(1));
+            let (kick_tx, kick) = oneshot::channel();
+            let (reply, answer) = oneshot::channel();
+            let cmd = Command::Join { conn, profile: profile.clone(), last_seq, outbox: outbox_tx, kick: kick_tx, reply };
+            if handle.tx.send(cmd).await.is_ok() {
+                if let Ok(result) = answer.await {
+                    return result.map(|welcome| Joined { room: handle, welcome, outbox, kick });
+                }
+            }
+            self.forget(room, handle.generation);
+        }
+        Err(JoinError::Closed)
+    }
+
+    pub async fn info(&self, room: &RoomId) -> Result<RoomInfo, RoomError> {
+        self.request(room, |reply| Command::Info { reply }).await?
+    }
+
+    pub async fn admin_delete(&self, room: &RoomId, seq: Seq) -> Result<Deletion, RoomError> {
+        self.request(room, |reply| Command::AdminDelete { seq, reply }).await?
+    }
+
+    pub async fn ban(&self, room: &RoomId, author: &AuthorId, until: i64) -> Result<(), RoomError> {
+        self.request(room, |reply| Command::Ban { author: author.clone(), until, reply }).await?
+    }
+
+    /// Stops every room once its pending messages are committed; returns when all have stopped.
+    pub async fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        if let Ok(mut alive) = self.inner.alive.lock() {
+            alive.take();
+        }
+        let handles: Vec<RoomHandle> = self.inner.map.iter().map(|e| e.value().clone()).collect();
+        for handle in handles {
+            let _ = handle.tx.send(Command::Shutdown).await;
+        }
+        let _ = self.inner.all_stopped.lock().await.recv().await;
+    }
+}
+
+impl Inner {
+    /// Called by an actor that decided to stop: only removes the entry if it is still its own.
+    pub(super) fn remove(&self, room: &RoomId, generation: u64) {
+        self.map.remove_if(room, |_, h| h.generation == generation);
+    }
+}

@@ -1,0 +1,83 @@
+//! The process's life: open the store, accept connections, and on shutdown drain in order —
+//! stop accepting, turn `/readyz` to 503, send every reader `reconnect`, wait for the sockets to
+//! close (at most `SHUTDOWN_GRACE`), commit what the rooms still hold, close the store.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::room::{RoomContext, RoomSettings, Rooms};
+use crate::store::{self, writer::Writer, StoreError};
+
+/// Slow or idle HTTP clients may take this long to send their request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
+    let store = store::open(&config.database_url, config.store_timeout).await?;
+    let (writer, writer_task) = Writer::spawn(store.clone(), config.store_timeout);
+    let settings = RoomSettings {
+        send_rate: config.send_rate,
+        send_burst: config.send_burst,
+        idle: config.room_idle,
+        outbound_queue: config.outbound_queue,
+    };
+    let rooms = Rooms::new(RoomContext { store: store.clone(), writer, settings });
+    let grace = config.shutdown_grace;
+    let app = Arc::new(App::new(config, rooms, store.clone()));
+
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(addr = %addr, store = store.kind(), "listening");
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve_connection(app.clone(), stream));
+                }
+                // Out of file descriptors and the like: keep serving the connections we have.
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+
+    tracing::info!(connections = app.open_connections(), grace_s = grace.as_secs_f64(), "draining");
+    let deadline = tokio::time::Instant::now() + grace;
+    app.start_draining();
+    if tokio::time::timeout_at(deadline, app.wait_for_no_connections()).await.is_err() {
+        tracing::warn!(connections = app.open_connections(), "grace period over with readers still connected");
+    }
+    if tokio::time::timeout_at(deadline + Duration::from_secs(5), app.rooms.shutdown()).await.is_err() {
+        tracing::warn!("rooms did not finish their commits in time");
+    }
+    drop(app);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_connection(app: Arc<App>, stream: tokio::net::TcpStream) {
+    let service = service_fn(move |req| crate::http::route(app.clone(), req));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(err) = conn.await {
+        tracing::debug!(error = %err, "http connection ended with an error");
+    }
+}

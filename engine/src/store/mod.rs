@@ -1,0 +1,94 @@
+//! Durable message history behind one small trait, so the room actors never know which database
+//! holds their messages. The embedded default is a SQLite file; `writer` adds group commit on top.
+
+pub mod sqlite;
+pub mod writer;
+
+use futures_util::future::BoxFuture;
+
+use crate::chat::{AuthorId, Message, Profile, RoomId, Seq};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("store: migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("store: no answer within the store timeout")]
+    Timeout,
+    #[error("store: unsupported database url `{0}`")]
+    UnsupportedUrl(String),
+}
+
+/// A send that passed every check and waits for its commit.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub room_id: RoomId,
+    pub author: Profile,
+    pub content: String,
+    pub client_id: String,
+}
+
+/// What the commit made of one `NewMessage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: Seq,
+    pub created_at: i64,
+    /// False when the same (room, author, clientId) was stored before: the original seq is
+    /// acked again and nothing is broadcast.
+    pub fresh: bool,
+}
+
+/// What a room actor needs to start serving from memory.
+#[derive(Debug, Default)]
+pub struct RoomSnapshot {
+    pub last_seq: Seq,
+    /// The newest messages that are not deleted, oldest first.
+    pub recent: Vec<Message>,
+    /// Active bans: author and the end of the ban in epoch milliseconds.
+    pub bans: Vec<(AuthorId, i64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    NotFound,
+    Forbidden,
+}
+
+pub trait Store: Send + Sync + 'static {
+    /// Short name for logs: "sqlite", "postgres".
+    fn kind(&self) -> &'static str;
+
+    /// Stores a batch in one transaction, assigning each room's next seqs in batch order.
+    fn append(&self, batch: Vec<NewMessage>) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>>;
+
+    fn load_room(&self, room: RoomId, recent: usize) -> BoxFuture<'_, Result<RoomSnapshot, StoreError>>;
+
+    /// Messages (not deleted) with seq below `before` (or the newest), at most `limit`, oldest first.
+    fn history(&self, room: RoomId, before: Option<Seq>, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>>;
+
+    /// Messages (not deleted) with seq above `after`, at most `limit`, oldest first.
+    fn after(&self, room: RoomId, after: Seq, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>>;
+
+    fn last_seq(&self, room: RoomId) -> BoxFuture<'_, Result<Seq, StoreError>>;
+
+    /// Erases a message's content. With an author, only that author's message may go.
+    fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>>;
+
+    fn ban(&self, room: RoomId, author: AuthorId, until: i64) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Whether the store answers at all (readiness).
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Flushes and closes connections at shutdown.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Opens the store a `DATABASE_URL` names.
+pub async fn open(url: &str, timeout: std::time::Duration) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path, timeout).await?));
+    }
+    Err(StoreError::UnsupportedUrl(url.split(':').next().unwrap_or_default().to_string()))
+}

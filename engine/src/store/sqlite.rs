@@ -1,0 +1,263 @@
+//! The embedded store: one SQLite file in WAL mode. Writes go through a single connection (SQLite
+//! has one writer anyway, and this keeps lock waits out of the picture); reads use a small pool
+//! that WAL lets run beside the writer. `synchronous = FULL` makes every acked commit survive a
+//! crash of the process or the machine.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::Row;
+
+use super::{Appended, Deletion, NewMessage, RoomSnapshot, Store, StoreError};
+use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+const MESSAGE_COLUMNS: &str = "seq, room_id, author_id, nickname, avatar, content, created_at, client_id";
+
+impl SqliteStore {
+    pub async fn open(path: &str, timeout: Duration) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(timeout)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(timeout)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(timeout)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, readers })
+    }
+
+    async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
+        let now = now_millis();
+        let mut tx = self.writer.begin().await?;
+        let mut out = Vec::with_capacity(batch.len());
+        // Batches arrive grouped by room, but a room may appear more than once; the counter is
+        // read back each time the room changes so it stays right either way.
+        let mut current: Option<(RoomId, Seq)> = None;
+        for msg in &batch {
+            let last_seq = match &current {
+                Some((room, seq)) if *room == msg.room_id => *seq,
+                _ => {
+                    if let Some((room, seq)) = current.take() {
+                        save_counter(&mut tx, &room, seq).await?;
+                    }
+                    sqlx::query("INSERT INTO rooms (id, last_seq, created_at) VALUES (?, 0, ?) ON CONFLICT (id) DO NOTHING")
+                        .bind(msg.room_id.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query_scalar::<_, Seq>("SELECT last_seq FROM rooms WHERE id = ?")
+                        .bind(msg.room_id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?
+                }
+            };
+            let seq = last_seq + 1;
+            let inserted = sqlx::query(
+                "INSERT INTO messages (room_id, seq, author_id, nickname, avatar, content, created_at, client_id)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (room_id, author_id, client_id) DO NOTHING",
+            )
+            .bind(msg.room_id.as_str())
+            .bind(seq)
+            .bind(msg.author.author_id.as_str())
+            .bind(&msg.author.nickname)
+            .bind(&msg.author.avatar)
+            .bind(&msg.content)
+            .bind(now)
+            .bind(&msg.client_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                out.push(Appended { seq, created_at: now, fresh: true });
+                current = Some((msg.room_id.clone(), seq));
+            } else {
+                let row = sqlx::query("SELECT seq, created_at FROM messages WHERE room_id = ? AND author_id = ? AND client_id = ?")
+                    .bind(msg.room_id.as_str())
+                    .bind(msg.author.author_id.as_str())
+                    .bind(&msg.client_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                out.push(Appended { seq: row.get(0), created_at: row.get(1), fresh: false });
+                current = Some((msg.room_id.clone(), last_seq));
+            }
+        }
+        if let Some((room, seq)) = current {
+            save_counter(&mut tx, &room, seq).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+async fn save_counter(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
+    sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?")
+        .bind(seq)
+        .bind(room.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn message(row: &SqliteRow, room_id: &RoomId) -> Message {
+    Message {
+        seq: row.get(0),
+        room_id: room_id.clone(),
+        author_id: AuthorId::from_store(row.get(2)),
+        nickname: row.get(3),
+        avatar: row.get(4),
+        content: row.get(5),
+        created_at: row.get(6),
+        client_id: row.get(7),
+    }
+}
+
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn append(&self, batch: Vec<NewMessage>) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
+        self.append_batch(batch).boxed()
+    }
+
+    fn load_room(&self, room: RoomId, recent: usize) -> BoxFuture<'_, Result<RoomSnapshot, StoreError>> {
+        async move {
+            let last_seq = self.last_seq(room.clone()).await?;
+            let recent = self.history(room.clone(), None, recent).await?;
+            let bans = sqlx::query("SELECT author_id, until FROM bans WHERE room_id = ? AND until > ?")
+                .bind(room.as_str())
+                .bind(now_millis())
+                .fetch_all(&self.readers)
+                .await?
+                .iter()
+                .map(|row| (AuthorId::from_store(row.get(0)), row.get::<i64, _>(1)))
+                .collect();
+            Ok(RoomSnapshot { last_seq, recent, bans })
+        }
+        .boxed()
+    }
+
+    fn history(&self, room: RoomId, before: Option<Seq>, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
+        async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE room_id = ? AND seq < ? AND deleted_at IS NULL
+                 ORDER BY seq DESC LIMIT ?"
+            ))
+            .bind(room.as_str())
+            .bind(before.unwrap_or(Seq::MAX))
+            .bind(limit as i64)
+            .fetch_all(&self.readers)
+            .await?;
+            Ok(rows.iter().rev().map(|row| message(row, &room)).collect())
+        }
+        .boxed()
+    }
+
+    fn after(&self, room: RoomId, after: Seq, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
+        async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE room_id = ? AND seq > ? AND deleted_at IS NULL
+                 ORDER BY seq LIMIT ?"
+            ))
+            .bind(room.as_str())
+            .bind(after)
+            .bind(limit as i64)
+            .fetch_all(&self.readers)
+            .await?;
+            Ok(rows.iter().map(|row| message(row, &room)).collect())
+        }
+        .boxed()
+    }
+
+    fn last_seq(&self, room: RoomId) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        async move {
+            let seq = sqlx::query_scalar::<_, Seq>("SELECT last_seq FROM rooms WHERE id = ?")
+                .bind(room.as_str())
+                .fetch_optional(&self.readers)
+                .await?;
+            Ok(seq.unwrap_or(0))
+        }
+        .boxed()
+    }
+
+    fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>> {
+        async move {
+            let mut tx = self.writer.begin().await?;
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT author_id FROM messages WHERE room_id = ? AND seq = ? AND deleted_at IS NULL")
+                    .bind(room.as_str())
+                    .bind(seq)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let outcome = match (owner, author) {
+                (None, _) => Deletion::NotFound,
+                (Some(owner), Some(author)) if owner != author.as_str() => Deletion::Forbidden,
+                _ => {
+                    sqlx::query("UPDATE messages SET content = '', deleted_at = ? WHERE room_id = ? AND seq = ?")
+                        .bind(now_millis())
+                        .bind(room.as_str())
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                    Deletion::Deleted
+                }
+            };
+            tx.commit().await?;
+            Ok(outcome)
+        }
+        .boxed()
+    }
+
+    fn ban(&self, room: RoomId, author: AuthorId, until: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            sqlx::query(
+                "INSERT INTO bans (room_id, author_id, until, created_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (room_id, author_id) DO UPDATE SET until = excluded.until",
+            )
+            .bind(room.as_str())
+            .bind(author.as_str())
+            .bind(until)
+            .bind(now_millis())
+            .execute(&self.writer)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            sqlx::query("SELECT 1").execute(&self.readers).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        async move {
+            self.readers.close().await;
+            self.writer.close().await;
+        }
+        .boxed()
+    }
+}

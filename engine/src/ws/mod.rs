@@ -1,0 +1,69 @@
+//! WebSocket: the upgrade on `/ws/{roomId}` and the per-connection session.
+
+pub mod protocol;
+mod session;
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::app::App;
+use crate::chat::RoomId;
+use crate::http::{error_response, Body};
+use protocol::{ErrorCode, MAX_FRAME_BYTES};
+
+/// Small buffers: an idle reader should cost a few KiB, not tungstenite's 128 KiB default.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(2 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+}
+
+/// Answers the upgrade request and, once hyper hands over the connection, runs the session.
+pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>) -> Response<Body> {
+    let headers = req.headers();
+    let is_upgrade = headers.get(UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let version_ok = headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let Some(key) = headers.get(SEC_WEBSOCKET_KEY).filter(|_| is_upgrade && version_ok) else {
+        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "expected a WebSocket upgrade (version 13)");
+    };
+    if !app.origin_allowed(headers.get(hyper::header::ORIGIN)) {
+        return error_response(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "this origin may not open sockets here");
+    }
+    if app.is_draining() {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "this pod is shutting down");
+    }
+    let Some(slot) = app.connection_slot() else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "this pod is at its connection limit");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let app = app.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config())).await;
+                session::run(app, room, ws, slot).await;
+            }
+            Err(err) => tracing::debug!(error = %err, "upgrade failed"),
+        }
+    });
+    let mut res = Response::new(Body::default());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        h.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    res
+}

@@ -1,0 +1,218 @@
+//! The WebSocket frames of PROTOCOL.md: what clients send (parsed strictly, unknown fields
+//! ignored) and what the server sends (serialized once, shared as bytes by every reader).
+
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::chat::{Profile, Seq};
+
+/// Largest frame a client may send (PROTOCOL.md: 16 KiB, else close 1009).
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ClientFrame {
+    Hello {
+        #[serde(rename = "anonymousId")]
+        anonymous_id: String,
+        nickname: String,
+        avatar: Option<String>,
+        #[serde(rename = "lastSeq")]
+        last_seq: Option<u64>,
+    },
+    Send {
+        #[serde(rename = "clientId")]
+        client_id: String,
+        content: String,
+    },
+    Delete {
+        seq: u64,
+    },
+    Typing {},
+    Rename {
+        nickname: String,
+        avatar: Option<String>,
+    },
+}
+
+/// Just the clientId of a frame that failed to parse, so its error can still name the send.
+#[derive(Deserialize)]
+struct ClientIdOnly {
+    #[serde(rename = "clientId")]
+    client_id: Option<String>,
+}
+
+/// Just the type of a frame, to tell "not hello yet" from "not a frame at all".
+#[derive(Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+pub fn frame_type(text: &str) -> Option<String> {
+    serde_json::from_str::<TypeOnly>(text).ok().map(|t| t.kind)
+}
+
+pub enum Parsed {
+    Frame(ClientFrame),
+    Bad { reason: String, client_id: Option<String> },
+}
+
+pub fn parse(text: &str) -> Parsed {
+    match serde_json::from_str::<ClientFrame>(text) {
+        Ok(frame) => Parsed::Frame(frame),
+        Err(err) => {
+            let client_id = serde_json::from_str::<ClientIdOnly>(text).ok().and_then(|c| c.client_id);
+            Parsed::Bad { reason: err.to_string(), client_id }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidRoomId,
+    BadFrame,
+    HelloRequired,
+    InvalidNickname,
+    InvalidContent,
+    RateLimited,
+    Banned,
+    NotFound,
+    Forbidden,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidRoomId => "invalid_room_id",
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::InvalidNickname => "invalid_nickname",
+            ErrorCode::InvalidContent => "invalid_content",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Banned => "banned",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ServerFrame<'a> {
+    Ack {
+        #[serde(rename = "clientId")]
+        client_id: &'a str,
+        seq: Seq,
+    },
+    Deleted {
+        seq: Seq,
+    },
+    Presence {
+        online: usize,
+        members: &'a [&'a Profile],
+    },
+    Typing {
+        #[serde(rename = "authorId")]
+        author_id: &'a str,
+        nickname: &'a str,
+    },
+    Error {
+        code: ErrorCode,
+        message: &'a str,
+        #[serde(rename = "clientId", skip_serializing_if = "Option::is_none")]
+        client_id: Option<&'a str>,
+    },
+    Reconnect {
+        #[serde(rename = "afterMs")]
+        after_ms: u64,
+    },
+}
+
+fn encode(frame: &ServerFrame<'_>) -> Utf8Bytes {
+    // These frames hold only strings and numbers, which always serialize.
+    serde_json::to_string(frame).unwrap_or_default().into()
+}
+
+pub fn ack(client_id: &str, seq: Seq) -> Utf8Bytes {
+    encode(&ServerFrame::Ack { client_id, seq })
+}
+
+pub fn deleted(seq: Seq) -> Utf8Bytes {
+    encode(&ServerFrame::Deleted { seq })
+}
+
+pub fn presence(online: usize, members: &[&Profile]) -> Utf8Bytes {
+    encode(&ServerFrame::Presence { online, members })
+}
+
+pub fn typing(author: &Profile) -> Utf8Bytes {
+    encode(&ServerFrame::Typing { author_id: author.author_id.as_str(), nickname: &author.nickname })
+}
+
+pub fn error(code: ErrorCode, message: &str, client_id: Option<&str>) -> Utf8Bytes {
+    encode(&ServerFrame::Error { code, message, client_id })
+}
+
+pub fn reconnect(after_ms: u64) -> Utf8Bytes {
+    encode(&ServerFrame::Reconnect { after_ms })
+}
+
+/// `message` frame around a message already serialized to JSON (see `room::ring`).
+pub fn message(message_json: &str) -> Utf8Bytes {
+    format!(r#"{{"type":"message","message":{message_json}}}"#).into()
+}
+
+/// `welcome` frame; the history entries are message JSON serialized when they were stored.
+pub fn welcome<'a>(you: &Profile, history: impl Iterator<Item = &'a str>, resumed: bool, online: usize) -> Utf8Bytes {
+    let you = serde_json::to_string(you).unwrap_or_default();
+    let mut out = String::with_capacity(256);
+    out.push_str(r#"{"type":"welcome","you":"#);
+    out.push_str(&you);
+    out.push_str(r#","history":["#);
+    for (i, json) in history.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(json);
+    }
+    out.push_str(r#"],"resumed":"#);
+    out.push_str(if resumed { "true" } else { "false" });
+    out.push_str(r#","online":"#);
+    out.push_str(&online.to_string());
+    out.push('}');
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_client_frame() {
+        assert!(matches!(parse(r#"{"type":"typing"}"#), Parsed::Frame(ClientFrame::Typing {})));
+        assert!(matches!(parse(r#"{"type":"delete","seq":57}"#), Parsed::Frame(ClientFrame::Delete { seq: 57 })));
+        assert!(matches!(
+            parse(r#"{"type":"hello","anonymousId":"x","nickname":"n","lastSeq":41,"extra":1}"#),
+            Parsed::Frame(ClientFrame::Hello { last_seq: Some(41), .. })
+        ));
+    }
+
+    #[test]
+    fn bad_frames_keep_their_client_id() {
+        match parse(r#"{"type":"send","clientId":"c-1","content":5}"#) {
+            Parsed::Bad { client_id, .. } => assert_eq!(client_id.as_deref(), Some("c-1")),
+            Parsed::Frame(_) => panic!("content must be a string"),
+        }
+        assert!(matches!(parse("not json"), Parsed::Bad { client_id: None, .. }));
+        assert!(matches!(parse(r#"{"type":"dance"}"#), Parsed::Bad { .. }));
+        assert!(matches!(parse(r#"{"type":"delete","seq":-1}"#), Parsed::Bad { .. }));
+    }
+}

@@ -1,0 +1,320 @@
+//! One WebSocket connection: waits for `hello`, joins the room, then relays the reader's frames to
+//! the room actor and the room's frames to the reader. Validation that needs no room state
+//! happens here, so bad input never reaches the actor.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::sleep_until;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use uuid::Uuid;
+
+use super::protocol::{self, ClientFrame, ErrorCode, Parsed};
+use crate::app::App;
+use crate::chat::{self, AuthorId, Profile, RoomId, Seq};
+use crate::metrics::METRICS;
+use crate::room::{Command, ConnId, JoinError, Joined, Kick, TokenBucket};
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// PROTOCOL.md: `hello` within 10 s of the upgrade, or close 1008.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Server pings keep NATs open and find readers whose network vanished without a close.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Frames larger than this go out in fragments, so no connection keeps a large write buffer
+/// after sending one big welcome.
+const FRAGMENT: usize = 4096;
+/// How long a close handshake may take before the connection is simply dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+enum Exit {
+    /// The peer went away or the socket failed; nothing left to say.
+    Gone,
+    /// Close with this code and reason, after an optional last frame.
+    Close(u16, &'static str, Option<Utf8Bytes>),
+}
+
+struct Session {
+    app: Arc<App>,
+    room: RoomId,
+    conn: ConnId,
+    ws: Socket,
+    /// Flood guard over every frame the client sends, far above the send rate limit.
+    frames: TokenBucket,
+    last_heard: Instant,
+}
+
+pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePermit) {
+    let conn = app.next_conn_id();
+    METRICS.connections.inc();
+    let flood_rate = (app.config.send_rate * 4.0).max(20.0);
+    let flood_burst = app.config.send_burst.saturating_mul(4).max(100);
+    let mut session = Session { app, room, conn, ws, frames: TokenBucket::new(flood_rate, flood_burst), last_heard: Instant::now() };
+    tracing::debug!(room = %session.room, conn, "connected");
+    let exit = match session.await_hello().await {
+        Ok(joined) => session.joined(joined).await,
+        Err(exit) => exit,
+    };
+    if let Exit::Close(code, reason, frame) = exit {
+        session.close(code, reason, frame).await;
+    }
+    tracing::debug!(room = %session.room, conn, "disconnected");
+    METRICS.connections.dec();
+    drop(slot);
+}
+
+impl Session {
+    async fn await_hello(&mut self) -> Result<Joined, Exit> {
+        let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+        let mut draining = self.app.draining();
+        loop {
+            let text = tokio::select! {
+                incoming = self.ws.next() => self.text_of(incoming).await?,
+                _ = sleep_until(deadline) => return Err(Exit::Close(1008, "no hello within 10 s", None)),
+                _ = drain_started(&mut draining) => return Err(self.reconnect_exit()),
+            };
+            let Some(text) = text else { continue };
+            match protocol::parse(&text) {
+                Parsed::Frame(ClientFrame::Hello { anonymous_id, nickname, avatar, last_seq }) => {
+                    match self.hello(&anonymous_id, &nickname, avatar.as_deref(), last_seq).await {
+                        Ok(joined) => return Ok(joined),
+                        Err(Some(exit)) => return Err(exit),
+                        Err(None) => {}
+                    }
+                }
+                Parsed::Frame(_) => self.error(ErrorCode::HelloRequired, "send hello first", None).await?,
+                Parsed::Bad { client_id, .. } if protocol::frame_type(&text).is_some_and(|t| t != "hello") => {
+                    self.error(ErrorCode::HelloRequired, "send hello first", client_id.as_deref()).await?
+                }
+                Parsed::Bad { reason, client_id } => self.error(ErrorCode::BadFrame, &reason, client_id.as_deref()).await?,
+            }
+        }
+    }
+
+    /// Checks a hello and joins the room. `Err(None)`: the reader got an error frame and may try
+    /// again; `Err(Some(exit))`: the connection ends.
+    async fn hello(&mut self, anonymous_id: &str, nickname: &str, avatar: Option<&str>, last_seq: Option<u64>) -> Result<Joined, Option<Exit>> {
+        let Ok(anonymous_id) = Uuid::parse_str(anonymous_id) else {
+            self.error(ErrorCode::BadFrame, "anonymousId must be a UUID", None).await.map_err(Some)?;
+            return Err(None);
+        };
+        let Some(nickname) = chat::nickname(nickname) else {
+            self.error(ErrorCode::InvalidNickname, "nickname: 2 to 15 characters, no control characters", None).await.map_err(Some)?;
+            return Err(None);
+        };
+        let Some(avatar) = chat::avatar(avatar) else {
+            self.error(ErrorCode::BadFrame, "avatar: at most 32 printable characters", None).await.map_err(Some)?;
+            return Err(None);
+        };
+        let profile = Profile { author_id: AuthorId::derive(&anonymous_id), nickname, avatar };
+        let last_seq = last_seq.map(|s| Seq::try_from(s).unwrap_or(Seq::MAX));
+        let queue = self.app.config.outbound_queue;
+        match self.app.rooms.join(&self.room, self.conn, profile, last_seq, queue).await {
+            Ok(joined) => {
+                tracing::info!(room = %self.room, conn = self.conn, "joined");
+                let welcome = joined.welcome.clone();
+                self.write(welcome).await.map_err(Some)?;
+                Ok(joined)
+            }
+            Err(JoinError::Banned) => {
+                METRICS.error(ErrorCode::Banned.as_str());
+                let frame = protocol::error(ErrorCode::Banned, "you are banned from this room", None);
+                Err(Some(Exit::Close(1008, "banned", Some(frame))))
+            }
+            Err(JoinError::Unavailable) => {
+                METRICS.error(ErrorCode::Unavailable.as_str());
+                let frame = protocol::error(ErrorCode::Unavailable, "message store unavailable; try again", None);
+                Err(Some(Exit::Close(1011, "store unavailable", Some(frame))))
+            }
+            Err(JoinError::Closed) => Err(Some(self.reconnect_exit())),
+        }
+    }
+
+    async fn joined(&mut self, mut joined: Joined) -> Exit {
+        let exit = self.relay(&mut joined).await;
+        let _ = joined.room.send(Command::Leave { conn: self.conn }).await;
+        exit
+    }
+
+    async fn relay(&mut self, joined: &mut Joined) -> Exit {
+        let mut draining = self.app.draining();
+        let mut close_at: Option<tokio::time::Instant> = None;
+        let mut next_ping = tokio::time::Instant::now() + PING_EVERY;
+        loop {
+            tokio::select! {
+                incoming = self.ws.next() => match self.text_of(incoming).await {
+                    Ok(Some(text)) => if let Err(exit) = self.from_reader(&text, joined).await { return exit },
+                    Ok(None) => {}
+                    Err(exit) => return exit,
+                },
+                frame = joined.outbox.recv() => match frame {
+                    Some(frame) => {
+                        let write = self.write_queued(frame, &mut joined.outbox);
+                        tokio::select! {
+                            result = write => if let Err(exit) = result { return exit },
+                            kick = &mut joined.kick => return kicked(kick),
+                        }
+                    }
+                    None => return Exit::Gone,
+                },
+                kick = &mut joined.kick => return kicked(kick),
+                _ = drain_started(&mut draining), if close_at.is_none() => {
+                    let after_ms = self.app.reconnect_after_ms();
+                    if let Err(exit) = self.write(protocol::reconnect(after_ms)).await { return exit }
+                    // Readers that ignore the hint are closed a little after it, so the pod drains.
+                    close_at = Some(tokio::time::Instant::now() + Duration::from_millis(after_ms) + CLOSE_WAIT);
+                }
+                _ = sleep_until(close_at.unwrap_or(next_ping)), if close_at.is_some() => {
+                    return Exit::Close(1001, "server restarting; reconnect", None);
+                }
+                _ = sleep_until(next_ping) => {
+                    if self.last_heard.elapsed() > PING_EVERY * 3 {
+                        return Exit::Gone;
+                    }
+                    if self.ws.send(WsMessage::Ping(Default::default())).await.is_err() {
+                        return Exit::Gone;
+                    }
+                    next_ping = tokio::time::Instant::now() + PING_EVERY;
+                }
+            }
+        }
+    }
+
+    /// Handles one text frame from a joined reader.
+    async fn from_reader(&mut self, text: &str, joined: &Joined) -> Result<(), Exit> {
+        let conn = self.conn;
+        let cmd = match protocol::parse(text) {
+            Parsed::Bad { reason, client_id } => return self.error(ErrorCode::BadFrame, &reason, client_id.as_deref()).await,
+            Parsed::Frame(ClientFrame::Hello { .. }) => {
+                return self.error(ErrorCode::BadFrame, "already joined; hello is sent once per connection", None).await
+            }
+            Parsed::Frame(ClientFrame::Send { client_id, content }) => {
+                if Uuid::parse_str(&client_id).is_err() {
+                    return self.error(ErrorCode::BadFrame, "clientId must be a UUID", Some(&client_id)).await;
+                }
+                let Some(content) = chat::content(&content) else {
+                    METRICS.messages.with_label_values(&["invalid"]).inc();
+                    return self.error(ErrorCode::InvalidContent, "content: 1 to 2000 characters", Some(&client_id)).await;
+                };
+                Command::Send { conn, client_id, content, received: Instant::now() }
+            }
+            Parsed::Frame(ClientFrame::Delete { seq }) => match Seq::try_from(seq) {
+                Ok(seq) => Command::Delete { conn, seq },
+                Err(_) => return self.error(ErrorCode::NotFound, "no such message", None).await,
+            },
+            Parsed::Frame(ClientFrame::Typing {}) => Command::Typing { conn },
+            Parsed::Frame(ClientFrame::Rename { nickname, avatar }) => {
+                let Some(nickname) = chat::nickname(&nickname) else {
+                    return self.error(ErrorCode::InvalidNickname, "nickname: 2 to 15 characters, no control characters", None).await;
+                };
+                let Some(avatar) = chat::avatar(avatar.as_deref()) else {
+                    return self.error(ErrorCode::BadFrame, "avatar: at most 32 printable characters", None).await;
+                };
+                Command::Rename { conn, nickname, avatar }
+            }
+        };
+        joined.room.send(cmd).await.map_err(|_| Exit::Close(1011, "room stopped", None))
+    }
+
+    /// Reads the next data frame as text. `Ok(None)`: a control frame or a frame answered with an
+    /// error; `Err`: the connection ends.
+    async fn text_of(&mut self, incoming: Option<Result<WsMessage, WsError>>) -> Result<Option<Utf8Bytes>, Exit> {
+        let message = match incoming {
+            None => return Err(Exit::Gone),
+            Some(Ok(message)) => message,
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                return Err(Exit::Close(1009, "frame larger than 16 KiB", None))
+            }
+            Some(Err(_)) => return Err(Exit::Gone),
+        };
+        self.last_heard = Instant::now();
+        if matches!(message, WsMessage::Text(_) | WsMessage::Binary(_)) && !self.frames.take(Instant::now()) {
+            tracing::info!(room = %self.room, conn = self.conn, "flood closed");
+            METRICS.error("flood");
+            return Err(Exit::Close(1008, "too many frames", None));
+        }
+        match message {
+            WsMessage::Text(text) => Ok(Some(text)),
+            WsMessage::Binary(_) => {
+                self.error(ErrorCode::BadFrame, "frames are JSON text", None).await?;
+                Ok(None)
+            }
+            WsMessage::Close(_) => Err(Exit::Gone),
+            _ => Ok(None),
+        }
+    }
+
+    async fn error(&mut self, code: ErrorCode, message: &str, client_id: Option<&str>) -> Result<(), Exit> {
+        METRICS.error(code.as_str());
+        self.write(protocol::error(code, message, client_id)).await
+    }
+
+    /// Writes one frame (fragmented when large) and flushes.
+    async fn write(&mut self, frame: Utf8Bytes) -> Result<(), Exit> {
+        self.feed(frame).await?;
+        self.ws.flush().await.map_err(|_| Exit::Gone)
+    }
+
+    /// Writes a queued frame and whatever else is already queued behind it, then flushes once.
+    async fn write_queued(&mut self, first: Utf8Bytes, outbox: &mut tokio::sync::mpsc::Receiver<Utf8Bytes>) -> Result<(), Exit> {
+        self.feed(first).await?;
+        while let Ok(next) = outbox.try_recv() {
+            self.feed(next).await?;
+        }
+        self.ws.flush().await.map_err(|_| Exit::Gone)
+    }
+
+    async fn feed(&mut self, frame: Utf8Bytes) -> Result<(), Exit> {
+        if frame.len() <= FRAGMENT {
+            return self.ws.feed(WsMessage::Text(frame)).await.map_err(|_| Exit::Gone);
+        }
+        let bytes: bytes::Bytes = frame.into();
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let end = (offset + FRAGMENT).min(bytes.len());
+            let opcode = if offset == 0 { Data::Text } else { Data::Continue };
+            let part = Frame::message(bytes.slice(offset..end), OpCode::Data(opcode), end == bytes.len());
+            self.ws.feed(WsMessage::Frame(part)).await.map_err(|_| Exit::Gone)?;
+            offset = end;
+        }
+        Ok(())
+    }
+
+    fn reconnect_exit(&self) -> Exit {
+        Exit::Close(1001, "server restarting; reconnect", Some(protocol::reconnect(self.app.reconnect_after_ms())))
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str, frame: Option<Utf8Bytes>) {
+        let close = async {
+            if let Some(frame) = frame {
+                self.write(frame).await.ok()?;
+            }
+            let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+            self.ws.close(Some(frame)).await.ok()?;
+            // Wait for the peer's close so it reads everything before the TCP connection ends.
+            while let Some(Ok(_)) = self.ws.next().await {}
+            Some(())
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
+    }
+}
+
+async fn drain_started(draining: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = draining.wait_for(|d| *d).await;
+}
+
+fn kicked(kick: Result<Kick, tokio::sync::oneshot::error::RecvError>) -> Exit {
+    match kick {
+        Ok(kick) => Exit::Close(kick.code, kick.reason, kick.frame),
+        Err(_) => Exit::Close(1011, "room stopped", None),
+    }
+}
+
