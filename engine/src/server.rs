@@ -33,7 +33,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     let app = Arc::new(App::new(config, rooms, store.clone()));
 
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(addr = %addr, store = store.kind(), "listening");
+    tracing::info!(addr = %addr, store = %store.kind(), "listening");
 
     tokio::pin!(shutdown);
     loop {

@@ -112,7 +112,13 @@ impl Rooms {
         Err(JoinError::Closed)
     }
 
+    /// Online count and last seq. A room without a running actor has nobody online, and is
+    /// answered from the store without loading it.
     pub async fn info(&self, room: &RoomId) -> Result<RoomInfo, RoomError> {
+        if !self.inner.map.contains_key(room) {
+            let last_seq = self.inner.ctx.store.last_seq(room.clone()).await.map_err(|_| RoomError::Unavailable)?;
+            return Ok(RoomInfo { online: 0, last_seq });
+        }
         self.request(room, |reply| Command::Info { reply }).await?
     }
 
