@@ -1,6 +1,6 @@
 //! The process's life: open the store, accept connections, and on shutdown drain in order —
-//! stop accepting, turn `/readyz` to 503, send every reader `reconnect`, wait for the sockets to
-//! close (at most `SHUTDOWN_GRACE`), commit what the rooms still hold, close the store.
+//! turn `/readyz` to 503 and refuse new sockets, send every reader `reconnect`, wait for the
+//! sockets to close (at most `SHUTDOWN_GRACE`), commit what the rooms still hold, close the store.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,24 +35,10 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(addr = %addr, store = %store.kind(), "listening");
 
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(app.clone(), stream));
-                }
-                // Out of file descriptors and the like: keep serving the connections we have.
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
+    // The listener keeps accepting while the pod drains: probes must see `/readyz` turn 503, and
+    // new sockets are refused with 503 by the upgrade itself.
+    let accepting = tokio::spawn(accept(app.clone(), listener));
+    shutdown.await;
 
     tracing::info!(connections = app.open_connections(), grace_s = grace.as_secs_f64(), "draining");
     let deadline = tokio::time::Instant::now() + grace;
@@ -63,11 +49,28 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     if tokio::time::timeout_at(deadline + Duration::from_secs(5), app.rooms.shutdown()).await.is_err() {
         tracing::warn!("rooms did not finish their commits in time");
     }
+    accepting.abort();
     drop(app);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn accept(app: Arc<App>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_connection(app.clone(), stream));
+            }
+            // Out of file descriptors and the like: keep serving the connections we have.
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 async fn serve_connection(app: Arc<App>, stream: tokio::net::TcpStream) {

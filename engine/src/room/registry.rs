@@ -35,7 +35,6 @@ pub(super) struct Inner {
 /// A session's membership in a room.
 pub struct Joined {
     pub room: RoomHandle,
-    pub welcome: Utf8Bytes,
     pub outbox: mpsc::Receiver<Utf8Bytes>,
     pub kick: oneshot::Receiver<Kick>,
 }
@@ -95,7 +94,15 @@ impl Rooms {
         Err(RoomError::Closed)
     }
 
-    pub async fn join(&self, room: &RoomId, conn: ConnId, profile: Profile, last_seq: Option<Seq>, queue: usize) -> Result<Joined, JoinError> {
+    /// Joins a room; returns the membership and the welcome frame to send first.
+    pub async fn join(
+        &self,
+        room: &RoomId,
+        conn: ConnId,
+        profile: Profile,
+        last_seq: Option<Seq>,
+        queue: usize,
+    ) -> Result<(Joined, Utf8Bytes), JoinError> {
         for _ in 0..ATTEMPTS {
             let handle = self.handle(room).ok_or(JoinError::Closed)?;
             let (outbox_tx, outbox) = mpsc::channel(queue.max(1));
@@ -104,7 +111,7 @@ impl Rooms {
             let cmd = Command::Join { conn, profile: profile.clone(), last_seq, outbox: outbox_tx, kick: kick_tx, reply };
             if handle.tx.send(cmd).await.is_ok() {
                 if let Ok(result) = answer.await {
-                    return result.map(|welcome| Joined { room: handle, welcome, outbox, kick });
+                    return result.map(|welcome| (Joined { room: handle, outbox, kick }, welcome));
                 }
             }
             self.forget(room, handle.generation);

@@ -21,7 +21,7 @@ use protocol::{ErrorCode, MAX_FRAME_BYTES};
 /// Small buffers: an idle reader should cost a few KiB, not tungstenite's 128 KiB default.
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(2 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(1024 * 1024)
         .max_message_size(Some(MAX_FRAME_BYTES))

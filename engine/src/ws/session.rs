@@ -31,7 +31,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Frames larger than this go out in fragments, so no connection keeps a large write buffer
 /// after sending one big welcome.
-const FRAGMENT: usize = 4096;
+const FRAGMENT: usize = 1024;
 /// How long a close handshake may take before the connection is simply dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -59,12 +59,14 @@ pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePe
     let flood_burst = app.config.send_burst.saturating_mul(4).max(100);
     let mut session = Session { app, room, conn, ws, frames: TokenBucket::new(flood_rate, flood_burst), last_heard: Instant::now() };
     tracing::debug!(room = %session.room, conn, "connected");
-    let exit = match session.await_hello().await {
+    // The hello and close phases are boxed: they are short, and keeping their state out of the
+    // session's own future keeps every idle connection small.
+    let exit = match Box::pin(session.await_hello()).await {
         Ok(joined) => session.joined(joined).await,
         Err(exit) => exit,
     };
     if let Exit::Close(code, reason, frame) = exit {
-        session.close(code, reason, frame).await;
+        Box::pin(session.close(code, reason, frame)).await;
     }
     tracing::debug!(room = %session.room, conn, "disconnected");
     METRICS.connections.dec();
@@ -120,7 +122,7 @@ impl Session {
         match self.app.rooms.join(&self.room, self.conn, profile, last_seq, queue).await {
             Ok(joined) => {
                 tracing::info!(room = %self.room, conn = self.conn, "joined");
-                let welcome = joined.welcome.clone();
+                let (joined, welcome) = joined;
                 self.write(welcome).await.map_err(Some)?;
                 Ok(joined)
             }
@@ -149,40 +151,46 @@ impl Session {
         let mut close_at: Option<tokio::time::Instant> = None;
         let mut next_ping = tokio::time::Instant::now() + PING_EVERY;
         loop {
+            // One timer for both the keepalive ping and the drain deadline: every timer is
+            // memory held by every idle connection.
+            let tick = close_at.map_or(next_ping, |c| c.min(next_ping));
             tokio::select! {
                 incoming = self.ws.next() => match self.text_of(incoming).await {
-                    Ok(Some(text)) => if let Err(exit) = self.from_reader(&text, joined).await { return exit },
+                    Ok(Some(text)) => if let Err(exit) = Box::pin(self.from_reader(&text, joined)).await { return exit },
                     Ok(None) => {}
                     Err(exit) => return exit,
                 },
                 frame = joined.outbox.recv() => match frame {
                     Some(frame) => {
-                        let write = self.write_queued(frame, &mut joined.outbox);
+                        let write = Box::pin(self.write_queued(frame, &mut joined.outbox));
                         tokio::select! {
                             result = write => if let Err(exit) = result { return exit },
                             kick = &mut joined.kick => return kicked(kick),
                         }
                     }
-                    None => return Exit::Gone,
+                    // The room dropped this member; a kick, if any, was sent just before.
+                    None => return joined.kick.try_recv().map_or(Exit::Gone, |kick| kicked(Ok(kick))),
                 },
                 kick = &mut joined.kick => return kicked(kick),
                 _ = drain_started(&mut draining), if close_at.is_none() => {
                     let after_ms = self.app.reconnect_after_ms();
-                    if let Err(exit) = self.write(protocol::reconnect(after_ms)).await { return exit }
+                    if let Err(exit) = Box::pin(self.write(protocol::reconnect(after_ms))).await { return exit }
                     // Readers that ignore the hint are closed a little after it, so the pod drains.
                     close_at = Some(tokio::time::Instant::now() + Duration::from_millis(after_ms) + CLOSE_WAIT);
                 }
-                _ = sleep_until(close_at.unwrap_or(next_ping)), if close_at.is_some() => {
-                    return Exit::Close(1001, "server restarting; reconnect", None);
-                }
-                _ = sleep_until(next_ping) => {
-                    if self.last_heard.elapsed() > PING_EVERY * 3 {
-                        return Exit::Gone;
+                _ = sleep_until(tick) => {
+                    if close_at.is_some_and(|c| c <= tokio::time::Instant::now()) {
+                        return Exit::Close(1001, "server restarting; reconnect", None);
                     }
-                    if self.ws.send(WsMessage::Ping(Default::default())).await.is_err() {
-                        return Exit::Gone;
+                    if next_ping <= tokio::time::Instant::now() {
+                        if self.last_heard.elapsed() > PING_EVERY * 3 {
+                            return Exit::Gone;
+                        }
+                        if Box::pin(self.ws.send(WsMessage::Ping(Default::default()))).await.is_err() {
+                            return Exit::Gone;
+                        }
+                        next_ping = tokio::time::Instant::now() + PING_EVERY;
                     }
-                    next_ping = tokio::time::Instant::now() + PING_EVERY;
                 }
             }
         }

@@ -1,0 +1,111 @@
+//! Presence: who is online in a room, counted per reader (not per tab), in `welcome`, in
+//! `presence` frames and in `GET /api/rooms/{id}`, and never revealing an anonymousId.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::Value;
+
+/// Waits for a `presence` frame saying `online` and checks its member list against `expected`.
+async fn expect_presence(
+    client: &mut Client,
+    online: u64,
+    expected: &[(&Value, &Reader)],
+) -> Value {
+    let presence = client
+        .next_where(&format!("presence with online {online}"), |f| {
+            frame_type(f) == "presence" && f["online"] == online
+        })
+        .await;
+    let members = presence["members"].as_array().expect("members array");
+    assert_eq!(
+        members.len() as u64,
+        online,
+        "one member entry per reader: {presence}"
+    );
+    let got: BTreeSet<String> = members.iter().map(|m| m["authorId"].to_string()).collect();
+    let want: BTreeSet<String> = expected.iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(got, want, "members of {presence}");
+    for (author_id, reader) in expected {
+        let member = members
+            .iter()
+            .find(|m| m["authorId"] == **author_id)
+            .unwrap();
+        assert_eq!(member["nickname"], reader.nickname.as_str(), "{presence}");
+        assert_eq!(member["avatar"], reader.avatar.as_str(), "{presence}");
+        assert!(
+            !presence.to_string().contains(&reader.anonymous_id),
+            "anonymousId in {presence}"
+        );
+    }
+    presence
+}
+
+#[tokio::test]
+async fn two_tabs_of_one_reader_count_once() {
+    let engine = Engine::start(&[]);
+    let room = room("post");
+    let alice = Reader::new("두 탭 수달");
+    let mut bob = Reader::new("한 탭 여우");
+    bob.avatar = "fox".to_string();
+
+    let (mut tab1, first) = engine.join(&room, &alice).await;
+    assert_eq!(first["online"], 1);
+    let (_tab2, second) = engine.join(&room, &alice).await;
+    assert_eq!(
+        second["online"], 1,
+        "a second tab of the same reader: {second}"
+    );
+    let (_b, welcome) = engine.join(&room, &bob).await;
+    assert_eq!(welcome["online"], 2, "2 readers in 3 tabs: {welcome}");
+
+    let alice_id = first["you"]["authorId"].clone();
+    let bob_id = welcome["you"]["authorId"].clone();
+    expect_presence(&mut tab1, 2, &[(&alice_id, &alice), (&bob_id, &bob)]).await;
+
+    let info = engine.room_info(&room).await;
+    assert_eq!(info["online"], 2, "{info}");
+    assert_eq!(info["id"], room.as_str());
+}
+
+#[tokio::test]
+async fn leaving_updates_presence_and_room_info() {
+    let engine = Engine::start(&[]);
+    let room = room("post");
+    let alice = Reader::new("두 탭 수달");
+    let bob = Reader::new("남는 여우");
+    let carol = Reader::new("새로 온 곰");
+
+    let (tab1, first) = engine.join(&room, &alice).await;
+    let (tab2, _) = engine.join(&room, &alice).await;
+    let (mut b, welcome) = engine.join(&room, &bob).await;
+    let alice_id = first["you"]["authorId"].clone();
+    let bob_id = welcome["you"]["authorId"].clone();
+
+    // Closing one of two tabs leaves alice online.
+    tab1.close().await;
+    let (carol_tab, carol_welcome) = engine.join(&room, &carol).await;
+    assert_eq!(
+        carol_welcome["online"], 3,
+        "alice still has a tab open: {carol_welcome}"
+    );
+    let carol_id = carol_welcome["you"]["authorId"].clone();
+    expect_presence(
+        &mut b,
+        3,
+        &[(&alice_id, &alice), (&bob_id, &bob), (&carol_id, &carol)],
+    )
+    .await;
+
+    // Closing the last tab takes her out.
+    tab2.close().await;
+    expect_presence(&mut b, 2, &[(&bob_id, &bob), (&carol_id, &carol)]).await;
+    assert_eq!(engine.room_info(&room).await["online"], 2);
+
+    // A dropped connection (no closing handshake) counts as leaving too.
+    drop(carol_tab);
+    expect_presence(&mut b, 1, &[(&bob_id, &bob)]).await;
+    assert_eq!(engine.room_info(&room).await["online"], 1);
+}
