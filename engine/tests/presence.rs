@@ -109,3 +109,37 @@ async fn leaving_updates_presence_and_room_info() {
     expect_presence(&mut b, 1, &[(&bob_id, &bob)]).await;
     assert_eq!(engine.room_info(&room).await["online"], 1);
 }
+
+#[tokio::test]
+async fn a_crowd_joining_at_once_gets_few_capped_presence_frames() {
+    let engine = Engine::start(&[]);
+    let room = room("hot");
+    let (mut watcher, _) = engine.join(&room, &Reader::new("지켜보는 수달")).await;
+
+    let crowd = 150;
+    let started = std::time::Instant::now();
+    let joins = (0..crowd).map(|i| {
+        let engine = &engine;
+        let room = room.clone();
+        async move { engine.join(&room, &Reader::new(&format!("reader {i}"))).await }
+    });
+    let tabs = futures_util::future::join_all(joins).await;
+    assert_eq!(tabs.len(), crowd);
+
+    // Count the presence frames the first reader gets until the room shows everyone.
+    let mut frames = 0;
+    let last = loop {
+        let presence = watcher.next_of_type("presence").await;
+        frames += 1;
+        if presence["online"] == (crowd + 1) as u64 {
+            break presence;
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    // Coalesced to at most one frame per 500 ms (plus the one already scheduled), not one per join.
+    let allowed = (elapsed / 0.5).ceil() as usize + 2;
+    assert!(frames <= allowed, "{frames} presence frames for {crowd} joins in {elapsed:.2}s (allowed {allowed})");
+    let members = last["members"].as_array().expect("members");
+    assert_eq!(members.len(), 100, "the member list is capped, online is not: {}", last["online"]);
+    assert_eq!(engine.room_info(&room).await["online"], (crowd + 1) as u64);
+}
