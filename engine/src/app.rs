@@ -51,7 +51,7 @@ impl App {
             None => true,
             Some(origin) => {
                 let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-                self.origins.iter().any(|allowed| *allowed == origin)
+                self.origins.contains(&origin)
             }
         }
     }

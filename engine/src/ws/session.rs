@@ -156,7 +156,7 @@ impl Session {
             let tick = close_at.map_or(next_ping, |c| c.min(next_ping));
             tokio::select! {
                 incoming = self.ws.next() => match self.text_of(incoming).await {
-                    Ok(Some(text)) => if let Err(exit) = Box::pin(self.from_reader(&text, joined)).await { return exit },
+                    Ok(Some(text)) => if let Err(exit) = Box::pin(self.on_reader_frame(&text, joined)).await { return exit },
                     Ok(None) => {}
                     Err(exit) => return exit,
                 },
@@ -197,7 +197,7 @@ impl Session {
     }
 
     /// Handles one text frame from a joined reader.
-    async fn from_reader(&mut self, text: &str, joined: &Joined) -> Result<(), Exit> {
+    async fn on_reader_frame(&mut self, text: &str, joined: &Joined) -> Result<(), Exit> {
         let conn = self.conn;
         let cmd = match protocol::parse(text) {
             Parsed::Bad { reason, client_id } => return self.error(ErrorCode::BadFrame, &reason, client_id.as_deref()).await,
