@@ -279,15 +279,16 @@ async fn messages_survive_a_restart_and_seq_continues() {
     let room = room("post");
     let alice = Reader::new("기억하는 수달");
 
-    let alice_id = {
+    let (alice_id, second_client_id) = {
         let mut engine = Engine::start_in(dir.path(), &[]);
         let (mut a, welcome) = engine.join(&room, &alice).await;
+        let mut client_ids = Vec::new();
         for content in ["one", "two", "three"] {
-            a.say(content).await;
+            client_ids.push(a.say(content).await.1);
         }
         a.close().await;
         engine.kill9();
-        welcome["you"]["authorId"].clone()
+        (welcome["you"]["authorId"].clone(), client_ids[1].clone())
     };
 
     let engine = Engine::start_in(dir.path(), &[]);
@@ -302,8 +303,12 @@ async fn messages_survive_a_restart_and_seq_continues() {
     for (message, content) in history.iter().zip(["one", "two", "three"]) {
         assert_message(message, &room, &alice, content);
     }
+    // Idempotency lives in the store: a resend after the restart is acked with its old seq.
+    a.send_with_id(&second_client_id, "two").await;
+    assert_eq!(a.ack_for(&second_client_id).await, 2, "resend after a restart");
     let (seq, _) = a.say("four").await;
     assert_eq!(seq, 4, "seq continues after a restart");
+    assert_eq!(seqs(&engine.full_history(&room).await), vec![1, 2, 3, 4]);
 }
 
 #[tokio::test]

@@ -121,7 +121,7 @@ impl Session {
         let queue = self.app.config.outbound_queue;
         match self.app.rooms.join(&self.room, self.conn, profile, last_seq, queue).await {
             Ok(joined) => {
-                tracing::info!(room = %self.room, conn = self.conn, "joined");
+                tracing::debug!(room = %self.room, conn = self.conn, "joined");
                 let (joined, welcome) = joined;
                 self.write(welcome).await.map_err(Some)?;
                 Ok(joined)
