@@ -13,9 +13,14 @@ pub struct Config {
     #[arg(long, env = "BIND", default_value = "0.0.0.0:8080")]
     pub bind: SocketAddr,
 
-    /// Message store: `sqlite://path` (the default is the file chat.db in the working directory).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://chat.db")]
+    /// Message store: `sqlite://path` (the default is the file chat.db in the working directory)
+    /// or `postgres://user:password@host/db` (several pods share one database).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://chat.db", hide_env_values = true)]
     pub database_url: String,
+
+    /// Connections in the Postgres pool (per pod).
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
 
     /// Comma-separated origins allowed to embed the widget and open sockets; unset: any.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]

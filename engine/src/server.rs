@@ -20,7 +20,7 @@ use crate::store::{self, writer::Writer, StoreError};
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
-    let store = store::open(&config.database_url, config.store_timeout).await?;
+    let store = store::open(&config.database_url, config.store_timeout, config.db_max_connections).await?;
     let (writer, writer_task) = Writer::spawn(store.clone(), config.store_timeout);
     let settings = RoomSettings {
         send_rate: config.send_rate,

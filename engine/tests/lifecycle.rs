@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -162,45 +160,58 @@ async fn acked_messages_survive_kill_9() {
 }
 
 /// A `python3` process holding an exclusive write lock on a SQLite file until it is killed.
-struct StoreLock(std::process::Child);
+/// Another client holding the store's write lock, as a stuck migration or a long manual
+/// transaction would: SQLite `BEGIN EXCLUSIVE`, Postgres `LOCK TABLE rooms IN EXCLUSIVE MODE`.
+/// Reads still work; every commit of the engine waits for it and times out.
+struct StoreLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
 
 impl StoreLock {
-    fn hold(db: &std::path::Path) -> StoreLock {
-        const SCRIPT: &str = "import sqlite3, sys\n\
-            con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)\n\
-            con.execute('BEGIN EXCLUSIVE')\n\
-            print('locked', flush=True)\n\
-            sys.stdin.read()\n";
-        let mut child = Command::new("python3")
-            .args(["-c", SCRIPT])
-            .arg(db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with the sqlite3 module");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .expect("read from python3");
-        assert_eq!(
-            line.trim(),
-            "locked",
-            "python3 could not lock {}",
-            db.display()
-        );
-        StoreLock(child)
+    fn hold(database_url: &str) -> StoreLock {
+        use sqlx::Connection;
+        let url = database_url.to_string();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                if url.starts_with("sqlite:") {
+                    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open the SQLite file");
+                    sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.expect("lock");
+                    locked_tx.send(()).expect("report lock");
+                    let _ = release_rx.recv();
+                    sqlx::query("ROLLBACK").execute(&mut conn).await.expect("unlock");
+                } else {
+                    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect to Postgres");
+                    sqlx::query("BEGIN").execute(&mut conn).await.expect("begin");
+                    sqlx::query("LOCK TABLE rooms IN EXCLUSIVE MODE").execute(&mut conn).await.expect("lock");
+                    locked_tx.send(()).expect("report lock");
+                    let _ = release_rx.recv();
+                    sqlx::query("ROLLBACK").execute(&mut conn).await.expect("unlock");
+                }
+            });
+        });
+        locked_rx.recv_timeout(Duration::from_secs(10)).expect("the store lock was taken");
+        StoreLock { release: Some(release), holder: Some(holder) }
     }
 
     fn release(mut self) {
-        self.0.kill().expect("kill python3");
-        self.0.wait().expect("reap python3");
+        self.unlock();
+    }
+
+    fn unlock(&mut self) {
+        self.release.take();
+        if let Some(holder) = self.holder.take() {
+            holder.join().expect("lock holder");
+        }
     }
 }
 
 impl Drop for StoreLock {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.unlock();
     }
 }
 
@@ -213,7 +224,7 @@ async fn a_locked_store_answers_unavailable_and_leaves_no_gap() {
     let (before, _) = a.say("before the lock").await;
     assert_eq!(seq_of(&b.next_of_type("message").await["message"]), before);
 
-    let lock = StoreLock::hold(&engine.db_path());
+    let lock = StoreLock::hold(&engine.database_url);
     let refused = a.send_message("while the store is locked").await;
     let answer = loop {
         let frame = a.next_frame().await;

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 
-use super::{Appended, Deletion, NewMessage, RoomSnapshot, Store, StoreError};
+use super::{Appended, Deletion, NewMessage, RoomSnapshot, Store, StoreError, MESSAGE_COLUMNS};
 use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
 
 pub struct SqliteStore {
@@ -19,7 +19,6 @@ pub struct SqliteStore {
     readers: SqlitePool,
 }
 
-const MESSAGE_COLUMNS: &str = "seq, room_id, author_id, nickname, avatar, content, created_at, client_id";
 
 impl SqliteStore {
     pub async fn open(path: &str, timeout: Duration) -> Result<SqliteStore, StoreError> {
@@ -116,19 +115,6 @@ async fn save_counter(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, room: &RoomI
     Ok(())
 }
 
-fn message(row: &SqliteRow, room_id: &RoomId) -> Message {
-    Message {
-        seq: row.get(0),
-        room_id: room_id.clone(),
-        author_id: AuthorId::from_store(row.get(2)),
-        nickname: row.get(3),
-        avatar: row.get(4),
-        content: row.get(5),
-        created_at: row.get(6),
-        client_id: row.get(7),
-    }
-}
-
 impl Store for SqliteStore {
     fn kind(&self) -> &'static str {
         "sqlite"
@@ -167,7 +153,7 @@ impl Store for SqliteStore {
             .bind(limit as i64)
             .fetch_all(&self.readers)
             .await?;
-            Ok(rows.iter().rev().map(|row| message(row, &room)).collect())
+            Ok(rows.iter().rev().map(|row| super::message_from(row, &room)).collect())
         }
         .boxed()
     }
@@ -184,7 +170,7 @@ impl Store for SqliteStore {
             .bind(limit as i64)
             .fetch_all(&self.readers)
             .await?;
-            Ok(rows.iter().map(|row| message(row, &room)).collect())
+            Ok(rows.iter().map(|row| super::message_from(row, &room)).collect())
         }
         .boxed()
     }

@@ -86,9 +86,43 @@ pub fn seq_of(value: &Value) -> u64 {
 // The engine process
 // ---------------------------------------------------------------------------------------------
 
+/// Whether the engines of this test run use Postgres (`CHAT_TEST_POSTGRES`) rather than SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("CHAT_TEST_POSTGRES").is_ok_and(|s| !s.is_empty())
+}
+
+/// The URL of the database that belongs to `dir`, created on first use (the name is kept in the
+/// folder, so an engine restarted on the same folder finds the same data).
+fn postgres_database_for(server: &str, dir: &Path) -> String {
+    let marker = dir.join("postgres-database");
+    let name = match std::fs::read_to_string(&marker) {
+        Ok(name) => name,
+        Err(_) => {
+            let name = format!("chat_test_{}", uuid::Uuid::new_v4().simple());
+            let server = server.to_string();
+            let create = format!("CREATE DATABASE {name}");
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.expect("connect to Postgres");
+                    sqlx::query(&create).execute(&mut conn).await.expect("create database");
+                });
+            })
+            .join()
+            .expect("create database thread");
+            std::fs::write(&marker, &name).expect("remember database");
+            name
+        }
+    };
+    format!("{}/{}", server.trim_end_matches('/'), name)
+}
+
 /// One running engine process. Killed (SIGKILL) when dropped.
 pub struct Engine {
     pub addr: SocketAddr,
+    /// The `--database-url` the engine runs on.
+    pub database_url: String,
     /// Folder holding the SQLite file `chat.db`.
     pub dir: PathBuf,
     child: Child,
@@ -107,8 +141,13 @@ impl Engine {
     }
 
     /// Starts an engine on `dir/chat.db`, e.g. again on the database of an engine that stopped.
+    /// With `CHAT_TEST_POSTGRES` set (a server URL), the folder instead names a fresh Postgres
+    /// database of its own, so the same tests run against the production store.
     pub fn start_in(dir: &Path, args: &[&str]) -> Engine {
-        let database_url = format!("sqlite://{}/chat.db", dir.display());
+        let database_url = match std::env::var("CHAT_TEST_POSTGRES") {
+            Ok(server) if !server.is_empty() => postgres_database_for(&server, dir),
+            _ => format!("sqlite://{}/chat.db", dir.display()),
+        };
         let mut command = Command::new(env!("CARGO_BIN_EXE_chat-engine"));
         command
             .args(["--bind", "127.0.0.1:0", "--database-url", &database_url])
@@ -147,6 +186,7 @@ impl Engine {
         };
         Engine {
             addr,
+            database_url,
             dir: dir.to_path_buf(),
             child,
             logs,
@@ -155,9 +195,6 @@ impl Engine {
         }
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.join("chat.db")
-    }
 
     /// Every line the engine printed so far (stderr lines prefixed with `[stderr] `).
     pub fn logs(&self) -> Vec<String> {

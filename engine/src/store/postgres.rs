@@ -1,0 +1,195 @@
+//! The production store: Postgres through a bounded pool, shared by every pod. A batch is one
+//! call of the `chat_append` function (see migrations/postgres), which locks each room's counter
+//! row in the same transaction as the inserts: seq follows commit order across pods, and the
+//! idempotency key is unique across pods.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Row;
+
+use super::{message_from, Appended, Deletion, NewMessage, RoomSnapshot, Store, StoreError, MESSAGE_COLUMNS};
+use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str, timeout: Duration, max_connections: u32) -> Result<PgStore, StoreError> {
+        // A pod that cannot reach Postgres at start fails fast (its orchestrator restarts it);
+        // once running, it rides out outages: sends fail with `unavailable` and the pool reconnects.
+        // The server cancels a statement that runs past the store timeout (a lock held elsewhere,
+        // an overloaded server), so a failed commit is a clean rollback, never an unknown outcome.
+        let options = PgConnectOptions::from_str(url)?
+            .options([("statement_timeout", format!("{}", timeout.as_millis().max(1)))]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await?;
+        // sqlx takes an advisory lock for migrations, so pods starting together apply them once.
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn append(&self, batch: Vec<NewMessage>) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
+        async move {
+            let mut rooms = Vec::with_capacity(batch.len());
+            let mut authors = Vec::with_capacity(batch.len());
+            let mut nicknames = Vec::with_capacity(batch.len());
+            let mut avatars = Vec::with_capacity(batch.len());
+            let mut contents = Vec::with_capacity(batch.len());
+            let mut clients = Vec::with_capacity(batch.len());
+            for m in batch {
+                rooms.push(m.room_id.as_str().to_string());
+                authors.push(m.author.author_id.as_str().to_string());
+                nicknames.push(m.author.nickname);
+                avatars.push(m.author.avatar);
+                contents.push(m.content);
+                clients.push(m.client_id);
+            }
+            let rows = sqlx::query("SELECT seq, created_at, fresh FROM chat_append($1, $2, $3, $4, $5, $6) ORDER BY ord")
+                .bind(rooms)
+                .bind(authors)
+                .bind(nicknames)
+                .bind(avatars)
+                .bind(contents)
+                .bind(clients)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(|r| Appended { seq: r.get(0), created_at: r.get(1), fresh: r.get(2) }).collect())
+        }
+        .boxed()
+    }
+
+    fn load_room(&self, room: RoomId, recent: usize) -> BoxFuture<'_, Result<RoomSnapshot, StoreError>> {
+        async move {
+            let last_seq = self.last_seq(room.clone()).await?;
+            let recent = self.history(room.clone(), None, recent).await?;
+            let bans = sqlx::query("SELECT author_id, until FROM bans WHERE room_id = $1 AND until > $2")
+                .bind(room.as_str())
+                .bind(now_millis())
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| (AuthorId::from_store(row.get(0)), row.get::<i64, _>(1)))
+                .collect();
+            Ok(RoomSnapshot { last_seq, recent, bans })
+        }
+        .boxed()
+    }
+
+    fn history(&self, room: RoomId, before: Option<Seq>, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
+        async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE room_id = $1 AND seq < $2 AND deleted_at IS NULL
+                 ORDER BY seq DESC LIMIT $3"
+            ))
+            .bind(room.as_str())
+            .bind(before.unwrap_or(Seq::MAX))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().rev().map(|row| message_from(row, &room)).collect())
+        }
+        .boxed()
+    }
+
+    fn after(&self, room: RoomId, after: Seq, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
+        async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE room_id = $1 AND seq > $2 AND deleted_at IS NULL
+                 ORDER BY seq LIMIT $3"
+            ))
+            .bind(room.as_str())
+            .bind(after)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(|row| message_from(row, &room)).collect())
+        }
+        .boxed()
+    }
+
+    fn last_seq(&self, room: RoomId) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        async move {
+            let seq = sqlx::query_scalar::<_, Seq>("SELECT last_seq FROM rooms WHERE id = $1")
+                .bind(room.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(seq.unwrap_or(0))
+        }
+        .boxed()
+    }
+
+    fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>> {
+        async move {
+            let mut tx = self.pool.begin().await?;
+            let owner: Option<String> = sqlx::query_scalar(
+                "SELECT author_id FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL FOR UPDATE",
+            )
+            .bind(room.as_str())
+            .bind(seq)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let outcome = match (owner, author) {
+                (None, _) => Deletion::NotFound,
+                (Some(owner), Some(author)) if owner != author.as_str() => Deletion::Forbidden,
+                _ => {
+                    sqlx::query("UPDATE messages SET content = '', deleted_at = $1 WHERE room_id = $2 AND seq = $3")
+                        .bind(now_millis())
+                        .bind(room.as_str())
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                    Deletion::Deleted
+                }
+            };
+            tx.commit().await?;
+            Ok(outcome)
+        }
+        .boxed()
+    }
+
+    fn ban(&self, room: RoomId, author: AuthorId, until: i64) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            sqlx::query(
+                "INSERT INTO bans (room_id, author_id, until, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (room_id, author_id) DO UPDATE SET until = excluded.until",
+            )
+            .bind(room.as_str())
+            .bind(author.as_str())
+            .bind(until)
+            .bind(now_millis())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        async move { self.pool.close().await }.boxed()
+    }
+}
