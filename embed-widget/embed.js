@@ -7,7 +7,7 @@
   // The engine origin is where this script came from (currentScript is null in some loaders).
   const script = document.currentScript || document.querySelector('script[src$="/embed.js"]');
   const ORIGIN = new URL(script ? script.src : location.href).origin;
-  const ATTRS = ["data-chat-room", "data-theme", "data-title", "data-height", "data-loading"];
+  const ATTRS = ["data-chat-room", "data-theme", "data-title", "data-height", "data-loading", "data-lang"];
   const dark = matchMedia("(prefers-color-scheme: dark)");
   const frames = new Map();   // element -> { iframe, key, theme, h, ready, queue, timer }
   const off = new WeakSet();  // elements destroy(el) was called on; update(el) brings them back
@@ -25,14 +25,14 @@
     return dark.matches ? "dark" : "light";
   }
 
-  function langOf() {
-    const l = (document.documentElement.lang || "").split("-")[0].toLowerCase();
+  function langOf(el) {
+    const l = ((el && el.dataset.lang) || document.documentElement.lang || "").split("-")[0].toLowerCase();
     return l === "ko" || l === "en" ? l : "";
   }
 
   function srcFor(el, theme) {
     const q = new URLSearchParams({ theme, parentOrigin: location.origin });
-    if (langOf()) q.set("lang", langOf());
+    if (langOf(el)) q.set("lang", langOf(el));
     if (el.dataset.title) q.set("title", el.dataset.title);
     return `${ORIGIN}/room/${encodeURIComponent(el.dataset.chatRoom.trim())}?${q}`;
   }
@@ -67,7 +67,7 @@
       frames.set(el, st);
     }
     const { iframe } = st;
-    iframe.title = el.dataset.title || (langOf() === "ko" ? "댓글 채팅" : "Comments chat");
+    iframe.title = el.dataset.title || (langOf(el) === "ko" ? "댓글 채팅" : "Comments chat");
     iframe.loading = el.dataset.loading === "eager" ? "eager" : "lazy";  // before src, or lazy is ignored
     // data-height is the starting height; after that, the frame's resize reports win until it changes.
     if (st.h !== h) iframe.style.height = st.h = h;
@@ -107,15 +107,19 @@
     if (e.origin !== ORIGIN || !e.data || typeof e.data.chat !== "object" || !e.data.chat) return;
     for (const [el, st] of frames) {
       if (e.source !== st.iframe.contentWindow) continue;
-      const { ready, resize } = e.data.chat;
+      const { ready, resize, unread } = e.data.chat;
       if (ready) {
         st.ready = true;
         reveal(st);
         st.queue.splice(0).forEach((m) => post(st, m));
         el.dispatchEvent(new CustomEvent("chat:ready", { bubbles: true, detail: { roomId: ready.roomId } }));
       }
-      const h = resize && Math.ceil(Number(resize.height));
-      if (h > 0 && h < 10000) st.iframe.style.height = `${h}px`;
+      // data-max-height caps the frame; the widget then scrolls inside.
+      const max = parseInt(el.dataset.maxHeight, 10) || 10000;
+      const h = resize && Math.min(max, Math.ceil(Number(resize.height)));
+      if (h > 0) st.iframe.style.height = `${h}px`;
+      const n = unread && Number(unread.count);
+      if (n >= 0) el.dispatchEvent(new CustomEvent("chat:unread", { bubbles: true, detail: { count: n } }));
       return;
     }
   });

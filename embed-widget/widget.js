@@ -18,6 +18,8 @@ const STRINGS = {
   en: {
     title: "Post discussion", placeholder: "Write a message…", inputLabel: "Message", send: "Send",
     online: (n) => `${n} online`, typing: (who) => `${who} is typing…`,
+    people: "People in this chat", more: (n) => `and ${n} more`, you: "you",
+    tabOnly: "Your name is kept in this tab only: this browser blocks storage for embedded pages.",
     connecting: "Connecting…", reconnecting: "Reconnecting…", offline: "Not connected.",
     badRoom: "This chat room does not exist.",
     newMsgs: (n) => (n === 1 ? "1 new message ↓" : `${n} new messages ↓`), newMany: (n) => `${n} new messages`,
@@ -39,6 +41,8 @@ const STRINGS = {
   ko: {
     title: "게시글 토론", placeholder: "메시지를 입력하세요…", inputLabel: "메시지", send: "보내기",
     online: (n) => `${n}명 접속 중`, typing: (who) => `${who}님이 입력 중…`,
+    people: "이 채팅의 참여자", more: (n) => `외 ${n}명`, you: "나",
+    tabOnly: "이 브라우저가 삽입된 페이지의 저장소를 막아서, 닉네임은 이 탭에서만 유지돼요.",
     connecting: "연결 중…", reconnecting: "다시 연결하는 중…", offline: "연결되어 있지 않아요.",
     badRoom: "존재하지 않는 채팅방이에요.",
     newMsgs: (n) => `새 메시지 ${n}개 ↓`, newMany: (n) => `새 메시지 ${n}개`,
@@ -89,6 +93,7 @@ const banner = $("banner"), pill = $("pill"), typingEl = $("typing"), live = $("
 const onlineEl = $("online"), meBtn = $("me"), count = $("count"), sendBtn = $("send");
 const nickForm = $("nick"), nickInput = $("nick-input"), nickAvatar = $("nick-avatar");
 const nickErr = $("nick-err"), nickCancel = $("nick-cancel");
+const body = list.parentElement, peopleBox = $("people-box"), people = $("people"), hint = $("hint");
 
 // Creates an element; string children become text nodes (Element.append never parses HTML).
 function h(tag, cls, ...children) {
@@ -108,15 +113,26 @@ function button(text, onclick) {
 const chars = (s) => [...s].length;  // Unicode scalar values, as the server counts
 const reduceMotion = matchMedia("(prefers-reduced-motion: reduce)");
 
-// Storage can throw (blocked or partitioned third-party storage): every access is wrapped and
-// falls back to memory for this page's lifetime.
+// Storage can throw (blocked or partitioned third-party storage, private mode): every access is
+// wrapped. Order: localStorage (kept across visits), else this tab's sessionStorage, else memory.
+// `persistent` tells the reader discreetly when their identity will not outlive the tab.
 const memory = new Map();
+const areas = [];
+for (const name of ["localStorage", "sessionStorage"]) {
+  try {
+    const area = window[name];
+    area.setItem("chat.probe", "1");
+    area.removeItem("chat.probe");
+    areas.push(area);
+  } catch { /* blocked: try the next one */ }
+}
+const persistent = areas.length > 0 && (() => { try { return areas[0] === window.localStorage; } catch { return false; } })();
 const store = {
   get(k) {
-    try { const v = localStorage.getItem(k); if (v !== null) return v; } catch { /* memory */ }
+    try { const v = areas[0]?.getItem(k); if (v != null) return v; } catch { /* memory */ }
     return memory.get(k) ?? null;
   },
-  set(k, v) { memory.set(k, v); try { localStorage.setItem(k, v); } catch { /* memory only */ } },
+  set(k, v) { memory.set(k, v); try { areas[0]?.setItem(k, v); } catch { /* memory only */ } },
 };
 
 function uuid() {
@@ -152,7 +168,7 @@ if (firstVisit) nickname = defaultNick(avatar);  // joins under the suggested na
 let me = null;              // welcome.you
 let ws = null;
 let welcomed = false;       // the current socket has had its welcome
-let everWelcomed = false;   // decides `lastSeq` in hello and the one-time `ready`
+let everWelcomed = false;   // a later hello carries `lastSeq` (resume)
 let maxSeq = 0;             // highest seq received as a message (never from an ack: see onAck)
 let attempt = 0, retryTimer = 0, drainAt = 0;
 let banned = false, holdForNick = false;
@@ -233,6 +249,7 @@ function renderPending(clientId, p) {
   const li = p.el;
   li.className = p.failed ? "msg own failed" : "msg own pending";
   delete li.dataset.seq;
+  li.dataset.clientId = clientId;
   const extra = [h("span", "status", p.failed || T.sending)];
   if (p.failed) {
     extra.push(
@@ -294,8 +311,11 @@ function addLive(msgs, announceThem) {
     fromOthers++;
     if (announceThem) announce(m);
   }
-  if (stick) toBottom(false);
-  else if (fromOthers) { unread += fromOthers; renderPill(); }
+  if (stick && inSight) toBottom(false);
+  else {
+    if (stick) scrollToEnd(false);  // keep following, but the reader has not seen them yet
+    if (fromOthers) { unread += fromOthers; renderPill(); }
+  }
 }
 
 function removeSeq(seq) {
@@ -315,16 +335,35 @@ function clearList() {
 const nearBottom = () => list.scrollHeight - list.scrollTop - list.clientHeight < 48;
 
 // Scrolls the list itself, never scrollIntoView (that would also scroll the host page).
-function toBottom(smooth) {
+function scrollToEnd(smooth) {
   list.scrollTo({ top: list.scrollHeight, behavior: smooth && !reduceMotion.matches ? "smooth" : "auto" });
+}
+function toBottom(smooth) {
+  scrollToEnd(smooth);
   unread = 0;
   renderPill();
 }
 
+// The pill shows only when the reader scrolled up; the host hears the count either way, so it can
+// badge a chat the reader has scrolled the page away from.
 function renderPill() {
-  pill.hidden = !unread;
-  pill.textContent = unread ? T.newMsgs(unread) : "";
+  pill.hidden = !unread || nearBottom();
+  pill.textContent = pill.hidden ? "" : T.newMsgs(unread);
+  if (unread !== unreadPosted) { unreadPosted = unread; post({ unread: { count: unread } }); }
 }
+let unreadPosted = 0;
+
+// Whether the frame is on the reader's screen. In a cross-origin frame an IntersectionObserver
+// without a root measures against the top-level viewport, so this follows the host page's scroll.
+let onScreen = true, inSight = true;
+function updateSight() {
+  inSight = onScreen && document.visibilityState !== "hidden";
+  if (inSight && unread && nearBottom()) { unread = 0; renderPill(); }
+}
+if ("IntersectionObserver" in window) {
+  new IntersectionObserver((es) => { onScreen = es[es.length - 1].isIntersecting; updateSight(); }).observe(app);
+}
+document.addEventListener("visibilitychange", updateSight);
 
 async function loadOlder() {
   if (loadingOlder || !hasOlder || Date.now() < olderRetryAt) return;
@@ -359,7 +398,7 @@ function fillViewport() {
 }
 
 list.addEventListener("scroll", () => {
-  if (unread && nearBottom()) { unread = 0; renderPill(); }
+  if (unread && nearBottom() && inSight) { unread = 0; renderPill(); }
   if (list.scrollTop < 64) loadOlder();
 }, { passive: true });
 pill.addEventListener("click", () => { toBottom(true); input.focus(); });
@@ -405,8 +444,36 @@ function renderTyping() {
 }
 
 function setOnline(n) {
-  if (typeof n === "number") { onlineEl.hidden = false; onlineEl.textContent = T.online(n); }
+  if (typeof n === "number") { onlineEl.hidden = false; onlineEl.textContent = T.online(n); online = n; }
 }
+
+// The participant list the online count opens. The engine may cap `members`; the rest is counted.
+let online = 0, members = [];
+function onPresence(f) {
+  setOnline(f.online);
+  if (Array.isArray(f.members)) members = f.members;
+  renderPeople();
+}
+function renderPeople() {
+  if (peopleBox.hidden) return;
+  const rows = members.map((m) => {
+    const av = h("span", "avatar", ANIMALS[m.avatar] || "💬");
+    av.setAttribute("aria-hidden", "true");
+    const own = me && m.authorId === me.authorId;
+    return h("li", own ? "person own" : "person", av, h("span", "name", String(m.nickname ?? "")),
+      ...(own ? [h("span", "status", ` (${T.you})`)] : []));
+  });
+  if (online > members.length) rows.push(h("li", "person status", T.more(online - members.length)));
+  people.replaceChildren(...rows);
+}
+function togglePeople(open = peopleBox.hidden) {
+  peopleBox.hidden = !open;
+  onlineEl.setAttribute("aria-expanded", String(open));
+  renderPeople();
+}
+onlineEl.addEventListener("click", () => togglePeople());
+peopleBox.addEventListener("keydown", (e) => { if (e.key === "Escape") { togglePeople(false); onlineEl.focus(); } });
+onlineEl.addEventListener("keydown", (e) => { if (e.key === "Escape" && !peopleBox.hidden) togglePeople(false); });
 
 // ---- socket -----------------------------------------------------------------------------------
 function send(frame) {
@@ -444,7 +511,7 @@ function onFrame(f) {
     case "message": addLive([f.message], true); break;
     case "ack": onAck(f); break;
     case "deleted": removeSeq(f.seq); break;
-    case "presence": setOnline(f.online); break;
+    case "presence": onPresence(f); break;
     case "typing": onTyping(f); break;
     case "error": onError(f); break;
     case "reconnect": onDrain(f.afterMs); break;
@@ -470,11 +537,7 @@ function onWelcome(f) {
   }
   // Sends that were in flight when the socket dropped: same clientId, so the server stores them once.
   for (const [clientId, p] of pending) if (!p.failed) send({ type: "send", clientId, content: p.content });
-  if (!everWelcomed) {
-    everWelcomed = true;
-    post({ ready: { roomId } });
-    reportHeight();
-  }
+  everWelcomed = true;
   fillViewport();
 }
 
@@ -664,19 +727,29 @@ addEventListener("message", (e) => {
   if (theme === "light" || theme === "dark" || theme === "auto") applyTheme(theme);
 });
 
-// Height reports: one wrapper, rounded up, at most once per frame, and only after `ready` so the host
-// never sizes the frame from a half-built page.
+// Height reports: the height the widget wants, rounded up, at most once per frame. It is the fixed
+// parts (header, forms, ...) plus the messages' own height, clamped between LIST_MIN and LIST_MAX;
+// past that the list scrolls inside. Measured from content, never from the frame's own height, so
+// a frame sized by these reports can shrink again (no ratchet).
+const LIST_MIN = 128, LIST_MAX = 420;
 let lastHeight = 0, heightQueued = false;
 function reportHeight() {
-  if (heightQueued || !everWelcomed) return;
+  if (heightQueued || !hostOrigin) return;
   heightQueued = true;
   requestAnimationFrame(() => {
     heightQueued = false;
-    const height = Math.ceil(app.getBoundingClientRect().height);
+    const last = list.lastElementChild;
+    const content = last ? last.offsetTop + last.offsetHeight + 14 : 0;  // 14: bottom margin + padding
+    const fixed = app.getBoundingClientRect().height - body.getBoundingClientRect().height;
+    const height = Math.ceil(fixed + Math.min(LIST_MAX, Math.max(LIST_MIN, content)));
     if (height !== lastHeight) { lastHeight = height; post({ resize: { height } }); }
   });
 }
-if (hostOrigin && "ResizeObserver" in window) new ResizeObserver(reportHeight).observe(app);
+if (hostOrigin && "ResizeObserver" in window) {
+  const ro = new ResizeObserver(reportHeight);
+  for (const el of app.children) ro.observe(el);  // hidden parts report when they appear
+  new MutationObserver(reportHeight).observe(list, { childList: true, subtree: true, characterData: true });
+}
 
 // ---- start ------------------------------------------------------------------------------------
 const title = (params.get("title") || "").trim().slice(0, 200) || T.title;
@@ -690,6 +763,14 @@ input.placeholder = T.placeholder;
 sendBtn.textContent = T.send;
 meBtn.title = T.changeNick;
 onInput();
+
+if (!persistent) { hint.hidden = false; hint.textContent = T.tabOnly; }
+people.setAttribute("aria-label", T.people);
+onlineEl.title = T.people;
+
+// The frame is drawn: the host may show it and send messages now, before the socket opens.
+post({ ready: { roomId } });
+reportHeight();
 
 if (!roomOk) {
   setState(T.badRoom);
