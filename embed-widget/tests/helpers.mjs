@@ -208,8 +208,11 @@ export async function bot(browser, engine, room, nickname = "Seeder") {
  * the same clientId) and hold back server frames for a moment (`hold(predicate)`).
  */
 export async function tapSockets(page) {
-  const tap = { frames: [], sockets: [], held: [], holdIf: null };
+  const tap = { frames: [], sockets: [], attempts: [], held: [], holdIf: null, blocked: false };
   await page.routeWebSocket(/\/ws\//, (ws) => {
+    tap.attempts.push(Date.now());
+    // `blocked`: the network is down for this page; the socket fails at once.
+    if (tap.blocked) { ws.close({ code: 1011, reason: "blocked by test" }); return; }
     const server = ws.connectToServer();
     const sock = { ws, server, opened: Date.now() };
     tap.sockets.push(sock);
@@ -227,6 +230,12 @@ export async function tapSockets(page) {
   tap.in = (type) => tap.frames.filter((x) => x.dir === "in" && x.f.type === type).map((x) => x.f);
   tap.hold = (predicate) => { tap.holdIf = predicate; };
   tap.release = () => { tap.holdIf = null; tap.held.splice(0).forEach((send) => send()); };
+  /** Cuts the current connection (both sides), as a dropped network would. */
+  tap.drop = () => {
+    const sock = tap.sockets.at(-1);
+    sock.server.close({ code: 1001, reason: "dropped by test" });
+    sock.ws.close({ code: 1001, reason: "dropped by test" });
+  };
   return tap;
 }
 
