@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -42,9 +42,22 @@ impl fmt::Display for RoomId {
 /// The public id of a reader: the first 16 hex digits of SHA-256 over a fixed prefix and the
 /// anonymousId. One-way, so the anonymousId (the browser's secret) never has to leave the server,
 /// and the same on every pod.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct AuthorId(Arc<str>);
+
+impl TryFrom<String> for AuthorId {
+    type Error = &'static str;
+    fn try_from(raw: String) -> Result<AuthorId, Self::Error> {
+        AuthorId::parse(&raw).ok_or("authorId must be 16 lowercase hex digits")
+    }
+}
+
+impl From<AuthorId> for String {
+    fn from(id: AuthorId) -> String {
+        id.0.to_string()
+    }
+}
 
 impl AuthorId {
     pub fn derive(anonymous_id: &Uuid) -> AuthorId {

@@ -22,6 +22,14 @@ pub struct Config {
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
 
+    /// Redis for several pods: `redis://host:6379`. Unset: a single pod, fan-out in process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// This pod's name on the bus (Kubernetes: the pod name). Unset: a random one per start.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+
     /// Comma-separated origins allowed to embed the widget and open sockets; unset: any.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,

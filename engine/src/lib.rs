@@ -6,10 +6,12 @@
 //! - `ws`: `protocol` (frame types) and the `session` of one connection: hello, validation, relay.
 //! - `room`: the registry and one actor per live room: members, presence, ring buffer, seq
 //!   order, rate limits; sends go to group commit and are acked and broadcast after it.
-//! - `store`: the `Store` trait, the SQLite implementation and the group-commit `writer`.
+//! - `store`: the `Store` trait, SQLite and Postgres implementations, the group-commit `writer`.
+//! - `bus`: cross-pod fan-out and room-wide presence over Redis (only with several pods).
 //! - `chat`: the domain types and the rules on client input; `metrics`, `config`, `app`, `server`.
 
 pub mod app;
+pub mod bus;
 pub mod chat;
 pub mod config;
 pub mod http;

@@ -22,6 +22,12 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub commit_batch_size: Histogram,
     pub send_broadcast_seconds: Histogram,
+    /// 1 while the Redis bus is connected; absent meaning (0) on a single pod without Redis.
+    pub bus_up: IntGauge,
+    pub bus_lag_seconds: Histogram,
+    pub bus_dropped: IntCounter,
+    /// Messages a room read from the store because the bus did not bring them (gaps, outages).
+    pub store_repairs: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -82,6 +88,15 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "From a send reaching its room to its broadcast (includes the commit).",
             LATENCY_BUCKETS.to_vec(),
         ),
+        bus_up: gauge(&r, "chat_bus_up", "1 while the Redis bus is connected (always 0 without REDIS_URL)."),
+        bus_lag_seconds: histogram(
+            &r,
+            "chat_bus_lag_seconds",
+            "From a publication on one pod to its arrival on another.",
+            LATENCY_BUCKETS.to_vec(),
+        ),
+        bus_dropped: counter(&r, "chat_bus_dropped_total", "Bus publications or deliveries dropped (repaired from the store)."),
+        store_repairs: counter(&r, "chat_store_repairs_total", "Messages delivered from the store to fill a gap the bus left."),
         registry: r,
     };
     // Pre-create the label values an operator alerts on, so the series exist before the first event.

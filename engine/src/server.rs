@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::bus::Bus;
 use crate::config::Config;
 use crate::room::{RoomContext, RoomSettings, Rooms};
 use crate::store::{self, writer::Writer, StoreError};
@@ -22,18 +23,35 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
     let store = store::open(&config.database_url, config.store_timeout, config.db_max_connections).await?;
     let (writer, writer_task) = Writer::spawn(store.clone(), config.store_timeout);
+    let (bus, deliveries) = match &config.redis_url {
+        Some(url) => {
+            let pod = config.pod_name.clone().unwrap_or_else(|| format!("pod-{}", uuid::Uuid::new_v4().simple()));
+            let (bus, deliveries) = Bus::start(url, pod).map_err(|e| StoreError::Bus(e.to_string()))?;
+            (Some(bus), Some(deliveries))
+        }
+        None => (None, None),
+    };
     let settings = RoomSettings {
         send_rate: config.send_rate,
         send_burst: config.send_burst,
         idle: config.room_idle,
         outbound_queue: config.outbound_queue,
     };
-    let rooms = Rooms::new(RoomContext { store: store.clone(), writer, settings });
+    let rooms = Rooms::new(RoomContext { store: store.clone(), writer, settings, bus: bus.clone() });
+    if let Some(mut deliveries) = deliveries {
+        let rooms = rooms.clone();
+        tokio::spawn(async move {
+            while let Some((room, envelope)) = deliveries.recv().await {
+                rooms.remote(&room, envelope);
+            }
+        });
+    }
     let grace = config.shutdown_grace;
     let app = Arc::new(App::new(config, rooms, store.clone()));
 
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(addr = %addr, store = %store.kind(), "listening");
+    let pod = bus.as_ref().map(|b| b.pod().to_string());
+    tracing::info!(addr = %addr, store = %store.kind(), bus = if bus.is_some() { "redis" } else { "none" }, pod = pod.as_deref().unwrap_or("-"), "listening");
 
     // The listener keeps accepting while the pod drains: probes must see `/readyz` turn 503, and
     // new sockets are refused with 503 by the upgrade itself.

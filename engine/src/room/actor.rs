@@ -2,20 +2,22 @@
 //! messages, passes sends through the rate limit into group commit, and only after the commit
 //! acks the sender and broadcasts the message, serialized once for every member.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::sleep_until;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::presence::Presence;
+use super::presence::{room_wide, Presence};
 use super::rate::TokenBucket;
 use super::registry::Inner;
 use super::ring::{Entry, Ring};
 use super::{Command, ConnId, JoinError, Kick, RoomContext, RoomError, RoomInfo, HISTORY_ON_JOIN, RESUME_MAX, RING_CAPACITY};
+use crate::bus::presence::{self as shared_presence, Present};
+use crate::bus::{Envelope, RoomEvent};
 use crate::chat::{now_millis, AuthorId, Message, Profile, RoomId, Seq};
 use crate::metrics::METRICS;
 use crate::store::writer::AppendResult;
@@ -28,6 +30,13 @@ const PRESENCE_EVERY: Duration = Duration::from_millis(500);
 const TYPING_EVERY: Duration = Duration::from_secs(2);
 /// Messages of one room in one commit at most.
 const ROOM_BATCH: usize = 256;
+/// With several pods, a message that arrives ahead of a missing one waits this long for it
+/// before the room reads the gap from the store.
+const HOLD_BACK: Duration = Duration::from_millis(150);
+/// While the bus is down, rooms read what other pods stored this often.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+/// After subscribing, one read of the store covers messages published before the subscription.
+const SETTLE: Duration = Duration::from_secs(1);
 
 struct Member {
     profile: Profile,
@@ -85,6 +94,25 @@ pub(super) struct RoomActor {
     tasks: JoinSet<Done>,
     idle_since: Instant,
     shutting_down: bool,
+    /// Messages that arrived ahead of a missing seq, waiting for it (or for a repair).
+    held: BTreeMap<Seq, Utf8Bytes>,
+    /// When the store is next read for messages the bus did not bring.
+    repair_at: Option<Instant>,
+    /// Cluster state, present when the pod runs with a bus.
+    cluster: Option<Cluster>,
+}
+
+/// What a room needs when several pods share it.
+struct Cluster {
+    bus: Arc<crate::bus::Bus>,
+    up: watch::Receiver<bool>,
+    subscribed: bool,
+    /// Readers in this room on the other pods, as last read.
+    remote: Vec<Present>,
+    /// Our readers changed since we last wrote them to Redis.
+    local_dirty: bool,
+    heartbeat_at: Instant,
+    last_presence: Option<(usize, Vec<Profile>)>,
 }
 
 impl RoomActor {
@@ -97,7 +125,17 @@ impl RoomActor {
         alive: mpsc::Sender<()>,
     ) -> RoomActor {
         let now = Instant::now();
+        let cluster = ctx.bus.as_ref().map(|bus| Cluster {
+            bus: bus.clone(),
+            up: bus.up(),
+            subscribed: false,
+            remote: Vec::new(),
+            local_dirty: false,
+            heartbeat_at: now + shared_presence::HEARTBEAT,
+            last_presence: None,
+        });
         RoomActor {
+            cluster,
             id,
             generation,
             ctx,
@@ -114,6 +152,8 @@ impl RoomActor {
             tasks: JoinSet::new(),
             idle_since: now,
             shutting_down: false,
+            held: BTreeMap::new(),
+            repair_at: None,
         }
     }
 
@@ -123,6 +163,9 @@ impl RoomActor {
         loop {
             let idle_at = tokio::time::Instant::from_std(self.idle_since + self.ctx.settings.idle);
             let presence_at = tokio::time::Instant::from_std(self.presence_due.unwrap_or(self.idle_since));
+            let repair_at = tokio::time::Instant::from_std(self.repair_at.unwrap_or(self.idle_since));
+            let heartbeat_at = tokio::time::Instant::from_std(self.cluster.as_ref().map_or(self.idle_since, |c| c.heartbeat_at));
+            let beating = self.cluster.is_some() && !self.presence.is_empty();
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd).await,
@@ -134,7 +177,14 @@ impl RoomActor {
                         self.finished(done);
                     }
                 }
-                _ = sleep_until(presence_at), if self.presence_due.is_some() => self.flush_presence(),
+                _ = sleep_until(presence_at), if self.presence_due.is_some() => self.flush_presence().await,
+                _ = sleep_until(repair_at), if self.repair_at.is_some() => self.repair().await,
+                _ = sleep_until(heartbeat_at), if beating => self.heartbeat().await,
+                Some(up) = bus_changed(&mut self.cluster) => {
+                    // Back up: read what was missed now. Down: start polling the store.
+                    tracing::debug!(room = %self.id, up, "bus state changed");
+                    self.repair_at = Some(Instant::now());
+                }
                 _ = sleep_until(idle_at), if self.is_quiet() && !self.shutting_down => {
                     self.stop().await;
                     break;
@@ -143,6 +193,10 @@ impl RoomActor {
             if self.shutting_down && self.is_quiet_but_members() {
                 break;
             }
+        }
+        if let Some(cluster) = self.cluster.as_mut().filter(|c| c.subscribed) {
+            cluster.bus.unsubscribe(&self.id);
+            cluster.subscribed = false;
         }
         METRICS.rooms_active.dec();
         tracing::debug!(room = %self.id, "room stopped");
@@ -185,7 +239,7 @@ impl RoomActor {
             Command::Rename { conn, nickname, avatar } => self.rename(conn, nickname, avatar),
             Command::Info { reply } => {
                 let last_seq = self.load().await.map(|s| s.last_seq).map_err(|_| RoomError::Unavailable);
-                let _ = reply.send(last_seq.map(|last_seq| RoomInfo { online: self.presence.online(), last_seq }));
+                let _ = reply.send(last_seq.map(|last_seq| RoomInfo { online: self.online(), last_seq }));
             }
             Command::AdminDelete { seq, reply } => self.start_delete(seq, None, Requester::Admin(reply)),
             Command::Ban { author, until, reply } => {
@@ -196,6 +250,7 @@ impl RoomActor {
                     Done::Ban { author, until, reply, outcome }
                 });
             }
+            Command::Remote(envelope) => self.remote(envelope).await,
             Command::Shutdown => self.shutting_down = true,
         }
     }
@@ -210,6 +265,12 @@ impl RoomActor {
                 last_seq: snapshot.last_seq,
                 bans: snapshot.bans.into_iter().collect(),
             });
+            if let Some(cluster) = self.cluster.as_mut().filter(|c| !c.subscribed) {
+                cluster.bus.subscribe(&self.id);
+                cluster.subscribed = true;
+                // What other pods published before the subscription took effect is read once.
+                self.repair_at = Some(Instant::now() + SETTLE);
+            }
         }
         Ok(self.state.as_mut().expect("loaded above"))
     }
@@ -241,7 +302,7 @@ impl RoomActor {
         if self.presence.arrive(&profile) {
             self.presence_changed();
         }
-        let welcome = protocol::welcome(&profile, history.iter().map(|j| j.as_str()), resumed, self.presence.online());
+        let welcome = protocol::welcome(&profile, history.iter().map(|j| j.as_str()), resumed, self.online());
         let sends = TokenBucket::new(self.ctx.settings.send_rate, self.ctx.settings.send_burst);
         self.members.insert(conn, Member { profile, outbox, kick: Some(kick), sends, last_typing: None });
         METRICS.joins.inc();
@@ -379,13 +440,29 @@ impl RoomActor {
         match result {
             Ok(appended) => {
                 for (send, stored) in sends.into_iter().zip(appended) {
-                    if stored.fresh {
-                        self.catch_up(stored.seq - 1).await;
-                        self.publish(send, stored.seq, stored.created_at);
-                    } else {
+                    self.deliver(send.conn, protocol::ack(&send.client_id, stored.seq));
+                    if !stored.fresh {
                         METRICS.messages.with_label_values(&["duplicate"]).inc();
-                        self.deliver(send.conn, protocol::ack(&send.client_id, stored.seq));
+                        continue;
                     }
+                    let message = Message {
+                        seq: stored.seq,
+                        room_id: self.id.clone(),
+                        author_id: send.author.author_id,
+                        nickname: send.author.nickname,
+                        avatar: send.author.avatar,
+                        content: send.content,
+                        created_at: stored.created_at,
+                        client_id: send.client_id,
+                    };
+                    let entry = Entry::new(&message);
+                    if let Some(cluster) = &self.cluster {
+                        cluster.bus.publish(&self.id, &RoomEvent::Message { seq: entry.seq, json: entry.json.clone() });
+                    }
+                    self.offer(entry);
+                    METRICS.messages.with_label_values(&["stored"]).inc();
+                    METRICS.send_broadcast_seconds.observe(send.received.elapsed().as_secs_f64());
+                    tracing::debug!(room = %self.id, seq = message.seq, "message stored");
                 }
             }
             Err(err) => {
@@ -394,61 +471,111 @@ impl RoomActor {
                     METRICS.messages.with_label_values(&["unavailable"]).inc();
                     self.error(send.conn, ErrorCode::Unavailable, "message store unavailable; retry with the same clientId", Some(&send.client_id));
                 }
-                // The failed batch may have committed after all (a timeout is not a rollback);
-                // the next commit finds out and delivers what it finds in `catch_up`.
             }
+        }
+        // A single pod has nobody else to wait for: a gap there means a commit whose answer was
+        // lost landed after all, and the store has it now.
+        if self.cluster.is_none() && !self.held.is_empty() {
+            self.repair().await;
         }
         self.start_commit().await;
     }
 
-    /// Broadcasts messages the store has before `upto` that this room never delivered: a commit
-    /// whose answer was lost landed after all. Keeps every reader's stream gap-free.
-    async fn catch_up(&mut self, upto: Seq) {
-        let Some(state) = self.state.as_ref() else { return };
-        if state.last_seq >= upto {
+    /// Takes a committed message (ours, or another pod's from the bus) and delivers every
+    /// message that is now next in seq order. Readers see each seq once, in order.
+    fn offer(&mut self, entry: Entry) {
+        let Some(last) = self.state.as_ref().map(|s| s.last_seq) else { return };
+        if entry.seq <= last {
             return;
         }
-        let from = state.last_seq;
-        match self.ctx.store.after(self.id.clone(), from, (upto - from) as usize).await {
-            Ok(missed) => {
-                for message in missed.into_iter().filter(|m| m.seq <= upto) {
-                    self.remember_and_broadcast(&message);
-                }
-            }
-            Err(err) => tracing::warn!(room = %self.id, error = %err, "could not fetch missed messages"),
-        }
-        if let Some(state) = self.state.as_mut() {
-            state.last_seq = state.last_seq.max(upto);
+        self.held.insert(entry.seq, entry.json);
+        self.deliver_ready();
+        if !self.held.is_empty() && self.repair_at.is_none() {
+            self.repair_at = Some(Instant::now() + HOLD_BACK);
         }
     }
 
-    fn remember_and_broadcast(&mut self, message: &Message) -> Utf8Bytes {
-        let entry = Entry::new(message);
+    fn deliver_ready(&mut self) {
+        while let Some(state) = self.state.as_ref() {
+            let next = state.last_seq + 1;
+            let Some(json) = self.held.remove(&next) else { break };
+            self.broadcast_message(Entry { seq: next, json });
+        }
+    }
+
+    fn broadcast_message(&mut self, entry: Entry) {
         let frame = protocol::message(&entry.json);
         if let Some(state) = self.state.as_mut() {
-            state.last_seq = state.last_seq.max(message.seq);
+            state.last_seq = state.last_seq.max(entry.seq);
             state.ring.push(entry);
         }
         self.broadcast(&frame, None);
-        frame
     }
 
-    fn publish(&mut self, send: Pending, seq: Seq, created_at: i64) {
-        let message = Message {
-            seq,
-            room_id: self.id.clone(),
-            author_id: send.author.author_id.clone(),
-            nickname: send.author.nickname.clone(),
-            avatar: send.author.avatar.clone(),
-            content: send.content,
-            created_at,
-            client_id: send.client_id,
+    /// Reads from the store what this room has not delivered: the messages missing before one
+    /// that arrived early, or, while the bus is down, whatever other pods stored. A seq is only
+    /// visible once every lower seq of the room is committed, so a seq below a stored one that
+    /// the store does not return was deleted, and is skipped.
+    async fn repair(&mut self) {
+        self.repair_at = None;
+        let Some(last) = self.state.as_ref().map(|s| s.last_seq) else { return };
+        const PAGE: usize = 1000;
+        let fetched = match self.ctx.store.after(self.id.clone(), last, PAGE).await {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                tracing::warn!(room = %self.id, error = %err, "could not read missed messages");
+                self.repair_at = Some(Instant::now() + POLL_EVERY);
+                return;
+            }
         };
-        self.deliver(send.conn, protocol::ack(&message.client_id, seq));
-        self.remember_and_broadcast(&message);
-        METRICS.messages.with_label_values(&["stored"]).inc();
-        METRICS.send_broadcast_seconds.observe(send.received.elapsed().as_secs_f64());
-        tracing::debug!(room = %self.id, seq, "message stored");
+        let more = fetched.len() == PAGE;
+        for message in &fetched {
+            if !self.held.contains_key(&message.seq) {
+                METRICS.store_repairs.inc();
+                self.held.insert(message.seq, Entry::new(message).json);
+            }
+        }
+        // Everything up to the highest seen seq is known now; what the page did not reach waits.
+        let known = if more { fetched.last().map_or(last, |m| m.seq) } else { self.held.keys().next_back().copied().unwrap_or(last) };
+        for seq in last + 1..=known {
+            match self.held.remove(&seq) {
+                Some(json) => self.broadcast_message(Entry { seq, json }),
+                None => {
+                    if let Some(state) = self.state.as_mut() {
+                        state.last_seq = seq;
+                    }
+                }
+            }
+        }
+        self.deliver_ready();
+        let polling = self.cluster.as_ref().is_some_and(|c| !*c.up.borrow());
+        self.repair_at = if more {
+            Some(Instant::now())
+        } else if !self.held.is_empty() {
+            Some(Instant::now() + HOLD_BACK)
+        } else if polling {
+            Some(Instant::now() + POLL_EVERY)
+        } else {
+            None
+        };
+    }
+
+    /// An event another pod published for this room.
+    async fn remote(&mut self, envelope: Envelope) {
+        if self.state.is_none() {
+            return;
+        }
+        match envelope.event {
+            RoomEvent::Message { seq, json } => self.offer(Entry { seq, json }),
+            RoomEvent::Deleted { seq } => self.apply_deleted(seq),
+            RoomEvent::Typing { author, frame } => self.broadcast(&frame, Some(&author)),
+            RoomEvent::Banned { author, until } => self.apply_ban(author, until),
+            RoomEvent::Presence => {
+                if self.presence_due.is_none() {
+                    self.presence_due = Some((self.last_presence + PRESENCE_EVERY).max(Instant::now()));
+                }
+            }
+        }
     }
 
     fn start_delete(&mut self, seq: Seq, author: Option<AuthorId>, requester: Requester) {
@@ -464,10 +591,10 @@ impl RoomActor {
         match done {
             Done::Delete { seq, requester, outcome } => {
                 if outcome.as_ref().is_ok_and(|d| *d == Deletion::Deleted) {
-                    if let Some(state) = self.state.as_mut() {
-                        state.ring.remove(seq);
+                    self.apply_deleted(seq);
+                    if let Some(cluster) = &self.cluster {
+                        cluster.bus.publish(&self.id, &RoomEvent::Deleted { seq });
                     }
-                    self.broadcast(&protocol::deleted(seq), None);
                     tracing::info!(room = %self.id, seq, "message deleted");
                 }
                 match requester {
@@ -484,15 +611,34 @@ impl RoomActor {
             }
             Done::Ban { author, until, reply, outcome } => {
                 if outcome.is_ok() {
-                    if let Some(state) = self.state.as_mut() {
-                        state.bans.insert(author.clone(), until);
+                    if let Some(cluster) = &self.cluster {
+                        cluster.bus.publish(&self.id, &RoomEvent::Banned { author: author.clone(), until });
                     }
-                    self.kick_banned(&author);
                     tracing::info!(room = %self.id, author = %author.as_str(), until, "reader banned");
+                    self.apply_ban(author, until);
                 }
                 let _ = reply.send(outcome.map_err(|_| RoomError::Unavailable));
             }
         }
+    }
+
+    fn apply_deleted(&mut self, seq: Seq) {
+        if let Some(state) = self.state.as_mut() {
+            state.ring.remove(seq);
+        }
+        if self.held.remove(&seq).is_some() {
+            // Not delivered yet: readers never saw it, so there is nothing to take back, but the
+            // seq still counts as passed.
+            return;
+        }
+        self.broadcast(&protocol::deleted(seq), None);
+    }
+
+    fn apply_ban(&mut self, author: AuthorId, until: i64) {
+        if let Some(state) = self.state.as_mut() {
+            state.bans.insert(author.clone(), until);
+        }
+        self.kick_banned(&author);
     }
 
     fn kick_banned(&mut self, author: &AuthorId) {
@@ -513,6 +659,9 @@ impl RoomActor {
         member.last_typing = Some(now);
         let frame = protocol::typing(&member.profile);
         let author = member.profile.author_id.clone();
+        if let Some(cluster) = &self.cluster {
+            cluster.bus.publish(&self.id, &RoomEvent::Typing { author: author.clone(), frame: frame.clone() });
+        }
         self.broadcast(&frame, Some(&author));
     }
 
@@ -530,17 +679,79 @@ impl RoomActor {
         }
     }
 
+    /// Our reader list changed: tell the room (coalesced) and, with several pods, the others.
     fn presence_changed(&mut self) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.local_dirty = true;
+        }
         if self.presence_due.is_none() {
             self.presence_due = Some((self.last_presence + PRESENCE_EVERY).max(Instant::now()));
         }
     }
 
-    fn flush_presence(&mut self) {
+    /// Readers online room-wide (ours plus the other pods' as last read).
+    fn online(&self) -> usize {
+        self.presence.online_with(self.cluster.as_ref().map_or(&[], |c| &c.remote[..]))
+    }
+
+    /// Shares our readers (when they changed) and reads the other pods'. Best effort: without
+    /// Redis the room shows what this pod knows.
+    async fn sync_presence(&mut self) {
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        cluster.heartbeat_at = Instant::now() + shared_presence::HEARTBEAT;
+        let Some(mut conn) = cluster.bus.connection() else { return };
+        let pod = cluster.bus.pod().to_string();
+        if cluster.local_dirty && shared_presence::write(&mut conn, &self.id, &pod, &self.presence.readers()).await {
+            cluster.local_dirty = false;
+            cluster.bus.publish(&self.id, &RoomEvent::Presence);
+        }
+        if let Some(remote) = shared_presence::others(&mut conn, &self.id, &pod).await {
+            cluster.remote = remote;
+        }
+    }
+
+    async fn flush_presence(&mut self) {
         self.presence_due = None;
         self.last_presence = Instant::now();
-        let frame = protocol::presence(self.presence.online(), &self.presence.listed());
+        self.sync_presence().await;
+        self.show_presence(true);
+    }
+
+    /// Keeps this pod's entry alive and notices readers of crashed pods expiring.
+    async fn heartbeat(&mut self) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            // Rewriting refreshes the entry's expiry.
+            cluster.local_dirty = true;
+        }
+        self.sync_presence().await;
+        self.show_presence(false);
+    }
+
+    /// Broadcasts the room's presence; `always` false sends it only when it changed.
+    fn show_presence(&mut self, always: bool) {
+        let remote = self.cluster.as_ref().map_or(&[][..], |c| &c.remote[..]);
+        let (online, listed) = room_wide(self.presence.readers(), remote);
+        if let Some(cluster) = self.cluster.as_mut() {
+            let shown = Some((online, listed.clone()));
+            if !always && cluster.last_presence == shown {
+                return;
+            }
+            cluster.last_presence = shown;
+        }
+        let refs: Vec<&Profile> = listed.iter().collect();
+        let frame = protocol::presence(online, &refs);
         self.broadcast(&frame, None);
+    }
+}
+
+/// Resolves when the bus goes up or down (never on a single pod).
+async fn bus_changed(cluster: &mut Option<Cluster>) -> Option<bool> {
+    match cluster.as_mut() {
+        Some(c) => {
+            c.up.changed().await.ok()?;
+            Some(*c.up.borrow_and_update())
+        }
+        None => std::future::pending().await,
     }
 }
 

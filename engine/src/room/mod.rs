@@ -40,6 +40,8 @@ pub struct RoomContext {
     pub store: std::sync::Arc<dyn Store>,
     pub writer: Writer,
     pub settings: RoomSettings,
+    /// Present when several pods share rooms (REDIS_URL).
+    pub bus: Option<std::sync::Arc<crate::bus::Bus>>,
 }
 
 /// Why the room closes a member's connection, with an optional last frame to send first.
@@ -116,6 +118,8 @@ pub enum Command {
         until: i64,
         reply: oneshot::Sender<Result<(), RoomError>>,
     },
+    /// Something another pod published for this room.
+    Remote(crate::bus::Envelope),
     /// The pod is going away: commit what is pending, then stop.
     Shutdown,
 }

@@ -1,9 +1,11 @@
 //! Who is in a room, counted by reader (authorId) rather than by connection, so two tabs of one
-//! reader count once. Frames about it are coalesced by the actor; this only keeps the tally.
+//! reader count once. This keeps the pod's own tally; `room_wide` merges it with the readers
+//! other pods report. Frames about it are coalesced by the actor.
 
 use std::collections::HashMap;
 
-use crate::chat::{AuthorId, Profile};
+use crate::bus::presence::Present;
+use crate::chat::{now_millis, AuthorId, Profile};
 
 /// Readers listed in one presence frame; `online` still counts everybody.
 pub const MEMBERS_LISTED: usize = 100;
@@ -11,25 +13,21 @@ pub const MEMBERS_LISTED: usize = 100;
 struct Reader {
     tabs: u32,
     profile: Profile,
-    /// Arrival order, so the listed readers are the earliest present ones.
-    since: u64,
+    since: i64,
 }
 
 #[derive(Default)]
 pub struct Presence {
     readers: HashMap<AuthorId, Reader>,
-    arrivals: u64,
 }
 
 impl Presence {
     /// A tab of this reader arrived. Returns whether the room's reader list changed.
     pub fn arrive(&mut self, profile: &Profile) -> bool {
-        self.arrivals += 1;
-        let since = self.arrivals;
         let reader = self
             .readers
             .entry(profile.author_id.clone())
-            .or_insert_with(|| Reader { tabs: 0, profile: profile.clone(), since });
+            .or_insert_with(|| Reader { tabs: 0, profile: profile.clone(), since: now_millis() });
         reader.tabs += 1;
         let changed = reader.tabs == 1 || reader.profile != *profile;
         reader.profile = profile.clone();
@@ -58,16 +56,45 @@ impl Presence {
         }
     }
 
-    pub fn online(&self) -> usize {
-        self.readers.len()
+    pub fn is_empty(&self) -> bool {
+        self.readers.is_empty()
     }
 
-    /// The first `MEMBERS_LISTED` readers by arrival.
-    pub fn listed(&self) -> Vec<&Profile> {
-        let mut readers: Vec<&Reader> = self.readers.values().collect();
-        readers.sort_unstable_by_key(|r| r.since);
-        readers.into_iter().take(MEMBERS_LISTED).map(|r| &r.profile).collect()
+    /// Readers online in the room: ours, plus those only other pods have.
+    pub fn online_with(&self, remote: &[Present]) -> usize {
+        self.readers.len() + remote.iter().filter(|r| !self.readers.contains_key(&r.author_id)).count()
     }
+
+    /// This pod's readers, as other pods will see them.
+    pub fn readers(&self) -> Vec<Present> {
+        self.readers
+            .values()
+            .map(|r| Present {
+                author_id: r.profile.author_id.clone(),
+                nickname: r.profile.nickname.clone(),
+                avatar: r.profile.avatar.clone(),
+                since: r.since,
+            })
+            .collect()
+    }
+}
+
+/// The room's readers on every pod: each reader once (the earliest arrival wins), the count of
+/// all of them, and the first `MEMBERS_LISTED` by arrival.
+pub fn room_wide(local: Vec<Present>, remote: &[Present]) -> (usize, Vec<Profile>) {
+    let mut all: HashMap<AuthorId, Present> = HashMap::with_capacity(local.len() + remote.len());
+    for reader in local.into_iter().chain(remote.iter().cloned()) {
+        match all.get(&reader.author_id) {
+            Some(known) if known.since <= reader.since => {}
+            _ => {
+                all.insert(reader.author_id.clone(), reader);
+            }
+        }
+    }
+    let online = all.len();
+    let mut readers: Vec<Present> = all.into_values().collect();
+    readers.sort_unstable_by(|a, b| (a.since, a.author_id.as_str()).cmp(&(b.since, b.author_id.as_str())));
+    (online, readers.iter().take(MEMBERS_LISTED).map(Present::profile).collect())
 }
 
 #[cfg(test)]
@@ -84,22 +111,21 @@ mod tests {
         assert!(presence.arrive(&profile("a", "Ann")));
         assert!(!presence.arrive(&profile("a", "Ann")));
         assert!(presence.arrive(&profile("b", "Bob")));
-        assert_eq!(presence.online(), 2);
+        assert_eq!(room_wide(presence.readers(), &[]).0, 2);
         assert!(!presence.leave(&AuthorId::from_store("a")));
-        assert_eq!(presence.online(), 2);
+        assert_eq!(room_wide(presence.readers(), &[]).0, 2);
         assert!(presence.leave(&AuthorId::from_store("a")));
-        assert_eq!(presence.online(), 1);
+        assert_eq!(room_wide(presence.readers(), &[]).0, 1);
     }
 
     #[test]
-    fn the_list_is_capped_and_in_arrival_order() {
-        let mut presence = Presence::default();
-        for i in 0..150 {
-            presence.arrive(&profile(&format!("{i:016x}"), "x"));
-        }
-        let listed = presence.listed();
+    fn the_list_is_capped_merged_across_pods_and_in_arrival_order() {
+        let present = |i: i64| Present { author_id: AuthorId::from_store(&format!("{i:016x}")), nickname: "x".into(), avatar: String::new(), since: i };
+        let local: Vec<Present> = (0..100).map(|i| present(i * 2)).collect();
+        let remote: Vec<Present> = (0..50).map(|i| present(i * 2 + 1)).chain([present(0)]).collect();
+        let (online, listed) = room_wide(local, &remote);
+        assert_eq!(online, 150, "a reader on two pods counts once");
         assert_eq!(listed.len(), MEMBERS_LISTED);
-        assert_eq!(listed[0].author_id.as_str(), format!("{:016x}", 0));
-        assert_eq!(presence.online(), 150);
+        assert_eq!(listed[1].author_id.as_str(), format!("{:016x}", 1));
     }
 }

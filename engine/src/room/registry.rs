@@ -137,6 +137,16 @@ impl Rooms {
         self.request(room, |reply| Command::Ban { author: author.clone(), until, reply }).await?
     }
 
+    /// Hands an event from another pod to the room's actor, if the room is live here (it is
+    /// subscribed only then). A full queue drops it: the room repairs gaps from the store.
+    pub fn remote(&self, room: &RoomId, envelope: crate::bus::Envelope) {
+        if let Some(handle) = self.inner.map.get(room) {
+            if handle.tx.try_send(Command::Remote(envelope)).is_err() {
+                crate::metrics::METRICS.bus_dropped.inc();
+            }
+        }
+    }
+
     /// Stops every room once its pending messages are committed; returns when all have stopped.
     pub async fn shutdown(&self) {
         self.inner.closing.store(true, Ordering::Release);

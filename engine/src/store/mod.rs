@@ -19,6 +19,8 @@ pub enum StoreError {
     Timeout,
     #[error("store: unsupported database url `{0}`")]
     UnsupportedUrl(String),
+    #[error("bus: {0}")]
+    Bus(String),
 }
 
 /// A send that passed every check and waits for its commit.

@@ -1,0 +1,86 @@
+//! What pods tell each other about a room, and its wire form on the room's Redis channel:
+//! `pod \n sent_at_ms \n kind \n payload`. Plain text, so a message's JSON travels unchanged.
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::chat::{AuthorId, Seq};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomEvent {
+    /// A committed message: its seq and its `Message` JSON.
+    Message { seq: Seq, json: Utf8Bytes },
+    Deleted { seq: Seq },
+    /// A typing frame, passed on to the room's readers other than its author.
+    Typing { author: AuthorId, frame: Utf8Bytes },
+    Banned { author: AuthorId, until: i64 },
+    /// Some pod's reader list for the room changed: re-read the room-wide presence.
+    Presence,
+}
+
+/// An event as received from another pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub pod: String,
+    pub sent_at_ms: i64,
+    pub event: RoomEvent,
+}
+
+pub fn encode(pod: &str, sent_at_ms: i64, event: &RoomEvent) -> String {
+    let (kind, payload) = match event {
+        RoomEvent::Message { seq, json } => ("message", format!("{seq}\n{}", json.as_str())),
+        RoomEvent::Deleted { seq } => ("deleted", seq.to_string()),
+        RoomEvent::Typing { author, frame } => ("typing", format!("{}\n{}", author.as_str(), frame.as_str())),
+        RoomEvent::Banned { author, until } => ("banned", format!("{}\n{until}", author.as_str())),
+        RoomEvent::Presence => ("presence", String::new()),
+    };
+    format!("{pod}\n{sent_at_ms}\n{kind}\n{payload}")
+}
+
+pub fn decode(raw: &str) -> Option<Envelope> {
+    let mut parts = raw.splitn(4, '\n');
+    let pod = parts.next()?.to_string();
+    let sent_at_ms = parts.next()?.parse().ok()?;
+    let kind = parts.next()?;
+    let payload = parts.next().unwrap_or("");
+    let event = match kind {
+        "message" => {
+            let (seq, json) = payload.split_once('\n')?;
+            RoomEvent::Message { seq: seq.parse().ok()?, json: json.to_string().into() }
+        }
+        "deleted" => RoomEvent::Deleted { seq: payload.parse().ok()? },
+        "typing" => {
+            let (author, frame) = payload.split_once('\n')?;
+            RoomEvent::Typing { author: AuthorId::parse(author)?, frame: frame.to_string().into() }
+        }
+        "banned" => {
+            let (author, until) = payload.split_once('\n')?;
+            RoomEvent::Banned { author: AuthorId::parse(author)?, until: until.parse().ok()? }
+        }
+        "presence" => RoomEvent::Presence,
+        _ => return None,
+    };
+    Some(Envelope { pod, sent_at_ms, event })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_survives_the_wire() {
+        let author = AuthorId::parse("0123456789abcdef").unwrap();
+        let events = [
+            RoomEvent::Message { seq: 7, json: r#"{"seq":7,"content":"two\nlines"}"#.into() },
+            RoomEvent::Deleted { seq: 3 },
+            RoomEvent::Typing { author: author.clone(), frame: r#"{"type":"typing"}"#.into() },
+            RoomEvent::Banned { author, until: 1_800_000_000_000 },
+            RoomEvent::Presence,
+        ];
+        for event in events {
+            let decoded = decode(&encode("pod-a", 42, &event)).expect("decodes");
+            assert_eq!(decoded, Envelope { pod: "pod-a".into(), sent_at_ms: 42, event });
+        }
+        assert!(decode("pod\nnot a number\nmessage\n1\n{}").is_none());
+        assert!(decode("pod\n1\nunknown\n").is_none());
+    }
+}
