@@ -34,7 +34,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 # ca-certificates: TLS to a managed Postgres or Redis. No curl/wget: the health check below uses
-# bash's /dev/tcp, which the slim image already has.
+# bash's /dev/tcp, which the slim image already has. ca-certificates is left unpinned on purpose:
+# it should follow the release's security updates.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

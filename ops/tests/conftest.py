@@ -200,6 +200,9 @@ def live(engine, prometheus):
     # At least two scrapes before the traffic, so rate() over the window sees the increase.
     wait_until("two scrapes of the idle engine",
                lambda: (prometheus.value(f'count_over_time(up{{job="{JOB}"}}[5m])') or 0) >= 2)
+    counters = [("chat_messages_total", {"result": "stored"}), ("chat_messages_total", {"result": "duplicate"}),
+                ("chat_messages_total", {"result": "rate_limited"}), ("chat_joins_total", {})]
+    before = {(n, tuple(l.items())): engine.sample(n, **l) or 0 for n, l in counters}
     traffic = Traffic(engine.ws_url, engine.url)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -228,7 +231,7 @@ def live(engine, prometheus):
             return groups and all(
                 g["lastEvaluation"] and _ts(g["lastEvaluation"]) > evaluated_after for g in groups)
         wait_until("alert rules evaluated after the traffic", rules_evaluated, timeout=20)
-        yield {"engine": engine, "prometheus": prometheus, "traffic": summary}
+        yield {"engine": engine, "prometheus": prometheus, "traffic": summary, "before": before}
     finally:
         asyncio.run_coroutine_threadsafe(traffic.close(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
