@@ -159,7 +159,8 @@ test("a theme change made before the widget is ready is queued and applied on re
   let requested;
   const asked = new Promise((resolve) => { requested = resolve; });
   await page.context().route("**/assets/widget.js", async (route) => { requested(); await held; await route.continue(); });
-  await page.goto(hostPage("queued", `<div data-chat-room="queued"></div>`));
+  // Not "load": the page's load event waits for the frame, whose script is held.
+  await page.goto(hostPage("queued", `<div data-chat-room="queued"></div>`), { waitUntil: "domcontentloaded" });
   await asked;
   const iframe = page.locator('[data-chat-room="queued"] iframe');
   assert.equal(new URL(await iframe.getAttribute("src")).searchParams.get("theme"), "light");

@@ -1,0 +1,208 @@
+// The page as a whole: size budget and caching of the assets, WCAG AA contrast in both themes,
+// 280 px wide frames, keyboard use, labels, reduced motion; and the screenshots for the README.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { gzipSync } from "node:zlib";
+import { HERE, artifactsDir, bot, contrast, launchBrowser, openRoom, reader, say, startEngine } from "./helpers.mjs";
+
+let engine, browser;
+before(async () => {
+  [engine, browser] = await Promise.all([startEngine({ args: ["--send-burst", "100", "--send-rate", "50"] }), launchBrowser()]);
+});
+after(async () => {
+  await browser?.close();
+  await engine?.kill();
+});
+
+describe("assets", () => {
+  test("gzip size budget: page + css + js <= 30 KB, embed.js <= 3 KB", async (t) => {
+    const sizes = {};
+    for (const p of ["/room/size", "/assets/widget.css", "/assets/widget.js", "/embed.js"]) {
+      const body = Buffer.from(await (await fetch(engine.origin + p)).arrayBuffer());
+      assert.deepEqual(body, readFileSync(path.join(HERE, "..", p === "/room/size" ? "index.html" : path.basename(p))), `${p} is the file on disk`);
+      sizes[p] = { raw: body.length, gzip: gzipSync(body, { level: 9 }).length };
+    }
+    const widget = sizes["/room/size"].gzip + sizes["/assets/widget.css"].gzip + sizes["/assets/widget.js"].gzip;
+    t.diagnostic(`gzip -9 sizes: ${JSON.stringify(sizes)}; widget total ${widget} B; embed.js ${sizes["/embed.js"].gzip} B`);
+    assert.ok(widget <= 30 * 1024, `widget ${widget} B gzip`);
+    assert.ok(sizes["/embed.js"].gzip <= 3 * 1024, `embed.js ${sizes["/embed.js"].gzip} B gzip`);
+  });
+
+  test("assets carry ETag and Cache-Control and revalidate with 304", async () => {
+    for (const p of ["/room/cache", "/assets/widget.css", "/assets/widget.js", "/embed.js"]) {
+      const res = await fetch(engine.origin + p);
+      const etag = res.headers.get("etag");
+      assert.ok(etag, `${p} has an ETag`);
+      assert.ok(res.headers.get("cache-control"), `${p} has Cache-Control`);
+      const again = await fetch(engine.origin + p, { headers: { "if-none-match": etag } });
+      assert.equal(again.status, 304, p);
+    }
+  });
+});
+
+// Every visible text in the widget against the background it is drawn on (the nearest ancestor
+// with an opaque background): at least 4.5:1, the AA level for normal-size text.
+async function textContrasts(page) {
+  return page.evaluate(() => {
+    const out = [];
+    const bgOf = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const bg = getComputedStyle(e).backgroundColor;
+        if (!/rgba\(.*,\s*0\)$/.test(bg) && bg !== "transparent") return bg;
+      }
+      return getComputedStyle(document.documentElement).backgroundColor;
+    };
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!n.textContent.trim() || !el.checkVisibility() || el.closest(".sr, [aria-hidden=true], :disabled")) continue;
+      out.push({ text: n.textContent.trim().slice(0, 30), fg: getComputedStyle(el).color, bg: bgOf(el) });
+    }
+    // Input borders and the focus ring are non-text contrast (3:1).
+    for (const el of document.querySelectorAll("textarea, input")) {
+      if (el.checkVisibility()) out.push({ text: `border of #${el.id}`, fg: getComputedStyle(el).borderTopColor, bg: bgOf(el.parentElement), min: 3 });
+    }
+    return out;
+  });
+}
+
+describe("looks and access", () => {
+  for (const theme of ["light", "dark"]) {
+    test(`WCAG AA contrast of every text in the ${theme} theme`, async () => {
+      const seeder = await bot(browser, engine, `contrast-${theme}`, "Other");
+      await seeder.send(Array.from({ length: 25 }, (_, i) => `earlier ${i} https://example.com/${i}`));
+      const page = await reader(browser, { identity: { nickname: "Checker" } });
+      await openRoom(page, engine, `contrast-${theme}`, `theme=${theme}&lang=en`);
+      await say(page, "my own message with https://example.com/own");
+      await page.locator("#list .own[data-seq]").waitFor();
+      await page.locator("#online").click();
+      await page.locator("#list").evaluate((el) => { el.scrollTop = el.scrollHeight - el.clientHeight - 400; });
+      await seeder.send(["new one"]);
+      await page.locator("#pill").waitFor();
+      await page.locator("#input").fill("x".repeat(1990));
+      await page.locator("#count").waitFor();
+      const failures = (await textContrasts(page))
+        .map((c) => ({ ...c, ratio: contrast(c.fg, c.bg) }))
+        .filter((c) => c.ratio < (c.min ?? 4.5));
+      assert.deepEqual(failures, []);
+
+      // The banner and the nickname error: another page whose socket never opens.
+      const offline = await reader(browser);
+      await offline.routeWebSocket(/\/ws\//, () => {});
+      await offline.goto(`${engine.origin}/room/contrast-${theme}?theme=${theme}&lang=en`);
+      await offline.locator("#nick-input").fill("x");
+      await offline.locator("#nick-save").click();
+      await offline.locator("#nick-err:not(:empty)").waitFor();
+      await offline.locator("#banner").waitFor();
+      const more = (await textContrasts(offline)).map((c) => ({ ...c, ratio: contrast(c.fg, c.bg) })).filter((c) => c.ratio < (c.min ?? 4.5));
+      assert.deepEqual(more, []);
+      await seeder.close();
+      await page.context().close();
+      await offline.context().close();
+    });
+  }
+
+  test("280 px wide: nothing cut off or scrolling sideways", async () => {
+    const page = await reader(browser, { viewport: { width: 280, height: 520 } });
+    await page.goto(`${engine.origin}/room/narrow?lang=ko&title=${encodeURIComponent("아주 긴 게시글 제목이 들어가는 자리입니다")}`);
+    const inView = async (sel) => {
+      const box = await page.locator(sel).boundingBox();
+      return box && box.x >= 0 && box.x + box.width <= 280;
+    };
+    for (const sel of ["#nick-input", "#nick-save", "#nick-avatar", "#title"]) assert.ok(await inView(sel), sel);
+    await page.locator("#nick-save").click();
+    await page.locator("#composer").waitFor();
+    await say(page, "좁은 화면에서도 보이는 메시지 https://example.com/a/very/long/path/that/does/not/fit");
+    await page.locator("#list [data-seq]").waitFor();
+    for (const sel of ["#input", "#send", "#online", "#me", "#list .bubble"]) assert.ok(await inView(sel), sel);
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 280), "no sideways scroll");
+    await page.context().close();
+  });
+
+  test("keyboard only: every control labelled, visible focus, Enter/Escape work", async () => {
+    const page = await reader(browser, { identity: { nickname: "Keyboard" } });
+    await openRoom(page, engine, "keyboard", "lang=en");
+    await say(page, "a message to delete");
+    await page.locator("#list [data-seq]").waitFor();
+
+    // Labels: every visible button and field has an accessible name.
+    for (const el of await page.locator("button:visible, textarea:visible, input:visible").all()) {
+      const name = await el.evaluate((e) => e.getAttribute("aria-label") || e.labels?.[0]?.textContent || e.textContent);
+      assert.ok(name.trim(), await el.evaluate((e) => e.outerHTML));
+    }
+
+    // Tab through the page from the top: focus is visible on every stop and reaches each control.
+    await page.locator("body").click({ position: { x: 1, y: 1 } });
+    const stops = [];
+    for (let i = 0; i < 8; i++) {
+      await page.keyboard.press("Tab");
+      stops.push(await page.evaluate(() => {
+        const el = document.activeElement;
+        return { id: el.id || el.textContent, tag: el.tagName, outline: getComputedStyle(el).outlineStyle };
+      }));
+    }
+    // (The disabled Send button is skipped; after the last control focus leaves the document.)
+    stops.splice(stops.findIndex((s) => s.tag === "BODY"));
+    const ids = stops.map((s) => s.id);
+    for (const id of ["online", "me", "list", "input"]) assert.ok(ids.includes(id), `Tab reaches #${id}: ${ids}`);
+    assert.ok(ids.includes("Delete"), "Tab reaches the delete button");
+    assert.ok(stops.every((s) => s.outline !== "none"), JSON.stringify(stops));
+
+    await page.locator("#online").focus();
+    await page.keyboard.press("Enter");
+    await page.locator("#people-box").waitFor();
+    await page.keyboard.press("Escape");
+    assert.ok(await page.locator("#people-box").isHidden());
+    await page.locator("#me").focus();
+    await page.keyboard.press("Enter");
+    assert.ok(await page.locator("#nick-input").evaluate((el) => el === document.activeElement));
+    await page.keyboard.press("Escape");
+    assert.ok(await page.locator("#me").evaluate((el) => el === document.activeElement), "focus returns");
+    await page.context().close();
+  });
+
+  test("reduced motion: the pill jumps instead of scrolling smoothly", async () => {
+    const seeder = await bot(browser, engine, "motion", "Other");
+    await seeder.send(Array.from({ length: 30 }, (_, i) => `m ${i}`));
+    const page = await reader(browser, { identity: { nickname: "Still" }, reducedMotion: "reduce" });
+    await openRoom(page, engine, "motion", "lang=en");
+    await page.locator("#list").evaluate((el) => { el.scrollTop = el.scrollHeight - el.clientHeight - 500; });
+    await seeder.send(["new"]);
+    await page.locator("#pill").click();
+    assert.ok(await page.locator("#list").evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight < 2));
+    await seeder.close();
+    await page.context().close();
+  });
+});
+
+describe("screenshots", () => {
+  test("light and dark, desktop and 320 px", async () => {
+    const dir = artifactsDir("screenshots");
+    const seeder = await bot(browser, engine, "screens", "익명의 수달");
+    await seeder.send([
+      "Great post! The part about backpressure finally made it click for me.",
+      "Same here. Has anyone tried it behind a CDN? https://example.com/notes",
+    ]);
+    const other = await reader(browser, { identity: { nickname: "Anonymous Fox", avatar: "fox" } });
+    await openRoom(other, engine, "screens", "lang=en");
+    await say(other, "Yes, works fine with WebSockets enabled.");
+    const me = await reader(browser, { identity: { nickname: "Anonymous Owl", avatar: "owl" } });
+    await openRoom(me, engine, "screens", "lang=en&title=Backpressure%20in%20practice");
+    await say(me, "Thanks all, trying it tonight 🙂");
+    await me.locator("#list .own[data-seq]").waitFor();
+    await seeder.page.evaluate(() => window.bot.ws.send(JSON.stringify({ type: "typing" })));
+    await me.locator("#typing:not(:empty)").waitFor();
+    for (const theme of ["light", "dark"]) {
+      await me.evaluate((t) => { document.documentElement.className = `theme-${t}`; }, theme);
+      for (const [label, width] of [["desktop", 720], ["320", 320]]) {
+        await me.setViewportSize({ width, height: 560 });
+        await me.screenshot({ path: path.join(dir, `widget-${theme}-${label}.png`) });
+      }
+    }
+    await seeder.close();
+    await other.context().close();
+    await me.context().close();
+  });
+});
