@@ -17,8 +17,8 @@ OVERLAYS = ["dev", "prod"]
 # The oldest and the newest Kubernetes release we validate against.
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
-# Set by the cluster issue; the engine's --help lists it once it reads it.
-ENV_COMING = {"REDIS_URL"}
+# Variables the engine is about to read (none pending).
+ENV_COMING = set()
 # Read by the process but not a flag.
 ENV_OTHER = {"RUST_LOG", "TMPDIR"}
 
