@@ -167,13 +167,13 @@ export async function api(engine, p, init) {
  * A scripted client for seeding rooms: a browser page on the engine's origin speaking the wire
  * protocol directly. Returns `send(contents)` resolving after every ack.
  */
-export async function bot(browser, engine, room, nickname = "Seeder") {
+export async function bot(browser, engine, room, nickname = "Seeder", avatar = "owl") {
   const page = await browser.newPage();
   await page.goto(`${engine.origin}/healthz`);
-  await page.evaluate(({ room, nickname }) => new Promise((resolve, reject) => {
+  await page.evaluate(({ room, nickname, avatar }) => new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws://${location.host}/ws/${room}`);
     window.bot = { ws, acks: new Map(), errors: [] };
-    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", anonymousId: crypto.randomUUID(), nickname, avatar: "owl" }));
+    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", anonymousId: crypto.randomUUID(), nickname, avatar }));
     ws.onmessage = (e) => {
       const f = JSON.parse(e.data);
       if (f.type === "welcome") resolve();
@@ -181,7 +181,7 @@ export async function bot(browser, engine, room, nickname = "Seeder") {
       if (f.type === "error") window.bot.errors.push(f);
     };
     ws.onerror = () => reject(new Error("bot socket failed"));
-  }), { room, nickname });
+  }), { room, nickname, avatar });
   return {
     page,
     async send(contents) {

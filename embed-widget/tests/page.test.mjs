@@ -180,7 +180,7 @@ describe("looks and access", () => {
 describe("screenshots", () => {
   test("light and dark, desktop and 320 px", async () => {
     const dir = artifactsDir("screenshots");
-    const seeder = await bot(browser, engine, "screens", "익명의 수달");
+    const seeder = await bot(browser, engine, "screens", "익명의 수달", "otter");
     await seeder.send([
       "Great post! The part about backpressure finally made it click for me.",
       "Same here. Has anyone tried it behind a CDN? https://example.com/notes",
