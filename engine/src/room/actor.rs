@@ -181,9 +181,13 @@ impl RoomActor {
                 _ = sleep_until(repair_at), if self.repair_at.is_some() => self.repair().await,
                 _ = sleep_until(heartbeat_at), if beating => self.heartbeat().await,
                 Some(up) = bus_changed(&mut self.cluster) => {
-                    // Back up: read what was missed now. Down: start polling the store.
+                    // Back up: read what was missed and share our readers again. Down: start
+                    // polling the store.
                     tracing::debug!(room = %self.id, up, "bus state changed");
                     self.repair_at = Some(Instant::now());
+                    if up && !self.presence.is_empty() {
+                        self.presence_changed();
+                    }
                 }
                 _ = sleep_until(idle_at), if self.is_quiet() && !self.shutting_down => {
                     self.stop().await;
@@ -260,9 +264,12 @@ impl RoomActor {
         if self.state.is_none() {
             let snapshot = self.ctx.store.load_room(self.id.clone(), RING_CAPACITY).await?;
             let complete = snapshot.recent.len() < RING_CAPACITY;
+            // The counter and the messages are read one after the other; with other pods writing,
+            // a message may land in between. The ring's newest message is then the truth.
+            let last_seq = snapshot.recent.last().map_or(snapshot.last_seq, |m| m.seq.max(snapshot.last_seq));
             self.state = Some(Loaded {
                 ring: Ring::new(RING_CAPACITY, &snapshot.recent, complete),
-                last_seq: snapshot.last_seq,
+                last_seq,
                 bans: snapshot.bans.into_iter().collect(),
             });
             if let Some(cluster) = self.cluster.as_mut().filter(|c| !c.subscribed) {
@@ -297,6 +304,10 @@ impl RoomActor {
         }
         if self.is_banned(&profile.author_id) {
             return Err(JoinError::Banned);
+        }
+        // A reader coming from another pod may have seen messages this pod has not delivered yet.
+        if last_seq.is_some_and(|seen| self.state.as_ref().is_some_and(|s| seen > s.last_seq)) {
+            self.repair().await;
         }
         let (history, resumed) = self.history_for(last_seq).await.map_err(|_| JoinError::Unavailable)?;
         if self.presence.arrive(&profile) {

@@ -60,9 +60,12 @@ impl Presence {
         self.readers.is_empty()
     }
 
-    /// Readers online in the room: ours, plus those only other pods have.
+    /// Readers online in the room: ours, plus those only other pods have (a reader with tabs on
+    /// two other pods is reported by both).
     pub fn online_with(&self, remote: &[Present]) -> usize {
-        self.readers.len() + remote.iter().filter(|r| !self.readers.contains_key(&r.author_id)).count()
+        let elsewhere: std::collections::HashSet<&AuthorId> =
+            remote.iter().map(|r| &r.author_id).filter(|id| !self.readers.contains_key(*id)).collect();
+        self.readers.len() + elsewhere.len()
     }
 
     /// This pod's readers, as other pods will see them.
@@ -125,6 +128,10 @@ mod tests {
         let remote: Vec<Present> = (0..50).map(|i| present(i * 2 + 1)).chain([present(0)]).collect();
         let (online, listed) = room_wide(local, &remote);
         assert_eq!(online, 150, "a reader on two pods counts once");
+        let mut presence = Presence::default();
+        presence.arrive(&profile("0000000000000001", "here"));
+        let twice = [present(7), present(7), present(1)];
+        assert_eq!(presence.online_with(&twice), 2, "a reader on two other pods counts once");
         assert_eq!(listed.len(), MEMBERS_LISTED);
         assert_eq!(listed[1].author_id.as_str(), format!("{:016x}", 1));
     }

@@ -41,6 +41,8 @@ const ENGINE_ENV: &[&str] = &[
     "OUTBOUND_QUEUE",
     "STORE_TIMEOUT",
     "MAX_CONNECTIONS",
+    "DB_MAX_CONNECTIONS",
+    "POD_NAME",
     "RUST_LOG",
 ];
 
@@ -93,7 +95,7 @@ pub fn on_postgres() -> bool {
 
 /// The URL of the database that belongs to `dir`, created on first use (the name is kept in the
 /// folder, so an engine restarted on the same folder finds the same data).
-fn postgres_database_for(server: &str, dir: &Path) -> String {
+pub fn postgres_database_for(server: &str, dir: &Path) -> String {
     let marker = dir.join("postgres-database");
     let name = match std::fs::read_to_string(&marker) {
         Ok(name) => name,
@@ -148,6 +150,12 @@ impl Engine {
             Ok(server) if !server.is_empty() => postgres_database_for(&server, dir),
             _ => format!("sqlite://{}/chat.db", dir.display()),
         };
+        Engine::start_on(&database_url, dir, args)
+    }
+
+    /// Starts an engine on the given database, working in `dir`.
+    pub fn start_on(database_url: &str, dir: &Path, args: &[&str]) -> Engine {
+        let database_url = database_url.to_string();
         let mut command = Command::new(env!("CARGO_BIN_EXE_chat-engine"));
         command
             .args(["--bind", "127.0.0.1:0", "--database-url", &database_url])
@@ -967,10 +975,15 @@ impl Client {
 
     /// Like `next_of_type` with any predicate.
     pub async fn next_where(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.next_where_within(what, FRAME_TIMEOUT, pred).await
+    }
+
+    /// `next_where` with its own timeout, for events that take longer than a frame round trip.
+    pub async fn next_where_within(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.pending.iter().position(&pred) {
             return self.pending.remove(i).expect("index in range");
         }
-        let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.read_event(left).await {
@@ -985,7 +998,7 @@ impl Client {
                     self.room, self.pending
                 ),
                 Event::TimedOut => panic!(
-                    "/ws/{}: no {what} within {FRAME_TIMEOUT:?}; frames kept meanwhile: {:?}",
+                    "/ws/{}: no {what} within {timeout:?}; frames kept meanwhile: {:?}",
                     self.room, self.pending
                 ),
             }

@@ -1,0 +1,624 @@
+//! Several pods as one engine: three engine processes on one Postgres database and one Redis,
+//! readers spread over them, and the faults a cluster meets — a pod killed, Redis gone for a
+//! while, Postgres unreachable, a rolling restart. Through all of them every reader sees one
+//! gap-free, seq-ordered stream and no acknowledged message is lost.
+//!
+//! Needs a Postgres server (`CHAT_TEST_POSTGRES_SERVER`, default postgres://postgres:postgres@
+//! 127.0.0.1:5432; each cluster gets a fresh database) and the `redis-server` binary (each
+//! cluster starts its own on a free port, so it can kill and restart it). `scripts/test`
+//! installs and starts both when missing.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+const POSTGRES_SERVER: &str = "postgres://postgres:postgres@127.0.0.1:5432";
+
+fn postgres_server() -> String {
+    std::env::var("CHAT_TEST_POSTGRES_SERVER").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| POSTGRES_SERVER.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis and Postgres under the test's control
+// ---------------------------------------------------------------------------------------------
+
+/// A redis-server of the test's own, killed on drop.
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    async fn start() -> RedisServer {
+        let mut server = RedisServer { port: free_port(), child: None };
+        server.restart().await;
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test installs it)");
+        self.child = Some(child);
+        eventually("redis-server answers PING", Duration::from_secs(10), || async {
+            let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)).await else { return false };
+            let mut pong = [0u8; 7];
+            conn.write_all(b"PING\r\n").await.is_ok() && conn.read_exact(&mut pong).await.is_ok() && &pong == b"+PONG\r\n"
+        })
+        .await;
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill redis-server");
+            child.wait().expect("reap redis-server");
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy in front of Postgres that the test can cut (every connection dropped, new ones
+/// refused) and restore: the network between the pods and their database failing.
+struct PgProxy {
+    addr: SocketAddr,
+    open: watch::Sender<bool>,
+}
+
+impl PgProxy {
+    async fn start(upstream: SocketAddr) -> PgProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (open, open_rx) = watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                if !*open_rx.borrow() {
+                    continue; // dropped: refused while cut
+                }
+                let mut cut = open_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else { return };
+                    let mut client = client;
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|open| !*open) => {}
+                    }
+                });
+            }
+        });
+        PgProxy { addr, open }
+    }
+
+    fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A cluster of engine processes
+// ---------------------------------------------------------------------------------------------
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    database_url: String,
+    redis: RedisServer,
+    pods: Vec<Option<Engine>>,
+    /// Where participants may connect: the pods that are up.
+    live: watch::Sender<Vec<SocketAddr>>,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    async fn start(pods: usize) -> Cluster {
+        Cluster::start_with(pods, None, &[]).await
+    }
+
+    /// `database_host` replaces 127.0.0.1:5432 in the database URL (a proxy).
+    async fn start_with(pods: usize, database_host: Option<SocketAddr>, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut database_url = postgres_database_for(&postgres_server(), dir.path());
+        if let Some(host) = database_host {
+            database_url = database_url.replace("127.0.0.1:5432", &host.to_string());
+        }
+        let redis = RedisServer::start().await;
+        let mut cluster = Cluster {
+            dir,
+            database_url,
+            redis,
+            pods: Vec::new(),
+            live: watch::Sender::new(Vec::new()),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..pods {
+            let engine = cluster.start_pod(i);
+            cluster.pods.push(Some(engine));
+        }
+        cluster.publish_live();
+        cluster
+    }
+
+    fn start_pod(&self, i: usize) -> Engine {
+        let redis_url = self.redis.url();
+        let pod_name = format!("pod-{i}");
+        let mut args = vec![
+            "--redis-url",
+            &redis_url,
+            "--pod-name",
+            &pod_name,
+            "--send-rate",
+            "1000",
+            "--send-burst",
+            "1000",
+            "--shutdown-grace",
+            "5",
+            "--store-timeout",
+            "2",
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
+        let dir = self.dir.path().join(&pod_name);
+        std::fs::create_dir_all(&dir).expect("pod dir");
+        Engine::start_on(&self.database_url, &dir, &args)
+    }
+
+    fn pod(&self, i: usize) -> &Engine {
+        self.pods[i].as_ref().expect("pod is up")
+    }
+
+    fn publish_live(&self) {
+        self.live.send_replace(self.pods.iter().flatten().map(|e| e.addr).collect());
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut engine) = self.pods[i].take() {
+            engine.kill9();
+        }
+        self.publish_live();
+    }
+
+    /// SIGTERM, wait for the pod to drain and exit, then start its replacement.
+    async fn roll(&mut self, i: usize) {
+        let mut engine = self.pods[i].take().expect("pod is up");
+        self.publish_live();
+        engine.sigterm();
+        let status = engine.wait_exit(Duration::from_secs(15)).await;
+        assert!(status.success(), "pod-{i} exited with {status}");
+        self.pods[i] = Some(self.start_pod(i));
+        self.publish_live();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Participants: readers who send, follow `reconnect`, fail over and resume
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct Outcome {
+    name: String,
+    /// Seqs of `message` frames in the order this reader saw them, across reconnects.
+    seen: Vec<u64>,
+    /// clientId → seq of every acked send.
+    acked: HashMap<String, u64>,
+    /// Reconnects with `lastSeq` that the server did not answer with `resumed: true`.
+    not_resumed: usize,
+    reconnects: usize,
+    unfinished: Option<String>,
+    /// What each connection did, for the failure message.
+    journal: Vec<String>,
+}
+
+struct Participant {
+    name: String,
+    room: String,
+    reader: Reader,
+    /// Index of the first pod to use; failover moves on from there.
+    start_pod: usize,
+    sends: usize,
+    every: Duration,
+    /// Total messages the room will hold; the participant is done once it has seen them all.
+    total: usize,
+}
+
+impl Participant {
+    fn new(room: &str, i: usize, sends: usize, total: usize) -> Participant {
+        Participant {
+            name: format!("reader {i}"),
+            room: room.to_string(),
+            reader: Reader::new(&format!("참가자 {i}")),
+            start_pod: i,
+            sends,
+            every: Duration::from_millis(20),
+            total,
+        }
+    }
+
+    fn spawn(self, live: watch::Receiver<Vec<SocketAddr>>) -> tokio::task::JoinHandle<Outcome> {
+        tokio::spawn(self.run(live))
+    }
+
+    async fn run(self, live: watch::Receiver<Vec<SocketAddr>>) -> Outcome {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut out = Outcome { name: self.name.clone(), ..Outcome::default() };
+        let mut pod = self.start_pod;
+        let mut last: Option<u64> = None;
+        // clientId → content of sends not acked yet, resent with the same clientId after a failover.
+        let mut unacked: BTreeMap<usize, (String, String)> = BTreeMap::new();
+        let mut next_send = 0;
+        let mut first_connection = true;
+        loop {
+            let done = next_send == self.sends && unacked.is_empty() && out.seen.len() >= self.total;
+            if done {
+                return out;
+            }
+            if Instant::now() > deadline {
+                out.unfinished = Some(format!("sent {next_send}/{}, unacked {}, seen {}/{}", self.sends, unacked.len(), out.seen.len(), self.total));
+                return out;
+            }
+            let pods = live.borrow().clone();
+            if pods.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let addr = pods[pod % pods.len()];
+            pod += 1;
+            let Ok((mut ws, _)) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/{}", self.room)).await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            if !first_connection {
+                out.reconnects += 1;
+            }
+            first_connection = false;
+            let hello = self.reader.hello_frame(last);
+            if ws.send(Message::text(hello.to_string())).await.is_err() {
+                continue;
+            }
+            // Sends that were never acked go again, with their clientIds (idempotent).
+            let mut resend: Vec<(String, String)> = unacked.values().cloned().collect();
+            let mut tick = tokio::time::interval(self.every);
+            let mut welcomed = false;
+            let mut reconnect_at: Option<Instant> = None;
+            loop {
+                let wait_reconnect = async {
+                    match reconnect_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    frame = ws.next() => {
+                        let Some(Ok(Message::Text(text))) = frame else {
+                            if matches!(frame, Some(Ok(_))) { continue }
+                            break; // closed or failed: fail over
+                        };
+                        let frame: Value = serde_json::from_str(text.as_str()).expect("server frames are JSON");
+                        match frame_type(&frame) {
+                            "welcome" => {
+                                welcomed = true;
+                                let history = frame["history"].as_array().expect("history");
+                                out.journal.push(format!(
+                                    "{addr}: hello lastSeq {last:?} → resumed {} history {:?}..{:?}",
+                                    frame["resumed"],
+                                    history.first().map(|m| seq_of(m)),
+                                    history.last().map(|m| seq_of(m))
+                                ));
+                                if last.is_some() && frame["resumed"] != true {
+                                    out.not_resumed += 1;
+                                }
+                                for message in history {
+                                    record(&mut out, &mut last, seq_of(message));
+                                }
+                            }
+                            "message" => record(&mut out, &mut last, seq_of(&frame["message"])),
+                            "ack" => {
+                                let client_id = frame["clientId"].as_str().expect("clientId").to_string();
+                                out.acked.insert(client_id.clone(), seq_of(&frame));
+                                unacked.retain(|_, (id, _)| *id != client_id);
+                            }
+                            "error" => match (frame["code"].as_str(), frame["clientId"].as_str()) {
+                                // The store or the pod could not take it: send it again, same clientId.
+                                (Some("unavailable" | "rate_limited"), Some(client_id)) => {
+                                    if let Some(send) = unacked.values().find(|(id, _)| id == client_id) {
+                                        resend.push(send.clone());
+                                    }
+                                }
+                                (Some("unavailable"), None) => break,
+                                _ => panic!("{}: unexpected error {frame}", self.name),
+                            },
+                            "reconnect" => {
+                                let after = frame["afterMs"].as_u64().expect("afterMs");
+                                reconnect_at = Some(Instant::now() + Duration::from_millis(after));
+                            }
+                            _ => {}
+                        }
+                    }
+                    _ = tick.tick(), if welcomed && reconnect_at.is_none() => {
+                        let send = if let Some(again) = resend.pop() {
+                            Some(again)
+                        } else if next_send < self.sends {
+                            let send = (new_id(), format!("{} #{next_send}", self.name));
+                            unacked.insert(next_send, send.clone());
+                            next_send += 1;
+                            Some(send)
+                        } else {
+                            None
+                        };
+                        if let Some((client_id, content)) = send {
+                            let frame = json!({"type": "send", "clientId": client_id, "content": content});
+                            if ws.send(Message::text(frame.to_string())).await.is_err() {
+                                break;
+                            }
+                        }
+                        if next_send == self.sends && unacked.is_empty() && out.seen.len() >= self.total {
+                            let _ = ws.close(None).await;
+                            return out;
+                        }
+                    }
+                    _ = wait_reconnect => {
+                        let _ = ws.close(None).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn record(out: &mut Outcome, last: &mut Option<u64>, seq: u64) {
+    out.seen.push(seq);
+    *last = Some(last.map_or(seq, |l| l.max(seq)));
+}
+
+/// Every reader saw exactly 1..=N in order, and every acked send is among them with its seq.
+fn assert_one_stream(outcomes: &[Outcome]) {
+    let acked: HashMap<&String, u64> = outcomes.iter().flat_map(|o| o.acked.iter().map(|(id, seq)| (id, *seq))).collect();
+    let total = acked.len() as u64;
+    let distinct: HashSet<u64> = acked.values().copied().collect();
+    assert_eq!(distinct.len() as u64, total, "two sends were acked with the same seq");
+    let expected: Vec<u64> = (1..=total).collect();
+    for outcome in outcomes {
+        assert!(outcome.unfinished.is_none(), "{}: unfinished: {:?}", outcome.name, outcome.unfinished);
+        assert_eq!(outcome.not_resumed, 0, "{}: a reconnect with lastSeq was not resumed", outcome.name);
+        if outcome.seen != expected {
+            let first_bad = outcome.seen.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(outcome.seen.len().min(expected.len()));
+            panic!(
+                "{}: the stream is not 1..={total} in order, once each: {} seen, first difference at index {first_bad} ({:?}); connections: {:#?}",
+                outcome.name,
+                outcome.seen.len(),
+                &outcome.seen[first_bad.saturating_sub(3)..(first_bad + 3).min(outcome.seen.len())],
+                outcome.journal
+            );
+        }
+    }
+}
+
+async fn run_participants(cluster: &Cluster, room: &str, readers: usize, sends: usize) -> Vec<tokio::task::JoinHandle<Outcome>> {
+    let total = readers * sends;
+    (0..readers).map(|i| Participant::new(room, i, sends, total).spawn(cluster.live.subscribe())).collect()
+}
+
+async fn outcomes(handles: Vec<tokio::task::JoinHandle<Outcome>>) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.expect("participant task"));
+    }
+    out
+}
+
+/// Waits until the participants have had `n` sends acked in all.
+async fn wait_for_acks(cluster: &Cluster, room: &str, n: u64) {
+    eventually(&format!("{n} messages stored"), Duration::from_secs(30), || async {
+        cluster.pods.iter().flatten().next().expect("a pod").room_info(room).await["lastSeq"].as_u64().unwrap_or(0) >= n
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_pods_sending_at_once_give_every_reader_one_ordered_stream() {
+    let cluster = Cluster::start(3).await;
+    let room = room("hot");
+    let handles = run_participants(&cluster, &room, 6, 30).await;
+    let outcomes = outcomes(handles).await;
+    assert_one_stream(&outcomes);
+    let history = cluster.pod(1).full_history(&room).await;
+    assert_eq!(seqs(&history), (1..=180).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_on_another_pod_is_acked_with_the_original_seq() {
+    let cluster = Cluster::start(3).await;
+    let room = room("resend");
+    let alice = Reader::new("두 파드 수달");
+    let (mut watcher, _) = cluster.pod(2).join(&room, &Reader::new("구경꾼")).await;
+    let (mut first, _) = cluster.pod(0).join(&room, &alice).await;
+    let client_id = new_id();
+    first.send_with_id(&client_id, "once").await;
+    let seq = first.ack_for(&client_id).await;
+
+    // The page reloads and lands on another pod before it saw the ack.
+    first.close().await;
+    let (mut second, _) = cluster.pod(1).join(&room, &alice).await;
+    second.send_with_id(&client_id, "once").await;
+    assert_eq!(second.ack_for(&client_id).await, seq, "the resend is acked with the original seq");
+    let (next, _) = second.say("next").await;
+    assert_eq!(next, seq + 1);
+
+    assert_eq!(seq_of(&watcher.next_of_type("message").await["message"]), seq);
+    assert_eq!(seq_of(&watcher.next_of_type("message").await["message"]), next, "the resend was broadcast again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_room_wide_and_a_crashed_pods_readers_leave() {
+    let mut cluster = Cluster::start(3).await;
+    let room = room("presence");
+    let alice = Reader::new("두 탭 수달");
+    let bob = Reader::new("셋째 파드 곰");
+    let (_a0, _) = cluster.pod(0).join(&room, &alice).await;
+    let (_a1, _) = cluster.pod(1).join(&room, &alice).await;
+    let (_b, bob_welcome) = cluster.pod(2).join(&room, &bob).await;
+    let bob_id = bob_welcome["you"]["authorId"].clone();
+    let (mut carol, _) = cluster.pod(1).join(&room, &Reader::new("지켜보는 여우")).await;
+
+    // Alice's two tabs on two pods count once: three readers.
+    let presence = carol.next_where("presence with online 3", |f| frame_type(f) == "presence" && f["online"] == 3).await;
+    let members = presence["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{presence}");
+    assert!(members.iter().any(|m| m["authorId"] == bob_id), "bob (on another pod) is listed: {presence}");
+    for i in 0..3 {
+        eventually(&format!("room info on pod-{i} counts readers on every pod"), Duration::from_secs(5), || async {
+            cluster.pod(i).room_info(&room).await["online"] == 3
+        })
+        .await;
+    }
+
+    // Bob's pod dies without a word; its readers leave the room within ~30 s.
+    cluster.kill9(2);
+    let presence = carol
+        .next_where_within("presence with online 2", Duration::from_secs(35), |f| frame_type(f) == "presence" && f["online"] == 2)
+        .await;
+    assert!(presence["members"].as_array().expect("members").iter().all(|m| m["authorId"] != bob_id), "{presence}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_typing_and_bans_reach_every_pod() {
+    let cluster = Cluster::start_with(3, None, &["--admin-token", "secret"]).await;
+    let room = room("moderation");
+    let (mut alice, _) = cluster.pod(0).join(&room, &Reader::new("앨리스")).await;
+    let (mut bob, bob_welcome) = cluster.pod(1).join(&room, &Reader::new("밥 아저씨")).await;
+
+    let (seq, _) = alice.say("to be deleted").await;
+    assert_eq!(seq_of(&bob.next_of_type("message").await["message"]), seq);
+    alice.send_json(&json!({"type": "delete", "seq": seq})).await;
+    assert_eq!(seq_of(&bob.next_of_type("deleted").await), seq, "the delete reached the other pod");
+
+    alice.send_json(&json!({"type": "typing"})).await;
+    let typing = bob.next_of_type("typing").await;
+    assert_eq!(typing["nickname"], "앨리스");
+
+    let response = cluster
+        .pod(2)
+        .http("POST", &format!("/api/rooms/{room}/bans"), &[("authorization", "Bearer secret")], Some(&json!({"authorId": bob_welcome["you"]["authorId"], "minutes": 5}).to_string()))
+        .await;
+    assert!(response.status / 100 == 2, "{response:?}");
+    bob.expect_error("banned").await;
+    assert_eq!(bob.expect_close(Duration::from_secs(5)).await, Some(1008));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_killed_mid_stream_loses_no_acked_message() {
+    let mut cluster = Cluster::start(3).await;
+    let room = room("kill");
+    let handles = run_participants(&cluster, &room, 6, 40).await;
+    wait_for_acks(&cluster, &room, 60).await;
+    cluster.kill9(0);
+    let outcomes = outcomes(handles).await;
+    assert_one_stream(&outcomes);
+    assert!(outcomes.iter().filter(|o| o.reconnects > 0).count() >= 2, "the killed pod's readers failed over");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_for_10_s_loses_nothing_and_keeps_order() {
+    let mut cluster = Cluster::start(3).await;
+    let room = room("redis");
+    let handles = run_participants(&cluster, &room, 6, 150).await;
+    wait_for_acks(&cluster, &room, 100).await;
+    cluster.redis.kill();
+    for i in 0..3 {
+        eventually("chat_bus_up drops to 0", Duration::from_secs(10), || async { cluster.pod(i).metric("chat_bus_up").await == 0.0 }).await;
+    }
+    let during = cluster.pod(0).room_info(&room).await["lastSeq"].as_u64().unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(10)).await; // the outage itself: its length is the point
+    for i in 0..3 {
+        assert_eq!(cluster.pod(i).get("/readyz").await.status, 200, "Redis down does not make pod-{i} unready");
+    }
+    let later = cluster.pod(0).room_info(&room).await["lastSeq"].as_u64().unwrap_or(0);
+    assert!(later > during, "pods kept storing messages while Redis was down ({during} → {later})");
+    cluster.redis.restart().await;
+    for i in 0..3 {
+        eventually("chat_bus_up back to 1", Duration::from_secs(15), || async { cluster.pod(i).metric("chat_bus_up").await == 1.0 }).await;
+    }
+    let outcomes = outcomes(handles).await;
+    assert_one_stream(&outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_means_unavailable_then_recovery() {
+    let proxy = PgProxy::start("127.0.0.1:5432".parse().expect("addr")).await;
+    let cluster = Cluster::start_with(2, Some(proxy.addr), &[]).await;
+    let room = room("pg");
+    let (mut a, _) = cluster.pod(0).join(&room, &Reader::new("불운한 수달")).await;
+    let (mut b, _) = cluster.pod(1).join(&room, &Reader::new("구경꾼")).await;
+    let (before, _) = a.say("before").await;
+    assert_eq!(seq_of(&b.next_of_type("message").await["message"]), before);
+
+    proxy.cut();
+    let refused = a.send_message("while Postgres is unreachable").await;
+    let answer = a.next_where("an answer to the send", |f| matches!(frame_type(f), "ack" | "error")).await;
+    assert_eq!(answer["type"], "error", "no ack without a commit: {answer}");
+    assert_eq!(answer["code"], "unavailable", "{answer}");
+    assert_eq!(answer["clientId"], refused.as_str());
+    eventually("/readyz turns 503", Duration::from_secs(10), || async { cluster.pod(0).get("/readyz").await.status == 503 }).await;
+    assert_eq!(cluster.pod(0).get("/healthz").await.status, 200, "the pod stays alive");
+
+    proxy.restore();
+    eventually("/readyz back to 200", Duration::from_secs(15), || async { cluster.pod(0).get("/readyz").await.status == 200 }).await;
+    // The client resends the refused message with its clientId; it is stored once, next in order.
+    a.send_with_id(&refused, "while Postgres is unreachable").await;
+    let seq = a.ack_for(&refused).await;
+    assert_eq!(seq, before + 1, "no seq was used up by the refused send");
+    let at_b = b.next_of_type("message").await;
+    assert_eq!(seq_of(&at_b["message"]), seq, "{at_b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_sends_delivers_every_acked_message() {
+    let mut cluster = Cluster::start(3).await;
+    let room = room("rolling");
+    // Enough traffic (about 12 s) to span the whole rollout.
+    let handles: Vec<_> = (0..6)
+        .map(|i| Participant { every: Duration::from_millis(30), ..Participant::new(&room, i, 400, 2400) }.spawn(cluster.live.subscribe()))
+        .collect();
+    wait_for_acks(&cluster, &room, 60).await;
+    for i in 0..3 {
+        cluster.roll(i).await;
+    }
+    let outcomes = outcomes(handles).await;
+    assert_one_stream(&outcomes);
+    let reconnects: usize = outcomes.iter().map(|o| o.reconnects).sum();
+    assert!(reconnects >= 3, "readers were handed to other pods during the rollout ({reconnects} reconnects)");
+}
