@@ -103,6 +103,10 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     for result in ["stored", "duplicate", "rate_limited", "unavailable", "invalid"] {
         m.messages.with_label_values(&[result]);
     }
+    for code in crate::ws::protocol::ErrorCode::ALL {
+        m.errors.with_label_values(&[code.as_str()]);
+    }
+    m.errors.with_label_values(&["flood"]);
     m
 });
 

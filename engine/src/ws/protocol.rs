@@ -86,6 +86,21 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidRoomId,
+        ErrorCode::BadFrame,
+        ErrorCode::HelloRequired,
+        ErrorCode::InvalidNickname,
+        ErrorCode::InvalidContent,
+        ErrorCode::RateLimited,
+        ErrorCode::Banned,
+        ErrorCode::NotFound,
+        ErrorCode::Forbidden,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
