@@ -43,17 +43,19 @@ impl App {
     }
 
     /// Browsers always send `Origin`; a request without one is a non-browser client and allowed.
-    pub fn origin_allowed(&self, origin: Option<&HeaderValue>) -> bool {
+    /// The engine's own origin (the widget page, whose script opens the socket) always is; other
+    /// origins only when listed in `ALLOWED_ORIGINS` (or when that is unset).
+    pub fn origin_allowed(&self, origin: Option<&HeaderValue>, host: Option<&HeaderValue>) -> bool {
         if self.origins.is_empty() {
             return true;
         }
-        match origin.and_then(|o| o.to_str().ok()) {
-            None => true,
-            Some(origin) => {
-                let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-                self.origins.contains(&origin)
-            }
-        }
+        let Some(origin) = origin.and_then(|o| o.to_str().ok()) else { return true };
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        let same_origin = match (origin.split_once("://"), host.and_then(|h| h.to_str().ok())) {
+            (Some((_, authority)), Some(host)) => authority.eq_ignore_ascii_case(host),
+            _ => false,
+        };
+        same_origin || self.origins.contains(&origin)
     }
 
     /// The `frame-ancestors` sources for the widget page, when embedding is restricted.

@@ -263,6 +263,12 @@ async fn allowed_origins_limit_framing_and_sockets() {
         client.hello(&Reader::new("허락된 손님"), None).await;
         client.say("from an allowed origin").await;
     }
+    // The widget page itself, served by the engine, opens its socket from the engine's origin.
+    let own_origin = format!("http://{}", engine.addr);
+    let mut widget = Client::connect_with_origin(engine.addr, &room, &own_origin)
+        .await
+        .unwrap_or_else(|status| panic!("the engine's own origin refused with HTTP {status}"));
+    widget.hello(&Reader::new("위젯 자신"), None).await;
     // Without an Origin header: a non-browser client, allowed.
     let mut tool = engine.ws(&room).await;
     tool.hello(&Reader::new("도구 손님"), None).await;

@@ -36,7 +36,7 @@ pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>) -> Resp
     let Some(key) = headers.get(SEC_WEBSOCKET_KEY).filter(|_| is_upgrade && version_ok) else {
         return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "expected a WebSocket upgrade (version 13)");
     };
-    if !app.origin_allowed(headers.get(hyper::header::ORIGIN)) {
+    if !app.origin_allowed(headers.get(hyper::header::ORIGIN), headers.get(hyper::header::HOST)) {
         return error_response(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "this origin may not open sockets here");
     }
     if app.is_draining() {
