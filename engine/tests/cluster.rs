@@ -543,8 +543,9 @@ async fn deletes_typing_and_bans_reach_every_pod() {
 async fn a_pod_killed_mid_stream_loses_no_acked_message() {
     let mut cluster = Cluster::start(3).await;
     let room = room("kill");
-    let handles = run_participants(&cluster, &room, 6, 40).await;
-    wait_for_acks(&cluster, &room, 60).await;
+    // About 3 s of traffic; the kill comes early in it.
+    let handles = run_participants(&cluster, &room, 6, 150).await;
+    wait_for_acks(&cluster, &room, 100).await;
     cluster.kill9(0);
     let outcomes = outcomes(handles).await;
     assert_one_stream(&outcomes);
