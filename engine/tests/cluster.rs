@@ -330,8 +330,8 @@ impl Participant {
                                 out.journal.push(format!(
                                     "{addr}: hello lastSeq {last:?} → resumed {} history {:?}..{:?}",
                                     frame["resumed"],
-                                    history.first().map(|m| seq_of(m)),
-                                    history.last().map(|m| seq_of(m))
+                                    history.first().map(seq_of),
+                                    history.last().map(seq_of)
                                 ));
                                 if last.is_some() && frame["resumed"] != true {
                                     out.not_resumed += 1;

@@ -36,6 +36,9 @@ enum Request {
     Unsubscribe(RoomId),
 }
 
+/// Events from other pods, by room, as the bus receives them.
+pub type Deliveries = mpsc::Receiver<(RoomId, Envelope)>;
+
 /// The pod's handle on the bus; cheap to share.
 pub struct Bus {
     pod: String,
@@ -54,7 +57,7 @@ impl Bus {
     /// Starts the bus task. Redis being down at start is fine: the pod serves its own readers and
     /// the rooms poll the store until the bus comes up. Events from other pods arrive on the
     /// returned receiver.
-    pub fn start(url: &str, pod: String) -> Result<(Arc<Bus>, mpsc::Receiver<(RoomId, Envelope)>), redis::RedisError> {
+    pub fn start(url: &str, pod: String) -> Result<(Arc<Bus>, Deliveries), redis::RedisError> {
         let client = redis::Client::open(url)?;
         let (requests, request_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (subscriptions, subscription_rx) = mpsc::unbounded_channel();

@@ -541,9 +541,9 @@ impl RoomActor {
         };
         let more = fetched.len() == PAGE;
         for message in &fetched {
-            if !self.held.contains_key(&message.seq) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.held.entry(message.seq) {
                 METRICS.store_repairs.inc();
-                self.held.insert(message.seq, Entry::new(message).json);
+                slot.insert(Entry::new(message).json);
             }
         }
         // Everything up to the highest seen seq is known now; what the page did not reach waits.

@@ -54,10 +54,6 @@ impl Rooms {
         }
     }
 
-    pub fn active(&self) -> usize {
-        self.inner.map.len()
-    }
-
     /// The running actor of a room, spawned if there is none.
     fn handle(&self, room: &RoomId) -> Option<RoomHandle> {
         if self.inner.closing.load(Ordering::Acquire) {
