@@ -59,6 +59,18 @@ pub enum Deletion {
     Forbidden,
 }
 
+impl Deletion {
+    /// What deleting a message owned by `owner` (None: no such message, or already deleted)
+    /// comes to, for `author` (None: a moderator).
+    pub fn decide(owner: Option<&str>, author: Option<&AuthorId>) -> Deletion {
+        match (owner, author) {
+            (None, _) => Deletion::NotFound,
+            (Some(owner), Some(author)) if owner != author.as_str() => Deletion::Forbidden,
+            _ => Deletion::Deleted,
+        }
+    }
+}
+
 pub trait Store: Send + Sync + 'static {
     /// Short name for logs: "sqlite", "postgres".
     fn kind(&self) -> &'static str;

@@ -195,19 +195,15 @@ impl Store for SqliteStore {
                     .bind(seq)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let outcome = match (owner, author) {
-                (None, _) => Deletion::NotFound,
-                (Some(owner), Some(author)) if owner != author.as_str() => Deletion::Forbidden,
-                _ => {
-                    sqlx::query("UPDATE messages SET content = '', deleted_at = ? WHERE room_id = ? AND seq = ?")
-                        .bind(now_millis())
-                        .bind(room.as_str())
-                        .bind(seq)
-                        .execute(&mut *tx)
-                        .await?;
-                    Deletion::Deleted
-                }
-            };
+            let outcome = Deletion::decide(owner.as_deref(), author.as_ref());
+            if outcome == Deletion::Deleted {
+                sqlx::query("UPDATE messages SET content = '', deleted_at = ? WHERE room_id = ? AND seq = ?")
+                    .bind(now_millis())
+                    .bind(room.as_str())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             Ok(outcome)
         }
