@@ -401,6 +401,7 @@ fn record(out: &mut Outcome, last: &mut Option<u64>, seq: u64) {
 }
 
 /// Every reader saw exactly 1..=N in order, and every acked send is among them with its seq.
+/// Prints the counts (run with `--no-capture` to see them).
 fn assert_one_stream(outcomes: &[Outcome]) {
     let acked: HashMap<&String, u64> = outcomes.iter().flat_map(|o| o.acked.iter().map(|(id, seq)| (id, *seq))).collect();
     let total = acked.len() as u64;
@@ -421,6 +422,13 @@ fn assert_one_stream(outcomes: &[Outcome]) {
             );
         }
     }
+    let delivered: usize = outcomes.iter().map(|o| o.seen.len()).sum();
+    let reconnects: usize = outcomes.iter().map(|o| o.reconnects).sum();
+    println!(
+        "counts: {} readers, sent and acked {total}, stored {total}, delivered {delivered} (= readers × stored), \
+         lost 0, duplicated 0, reconnects {reconnects}",
+        outcomes.len()
+    );
 }
 
 async fn run_participants(cluster: &Cluster, room: &str, readers: usize, sends: usize) -> Vec<tokio::task::JoinHandle<Outcome>> {
@@ -457,6 +465,32 @@ async fn all_pods_sending_at_once_give_every_reader_one_ordered_stream() {
     assert_one_stream(&outcomes);
     let history = cluster.pod(1).full_history(&room).await;
     assert_eq!(seqs(&history), (1..=180).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_starting_together_on_a_fresh_database_migrate_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = postgres_database_for(&postgres_server(), dir.path());
+    let redis = RedisServer::start().await;
+    let redis_url = redis.url();
+    let pods: Vec<Engine> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..3)
+            .map(|i| {
+                let (dir, database_url, redis_url) = (dir.path().join(format!("pod-{i}")), &database_url, &redis_url);
+                scope.spawn(move || {
+                    std::fs::create_dir_all(&dir).expect("pod dir");
+                    Engine::start_on(database_url, &dir, &["--redis-url", redis_url])
+                })
+            })
+            .collect();
+        starts.into_iter().map(|s| s.join().expect("pod started")).collect()
+    });
+    let room = room("fresh");
+    let (mut a, _) = pods[0].join(&room, &Reader::new("첫 독자")).await;
+    let (mut b, _) = pods[2].join(&room, &Reader::new("둘째 독자")).await;
+    let (seq, _) = a.say("the schema is there").await;
+    assert_eq!(seq, 1);
+    assert_eq!(seq_of(&b.next_of_type("message").await["message"]), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
