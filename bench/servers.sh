@@ -64,14 +64,14 @@ stop_servers() {
 # A fresh SQLite file for one engine.
 sqlite_url() { echo "sqlite://$WORK/$1.db"; }
 
-# A fresh Postgres database for one run (dropped by drop_databases).
+# A fresh Postgres database for one run, its URL in PG_URL (dropped by drop_databases).
 PG_SERVER="${CHAT_BENCH_POSTGRES:-postgres://postgres:postgres@127.0.0.1:5432}"
 PG_DATABASES=()
-postgres_url() {
+new_postgres_db() {
     local db="chat_bench_$1_$$"
-    psql "$PG_SERVER/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+    PGOPTIONS=--client-min-messages=warning psql "$PG_SERVER/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
     PG_DATABASES+=("$db")
-    echo "$PG_SERVER/$db"
+    PG_URL="$PG_SERVER/$db"
 }
 drop_databases() {
     local db
@@ -83,10 +83,16 @@ drop_databases() {
 REDIS_PID=""
 start_redis() {
     local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 16379)
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
-    REDIS_PID=$!
-    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 20); do
+        port=$((20000 + RANDOM % 10000))
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
+        REDIS_PID=$!
+        for _ in $(seq 50); do
+            grep -q "Ready to accept" "$WORK/redis.log" && break 2
+            kill -0 "$REDIS_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+    done
     REDIS_URL="redis://127.0.0.1:$port"
 }
 stop_redis() {

@@ -1,8 +1,317 @@
-//! Markdown table from a run's JSON lines (placeholder until the scenarios settle).
+//! Turns a run's JSON lines into the Markdown report (ours vs each peer, absolute figures and
+//! ratios, what limited each run), or checks them (`--check`: nothing lost, duplicated, dropped
+//! or failed; no timing is judged).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde_json::Value;
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    pub results: std::path::PathBuf,
+    /// The JSON lines written by the scenarios.
+    pub results: PathBuf,
+    /// The command that produced them, quoted in the report.
+    #[arg(long, default_value = "bench/run")]
+    pub command: String,
+    /// Print only the summary table (for bench/README.md).
+    #[arg(long)]
+    pub table_only: bool,
+    /// Exit 1 if any run errored, lost, duplicated or dropped anything; print nothing else.
+    #[arg(long)]
+    pub check: bool,
 }
 
-pub fn run(_args: ReportArgs) {}
+const SERVERS: [(&str, &str); 3] = [("ours", "ours"), ("socketio", "Socket.IO 4"), ("ws", "Node ws")];
+/// Hot post's bar for a sustained rate: p99 under this, nothing lost.
+const HOT_P99_MS: f64 = 50.0;
+
+pub fn run(args: ReportArgs) {
+    let text = std::fs::read_to_string(&args.results).unwrap_or_else(|e| panic!("{}: {e}", args.results.display()));
+    let runs: Vec<Value> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or(Value::Null)).collect();
+    if args.check {
+        let problems: Vec<String> = runs.iter().flat_map(problems).collect();
+        for p in &problems {
+            eprintln!("FAIL {p}");
+        }
+        println!("{} runs checked, {} problems", runs.len(), problems.len());
+        std::process::exit(if problems.is_empty() && !runs.is_empty() { 0 } else { 1 });
+    }
+    let table = table(&runs);
+    if args.table_only {
+        print!("{table}");
+        return;
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmark run\n");
+    let _ = writeln!(out, "Machine: {}\n", machine());
+    let _ = writeln!(out, "Command: `{}`\n", args.command);
+    let _ = writeln!(out, "Ratios are ours ÷ peer: above 1 is better for throughput and rates, below 1 is better for latency and memory.\n");
+    out.push_str(&table);
+    let _ = writeln!(out, "\n## What limited each run\n");
+    out.push_str(&limits(&runs));
+    let _ = writeln!(out, "\n## Raw results\n\n```json");
+    for r in &runs {
+        let _ = writeln!(out, "{r}");
+    }
+    let _ = writeln!(out, "```");
+    print!("{out}");
+}
+
+/// Everything that makes a run unsound, whatever its timing.
+fn problems(r: &Value) -> Vec<String> {
+    let name = format!("{} / {}", r["scenario"].as_str().unwrap_or("?"), r["server"].as_str().unwrap_or("?"));
+    let mut out = Vec::new();
+    if let Some(e) = r.get("error") {
+        out.push(format!("{name}: {e}"));
+    }
+    for key in ["lost", "duplicated", "dropped_connections", "errors", "failed", "short_history"] {
+        if r[key].as_u64().unwrap_or(0) > 0 {
+            out.push(format!("{name}: {key} = {}", r[key]));
+        }
+    }
+    if r["drained"] == false {
+        out.push(format!("{name}: deliveries still missing after the drain"));
+    }
+    for step in r["steps"].as_array().into_iter().flatten() {
+        if step["failed"].as_u64().unwrap_or(0) > 0 {
+            out.push(format!("{name}: step {} failed {} joins ({})", step["target"], step["failed"], r["limit"]));
+        }
+    }
+    out
+}
+
+fn runs_of<'a>(runs: &'a [Value], scenario: &str, server: &str) -> Vec<&'a Value> {
+    runs.iter().filter(|r| r["scenario"] == scenario && r["server"] == server && r.get("error").is_none()).collect()
+}
+
+fn one<'a>(runs: &'a [Value], scenario: &str, server: &str) -> Option<&'a Value> {
+    runs_of(runs, scenario, server).into_iter().next()
+}
+
+fn clean(r: &Value) -> bool {
+    problems(r).is_empty()
+}
+
+/// The hot-post step with the most deliveries/s that kept p99 under the bar and lost nothing.
+fn best_hot<'a>(runs: &'a [Value], server: &str) -> Option<&'a Value> {
+    runs_of(runs, "hot", server)
+        .into_iter()
+        .filter(|r| clean(r) && r["latency"]["p99_ms"].as_f64().unwrap_or(f64::MAX) < HOT_P99_MS)
+        .max_by(|a, b| num(a, "deliveries_per_s").total_cmp(&num(b, "deliveries_per_s")))
+}
+
+/// The durable step with the most acked messages/s that erred on nothing.
+fn best_durable<'a>(runs: &'a [Value], store: &str) -> Option<&'a Value> {
+    runs_of(runs, &format!("durable-{store}"), "ours")
+        .into_iter()
+        .filter(|r| clean(r))
+        .max_by(|a, b| num(a, "acked_per_s").total_cmp(&num(b, "acked_per_s")))
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    key.split('.').fold(v, |v, k| &v[k]).as_f64().unwrap_or(f64::NAN)
+}
+
+type Pick = fn(&[Value], &str) -> Option<f64>;
+
+struct Row {
+    scenario: &'static str,
+    figure: &'static str,
+    pick: Pick,
+}
+
+fn rows() -> Vec<Row> {
+    fn idle(runs: &[Value], s: &str, key: &str) -> Option<f64> {
+        one(runs, "idle", s).map(|r| num(r, key))
+    }
+    fn hot(runs: &[Value], s: &str, key: &str) -> Option<f64> {
+        best_hot(runs, s).map(|r| num(r, key))
+    }
+    fn single(runs: &[Value], scenario: &str, s: &str, key: &str) -> Option<f64> {
+        one(runs, scenario, s).map(|r| num(r, key))
+    }
+    fn durable(runs: &[Value], store: &str, s: &str, key: &str) -> Option<f64> {
+        if s != "ours" {
+            return None;
+        }
+        best_durable(runs, store).map(|r| num(r, key))
+    }
+    vec![
+        Row { scenario: "idle capacity", figure: "sockets held", pick: |r, s| idle(r, s, "held") },
+        Row { scenario: "idle capacity", figure: "server RSS per socket, KiB", pick: |r, s| idle(r, s, "rss_per_socket_kib") },
+        Row { scenario: "idle capacity", figure: "connects/s", pick: |r, s| idle(r, s, "connects_per_s") },
+        Row { scenario: "hot post 1 × 5000", figure: "deliveries/s sustained (p99 < 50 ms, none lost)", pick: |r, s| hot(r, s, "deliveries_per_s") },
+        Row { scenario: "hot post 1 × 5000", figure: "p50 / p99 / p99.9 ms at that rate", pick: |r, s| hot(r, s, "latency.p99_ms") },
+        Row { scenario: "hot post 1 × 5000", figure: "server CPU cores at that rate", pick: |r, s| hot(r, s, "server_cpu_cores") },
+        Row { scenario: "blog mix 2000 × 5", figure: "p50 / p99 / p99.9 ms", pick: |r, s| single(r, "mix", s, "latency.p99_ms") },
+        Row { scenario: "blog mix 2000 × 5", figure: "server CPU cores", pick: |r, s| single(r, "mix", s, "server_cpu_cores") },
+        Row { scenario: "join storm", figure: "join p50 / p99 ms (50 history)", pick: |r, s| single(r, "join", s, "latency.p99_ms") },
+        Row { scenario: "durable writes, SQLite", figure: "committed msgs/s", pick: |r, s| durable(r, "sqlite", s, "acked_per_s") },
+        Row { scenario: "durable writes, SQLite", figure: "commit (send → ack) p50 / p99 ms", pick: |r, s| durable(r, "sqlite", s, "ack_latency.p99_ms") },
+        Row { scenario: "durable writes, Postgres", figure: "committed msgs/s", pick: |r, s| durable(r, "postgres", s, "acked_per_s") },
+        Row { scenario: "durable writes, Postgres", figure: "commit (send → ack) p50 / p99 ms", pick: |r, s| durable(r, "postgres", s, "ack_latency.p99_ms") },
+        Row { scenario: "3 pods + Redis", figure: "cross-pod send → deliver p50 / p99 ms", pick: |r, s| single(r, "xpod", s, "cross_pod_latency.p99_ms") },
+    ]
+}
+
+/// The cell as shown: percentile rows show p50 / p99 / p99.9 (the ratio is taken on p99).
+fn cell(runs: &[Value], row: &Row, server: &str) -> String {
+    let Some(v) = (row.pick)(runs, server) else { return "—".into() };
+    if !row.figure.contains("p50") {
+        return fmt(v);
+    }
+    let run = match row.scenario {
+        s if s.starts_with("hot") => best_hot(runs, server),
+        s if s.contains("SQLite") => best_durable(runs, "sqlite"),
+        s if s.contains("Postgres") => best_durable(runs, "postgres"),
+        s if s.starts_with("blog") => one(runs, "mix", server),
+        s if s.starts_with("join") => one(runs, "join", server),
+        _ => one(runs, "xpod", server),
+    };
+    let key = if row.scenario.starts_with("durable") {
+        "ack_latency"
+    } else if row.scenario.starts_with('3') {
+        "cross_pod_latency"
+    } else {
+        "latency"
+    };
+    let Some(run) = run else { return "—".into() };
+    let (a, b, c) = (num(run, &format!("{key}.p50_ms")), num(run, &format!("{key}.p99_ms")), num(run, &format!("{key}.p999_ms")));
+    if row.scenario.starts_with("join") || row.scenario.starts_with("durable") {
+        format!("{} / {}", fmt(a), fmt(b))
+    } else {
+        format!("{} / {} / {}", fmt(a), fmt(b), fmt(c))
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_nan() {
+        "—".into()
+    } else if v >= 1000.0 {
+        let s = format!("{:.0}", v);
+        let mut out = String::new();
+        for (i, ch) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        out
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn table(runs: &[Value]) -> String {
+    let mut out = String::from("| scenario | figure | ours | Socket.IO 4 | Node ws | ours ÷ Socket.IO | ours ÷ ws |\n");
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    for row in rows() {
+        let values: Vec<Option<f64>> = SERVERS.iter().map(|(s, _)| (row.pick)(runs, s)).collect();
+        let ratio = |peer: Option<f64>| match (values[0], peer) {
+            (Some(a), Some(b)) if b > 0.0 && !a.is_nan() && !b.is_nan() => format!("{:.2}×", a / b),
+            _ => "—".into(),
+        };
+        let cells: Vec<String> = SERVERS.iter().map(|(s, _)| cell(runs, &row, s)).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.scenario, row.figure, cells[0], cells[1], cells[2], ratio(values[1]), ratio(values[2])
+        );
+    }
+    out
+}
+
+/// Per scenario and server: where the run stopped scaling, from its own figures.
+fn limits(runs: &[Value]) -> String {
+    let mut out = String::new();
+    for (server, label) in SERVERS {
+        if let Some(r) = one(runs, "idle", server) {
+            let limit = match &r["limit"] {
+                Value::Null => "no step failed: the largest step asked for".to_string(),
+                v => format!("the next step failed: {}", v.as_str().unwrap_or("?")),
+            };
+            let _ = writeln!(out, "- idle, {label}: held {}; {limit}.", r["held"]);
+        }
+    }
+    for (server, label) in SERVERS {
+        let steps = runs_of(runs, "hot", server);
+        if steps.is_empty() {
+            continue;
+        }
+        let mut line = format!("- hot post, {label}:");
+        for r in steps {
+            let _ = write!(
+                line,
+                " {} msg/s → {} deliveries/s, p99 {} ms, lost {}, dropped {}, CPU server {} / client {};",
+                r["rate"],
+                fmt(num(r, "deliveries_per_s")),
+                fmt(num(r, "latency.p99_ms")),
+                r["lost"],
+                r["dropped_connections"],
+                fmt(num(r, "server_cpu_cores")),
+                fmt(num(r, "client_cpu_cores")),
+            );
+        }
+        let _ = writeln!(out, "{}", line.trim_end_matches(';'));
+    }
+    for (scenario, name) in [("mix", "blog mix"), ("join", "join storm"), ("xpod", "3 pods")] {
+        for (server, label) in SERVERS {
+            if let Some(r) = one(runs, scenario, server) {
+                let _ = writeln!(out, "- {name}, {label}: {}", cpu_note(r));
+            }
+        }
+    }
+    for store in ["sqlite", "postgres"] {
+        let mut line = format!("- durable writes on {store}:");
+        for r in runs_of(runs, &format!("durable-{store}"), "ours") {
+            let _ = write!(
+                line,
+                " offered {} msg/s → {} committed/s, commit p99 {} ms, errors {}, CPU {} cores;",
+                r["rate"],
+                fmt(num(r, "acked_per_s")),
+                fmt(num(r, "ack_latency.p99_ms")),
+                r["errors"],
+                fmt(num(r, "server_cpu_cores"))
+            );
+        }
+        let _ = writeln!(out, "{}", line.trim_end_matches(';'));
+    }
+    out
+}
+
+fn cpu_note(r: &Value) -> String {
+    let (server, client) = (num(r, "server_cpu_cores"), num(r, "client_cpu_cores"));
+    let node = r["server"] != "ours";
+    let verdict = if node && server >= 0.9 && r["pods"].as_u64().unwrap_or(1) == 1 {
+        "Node's one thread is saturated"
+    } else if server + client.max(0.0) >= 1.7 {
+        "the machine's 2 cores (server and client together)"
+    } else {
+        "not saturated: the offered load"
+    };
+    let client = if client.is_nan() { String::new() } else { format!(", client {} cores", fmt(client)) };
+    format!("{verdict} (server {} cores{client}).", fmt(server))
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|m| m.trim_start_matches([' ', '\t', ':']).to_string());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let nofile = rlimit::Resource::NOFILE.get().map(|(_, hard)| hard).unwrap_or(0);
+    format!(
+        "{} × {}, {:.0} GiB RAM, at most {nofile} open files per process, Linux {}",
+        cores,
+        model.unwrap_or_else(|| "unknown CPU".into()),
+        mem_gib,
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
+    )
+}

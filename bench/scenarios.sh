@@ -1,0 +1,105 @@
+# Every scenario against ours and each peer, one JSON line per run appended to $RESULTS
+# (sourced after servers.sh by bench/run and scripts/test.d/bench, which set the sizes below).
+#
+# Sizes: IDLE_STEPS; HOT_MEMBERS, HOT_SENDERS, HOT_RATES; MIX_ROOMS, MIX_RATE; JOIN_RATE,
+# JOIN_HISTORY; DURABLE_ROOMS, DURABLE_RATES; XPOD_ROOMS, XPOD_RATE; WARMUP, DURATION.
+# Every server is started fresh for each run, so memory and CPU figures are its own.
+
+PEERS=(socketio ws)
+
+# bench NAME ARGS...: one chat-bench run; a run that cannot complete is recorded and counted.
+FAILED_RUNS=0
+bench() {
+    local out
+    echo "  $*" | cut -c1-160 >&2
+    if out=$("$BENCH" "$@"); then
+        echo "$out" >>"$RESULTS"
+    else
+        echo "${out:-{\"error\":\"chat-bench failed\"\}}" >>"$RESULTS"
+        FAILED_RUNS=$((FAILED_RUNS + 1))
+    fi
+}
+
+# with_server KIND NAME: starts ours (SQLite) or a peer; sets PROTO.
+with_server() {
+    case $1 in
+        ours) start_ours "$2" "$(sqlite_url "$2")"; PROTO=ours ;;
+        *) start_peer "$2" "$1"; PROTO=$1 ;;
+    esac
+}
+
+run_scenarios() {
+    local kind rate
+    for kind in ours "${PEERS[@]}"; do
+        echo "== idle: $kind" >&2
+        with_server "$kind" "idle-$kind"
+        bench idle --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" --steps "$IDLE_STEPS"
+        stop_servers
+    done
+
+    for kind in ours "${PEERS[@]}"; do
+        for rate in $HOT_RATES; do
+            echo "== hot post: $kind at $rate msg/s" >&2
+            with_server "$kind" "hot-$kind-$rate"
+            bench traffic --scenario hot --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+                --rooms 1 --per-room "$HOT_MEMBERS" --senders-per-room "$HOT_SENDERS" --rate "$rate" \
+                --warmup "$WARMUP" --duration "$DURATION"
+            stop_servers
+        done
+    done
+
+    for kind in ours "${PEERS[@]}"; do
+        echo "== blog mix: $kind" >&2
+        with_server "$kind" "mix-$kind"
+        bench traffic --scenario mix --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+            --rooms "$MIX_ROOMS" --per-room 5 --senders-per-room 5 --rate "$MIX_RATE" --warmup "$WARMUP" --duration "$DURATION"
+        stop_servers
+    done
+
+    for kind in ours "${PEERS[@]}"; do
+        echo "== join storm: $kind" >&2
+        with_server "$kind" "join-$kind"
+        bench join --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+            --rate "$JOIN_RATE" --history "$JOIN_HISTORY" --warmup "$WARMUP" --duration "$DURATION"
+        stop_servers
+    done
+
+    # Durable writes: only the engine stores messages; the peers keep them in memory only.
+    local store url
+    for store in sqlite postgres; do
+        for rate in $DURABLE_RATES; do
+            echo "== durable writes: ours on $store at $rate msg/s" >&2
+            if [ "$store" = sqlite ]; then url=$(sqlite_url "durable-$rate"); else new_postgres_db "durable_$rate"; url=$PG_URL; fi
+            start_ours "durable-$store-$rate" "$url"
+            bench traffic --scenario "durable-$store" --server ours --proto ours --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+                --rooms "$DURABLE_ROOMS" --per-room 2 --senders-per-room 1 --rate "$rate" --warmup "$WARMUP" --duration "$DURATION"
+            stop_servers
+            drop_databases
+        done
+    done
+
+    # Three pods and Redis: ours on one Postgres database, Socket.IO with its Redis adapter.
+    # Member j of a room joins pod j mod 3 and only member 0 (on pod 0) sends, so the figure
+    # that counts is the cross-pod latency (readers on pods 1 and 2).
+    local urls pids i
+    for kind in ours socketio; do
+        echo "== cross-pod: $kind" >&2
+        start_redis
+        urls=() pids=()
+        new_postgres_db xpod
+        url=$PG_URL
+        for i in 0 1 2; do
+            if [ "$kind" = ours ]; then
+                start_ours "xpod-ours-$i" "$url" --redis-url "$REDIS_URL" --pod-name "pod-$i"
+            else
+                start_peer "xpod-socketio-$i" socketio "REDIS_URL=$REDIS_URL"
+            fi
+            urls+=(--url "$SERVER_URL") pids+=(--server-pid "$SERVER_PID")
+        done
+        bench traffic --scenario xpod --server "$kind" --proto "$kind" "${urls[@]}" "${pids[@]}" \
+            --rooms "$XPOD_ROOMS" --per-room 6 --senders-per-room 1 --rate "$XPOD_RATE" --warmup "$WARMUP" --duration "$DURATION"
+        stop_servers
+        stop_redis
+        drop_databases
+    done
+}
