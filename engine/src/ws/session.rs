@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
@@ -29,9 +30,8 @@ type Socket = WebSocketStream<TokioIo<Upgraded>>;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Server pings keep NATs open and find readers whose network vanished without a close.
 const PING_EVERY: Duration = Duration::from_secs(30);
-/// Frames larger than this go out in fragments, so no connection keeps a large write buffer
-/// after sending one big welcome.
-const FRAGMENT: usize = 1024;
+/// Queued frames written together, up to about this many bytes per write.
+const BATCH_BYTES: usize = 64 * 1024;
 /// How long a close handshake may take before the connection is simply dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -265,35 +265,38 @@ impl Session {
         self.write(protocol::error(code, message, client_id)).await
     }
 
-    /// Writes one frame (fragmented when large) and flushes.
+    /// Writes one frame.
     async fn write(&mut self, frame: Utf8Bytes) -> Result<(), Exit> {
-        self.feed(frame).await?;
-        self.ws.flush().await.map_err(|_| Exit::Gone)
+        self.write_frames(std::slice::from_ref(&frame)).await
     }
 
-    /// Writes a queued frame and whatever else is already queued behind it, then flushes once.
+    /// Writes a queued frame and whatever else is already queued behind it, in one write.
     async fn write_queued(&mut self, first: Utf8Bytes, outbox: &mut tokio::sync::mpsc::Receiver<Utf8Bytes>) -> Result<(), Exit> {
-        self.feed(first).await?;
-        while let Ok(next) = outbox.try_recv() {
-            self.feed(next).await?;
+        let mut frames = vec![first];
+        let mut bytes = frames[0].len();
+        while bytes < BATCH_BYTES {
+            let Ok(next) = outbox.try_recv() else { break };
+            bytes += next.len();
+            frames.push(next);
         }
-        self.ws.flush().await.map_err(|_| Exit::Gone)
+        self.write_frames(&frames).await
     }
 
-    async fn feed(&mut self, frame: Utf8Bytes) -> Result<(), Exit> {
-        if frame.len() <= FRAGMENT {
-            return self.ws.feed(WsMessage::Text(frame)).await.map_err(|_| Exit::Gone);
+    /// Encodes text frames into one buffer and writes it straight to the socket. Going around
+    /// tungstenite's write buffer is deliberate: that buffer keeps its largest size for the life
+    /// of the connection (a 20 KB welcome would cost every idle reader 20 KB), and it would cost a
+    /// write per frame. This buffer is freed once written. Server frames are unmasked and
+    /// stateless, so only what tungstenite itself queued (a pong) must go first.
+    async fn write_frames(&mut self, frames: &[Utf8Bytes]) -> Result<(), Exit> {
+        self.ws.flush().await.map_err(|_| Exit::Gone)?;
+        let mut buf = Vec::with_capacity(frames.iter().map(|f| f.len() + 10).sum());
+        for frame in frames {
+            let payload: bytes::Bytes = frame.clone().into();
+            Frame::message(payload, OpCode::Data(Data::Text), true).format(&mut buf).map_err(|_| Exit::Gone)?;
         }
-        let bytes: bytes::Bytes = frame.into();
-        let mut offset = 0;
-        while offset < bytes.len() {
-            let end = (offset + FRAGMENT).min(bytes.len());
-            let opcode = if offset == 0 { Data::Text } else { Data::Continue };
-            let part = Frame::message(bytes.slice(offset..end), OpCode::Data(opcode), end == bytes.len());
-            self.ws.feed(WsMessage::Frame(part)).await.map_err(|_| Exit::Gone)?;
-            offset = end;
-        }
-        Ok(())
+        let socket = self.ws.get_mut();
+        socket.write_all(&buf).await.map_err(|_| Exit::Gone)?;
+        socket.flush().await.map_err(|_| Exit::Gone)
     }
 
     fn reconnect_exit(&self) -> Exit {
