@@ -23,8 +23,6 @@ pub struct ReportArgs {
 }
 
 const SERVERS: [(&str, &str); 3] = [("ours", "ours"), ("socketio", "Socket.IO 4"), ("ws", "Node ws")];
-/// Hot post's bar for a sustained rate: p99 under this, nothing lost.
-const HOT_P99_MS: f64 = 50.0;
 
 pub fn run(args: ReportArgs) {
     let text = std::fs::read_to_string(&args.results).unwrap_or_else(|e| panic!("{}: {e}", args.results.display()));
@@ -89,24 +87,20 @@ fn one<'a>(runs: &'a [Value], scenario: &str, server: &str) -> Option<&'a Value>
     runs_of(runs, scenario, server).into_iter().next()
 }
 
-fn clean(r: &Value) -> bool {
-    problems(r).is_empty()
+/// The hot-post step that delivered the most (sends due in the window, delivered by the end of
+/// the drain, per second of window): what the server got through, whatever its latency.
+fn hot_best<'a>(runs: &'a [Value], server: &str) -> Option<&'a Value> {
+    runs_of(runs, "hot", server).into_iter().max_by(|a, b| num(a, "deliveries_per_s").total_cmp(&num(b, "deliveries_per_s")))
 }
 
-/// The hot-post step with the most deliveries/s that kept p99 under the bar and lost nothing.
-fn best_hot<'a>(runs: &'a [Value], server: &str) -> Option<&'a Value> {
-    runs_of(runs, "hot", server)
-        .into_iter()
-        .filter(|r| clean(r) && r["latency"]["p99_ms"].as_f64().unwrap_or(f64::MAX) < HOT_P99_MS)
-        .max_by(|a, b| num(a, "deliveries_per_s").total_cmp(&num(b, "deliveries_per_s")))
+/// The lowest-rate hot-post step: latency when the machine is not yet overloaded.
+fn hot_low<'a>(runs: &'a [Value], server: &str) -> Option<&'a Value> {
+    runs_of(runs, "hot", server).into_iter().min_by_key(|r| r["rate"].as_u64().unwrap_or(u64::MAX))
 }
 
-/// The durable step with the most acked messages/s that erred on nothing.
-fn best_durable<'a>(runs: &'a [Value], store: &str) -> Option<&'a Value> {
-    runs_of(runs, &format!("durable-{store}"), "ours")
-        .into_iter()
-        .filter(|r| clean(r))
-        .max_by(|a, b| num(a, "acked_per_s").total_cmp(&num(b, "acked_per_s")))
+/// The durable-writes run at an offered rate (only the engine stores messages).
+fn durable_at<'a>(runs: &'a [Value], store: &str, rate: u64, server: &str) -> Option<&'a Value> {
+    runs_of(runs, &format!("durable-{store}"), server).into_iter().find(|r| r["rate"] == rate)
 }
 
 fn num(v: &Value, key: &str) -> f64 {
@@ -125,32 +119,31 @@ fn rows() -> Vec<Row> {
     fn idle(runs: &[Value], s: &str, key: &str) -> Option<f64> {
         one(runs, "idle", s).map(|r| num(r, key))
     }
-    fn hot(runs: &[Value], s: &str, key: &str) -> Option<f64> {
-        best_hot(runs, s).map(|r| num(r, key))
-    }
     fn single(runs: &[Value], scenario: &str, s: &str, key: &str) -> Option<f64> {
         one(runs, scenario, s).map(|r| num(r, key))
     }
-    fn durable(runs: &[Value], store: &str, s: &str, key: &str) -> Option<f64> {
-        if s != "ours" {
-            return None;
-        }
-        best_durable(runs, store).map(|r| num(r, key))
+    fn durable(runs: &[Value], store: &str, rate: u64, s: &str, key: &str) -> Option<f64> {
+        durable_at(runs, store, rate, s).map(|r| num(r, key))
     }
     vec![
         Row { scenario: "idle capacity", figure: "sockets held", pick: |r, s| idle(r, s, "held") },
         Row { scenario: "idle capacity", figure: "server RSS per socket, KiB", pick: |r, s| idle(r, s, "rss_per_socket_kib") },
         Row { scenario: "idle capacity", figure: "connects/s", pick: |r, s| idle(r, s, "connects_per_s") },
-        Row { scenario: "hot post 1 × 5000", figure: "deliveries/s sustained (p99 < 50 ms, none lost)", pick: |r, s| hot(r, s, "deliveries_per_s") },
-        Row { scenario: "hot post 1 × 5000", figure: "p50 / p99 / p99.9 ms at that rate", pick: |r, s| hot(r, s, "latency.p99_ms") },
-        Row { scenario: "hot post 1 × 5000", figure: "server CPU cores at that rate", pick: |r, s| hot(r, s, "server_cpu_cores") },
+        Row { scenario: "hot post 1 × 5000", figure: "deliveries/s delivered, best step (all sends of the window, by the end of the drain)", pick: |r, s| hot_best(r, s).map(|r| num(r, "deliveries_per_s")) },
+        Row { scenario: "hot post 1 × 5000", figure: "frames still undelivered 3 s after that step", pick: |r, s| hot_best(r, s).map(|r| num(r, "lost")) },
+        Row { scenario: "hot post 1 × 5000", figure: "p50 / p99 / p99.9 ms at 10 msg/s (50k deliveries/s offered)", pick: |r, s| hot_low(r, s).map(|r| num(r, "latency.p99_ms")) },
+        Row { scenario: "hot post 1 × 5000", figure: "server CPU cores at 10 msg/s", pick: |r, s| hot_low(r, s).map(|r| num(r, "server_cpu_cores")) },
         Row { scenario: "blog mix 2000 × 5", figure: "p50 / p99 / p99.9 ms", pick: |r, s| single(r, "mix", s, "latency.p99_ms") },
         Row { scenario: "blog mix 2000 × 5", figure: "server CPU cores", pick: |r, s| single(r, "mix", s, "server_cpu_cores") },
         Row { scenario: "join storm", figure: "join p50 / p99 ms (50 history)", pick: |r, s| single(r, "join", s, "latency.p99_ms") },
-        Row { scenario: "durable writes, SQLite", figure: "committed msgs/s", pick: |r, s| durable(r, "sqlite", s, "acked_per_s") },
-        Row { scenario: "durable writes, SQLite", figure: "commit (send → ack) p50 / p99 ms", pick: |r, s| durable(r, "sqlite", s, "ack_latency.p99_ms") },
-        Row { scenario: "durable writes, Postgres", figure: "committed msgs/s", pick: |r, s| durable(r, "postgres", s, "acked_per_s") },
-        Row { scenario: "durable writes, Postgres", figure: "commit (send → ack) p50 / p99 ms", pick: |r, s| durable(r, "postgres", s, "ack_latency.p99_ms") },
+        Row { scenario: "durable writes, SQLite", figure: "committed msgs/s at 5,000/s offered", pick: |r, s| durable(r, "sqlite", 5000, s, "acked_per_s") },
+        Row { scenario: "durable writes, SQLite", figure: "commit (send → ack) p50 / p99 ms at 5,000/s", pick: |r, s| durable(r, "sqlite", 5000, s, "ack_latency.p99_ms") },
+        Row { scenario: "durable writes, SQLite", figure: "committed msgs/s at 20,000/s offered", pick: |r, s| durable(r, "sqlite", 20000, s, "acked_per_s") },
+        Row { scenario: "durable writes, SQLite", figure: "commit (send → ack) p50 / p99 ms at 20,000/s", pick: |r, s| durable(r, "sqlite", 20000, s, "ack_latency.p99_ms") },
+        Row { scenario: "durable writes, Postgres", figure: "committed msgs/s at 5,000/s offered", pick: |r, s| durable(r, "postgres", 5000, s, "acked_per_s") },
+        Row { scenario: "durable writes, Postgres", figure: "commit (send → ack) p50 / p99 ms at 5,000/s", pick: |r, s| durable(r, "postgres", 5000, s, "ack_latency.p99_ms") },
+        Row { scenario: "durable writes, Postgres", figure: "committed msgs/s at 20,000/s offered", pick: |r, s| durable(r, "postgres", 20000, s, "acked_per_s") },
+        Row { scenario: "durable writes, Postgres", figure: "commit (send → ack) p50 / p99 ms at 20,000/s", pick: |r, s| durable(r, "postgres", 20000, s, "ack_latency.p99_ms") },
         Row { scenario: "3 pods + Redis", figure: "cross-pod send → deliver p50 / p99 ms", pick: |r, s| single(r, "xpod", s, "cross_pod_latency.p99_ms") },
     ]
 }
@@ -161,10 +154,11 @@ fn cell(runs: &[Value], row: &Row, server: &str) -> String {
     if !row.figure.contains("p50") {
         return fmt(v);
     }
+    let rate = if row.figure.contains("20,000") { 20000 } else { 5000 };
     let run = match row.scenario {
-        s if s.starts_with("hot") => best_hot(runs, server),
-        s if s.contains("SQLite") => best_durable(runs, "sqlite"),
-        s if s.contains("Postgres") => best_durable(runs, "postgres"),
+        s if s.starts_with("hot") => hot_low(runs, server),
+        s if s.contains("SQLite") => durable_at(runs, "sqlite", rate, server),
+        s if s.contains("Postgres") => durable_at(runs, "postgres", rate, server),
         s if s.starts_with("blog") => one(runs, "mix", server),
         s if s.starts_with("join") => one(runs, "join", server),
         _ => one(runs, "xpod", server),
@@ -188,6 +182,8 @@ fn cell(runs: &[Value], row: &Row, server: &str) -> String {
 fn fmt(v: f64) -> String {
     if v.is_nan() {
         "—".into()
+    } else if v.fract() == 0.0 && v < 1000.0 {
+        format!("{v:.0}")
     } else if v >= 1000.0 {
         let s = format!("{:.0}", v);
         let mut out = String::new();
