@@ -75,6 +75,11 @@ pub trait Store: Send + Sync + 'static {
     /// Short name for logs: "sqlite", "postgres".
     fn kind(&self) -> &'static str;
 
+    /// Batches that may commit at the same time: 1 where the database has a single writer.
+    fn parallel_commits(&self) -> usize {
+        1
+    }
+
     /// Stores a batch in one transaction, assigning each room's next seqs in batch order.
     fn append(&self, batch: Vec<NewMessage>) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>>;
 

@@ -43,6 +43,11 @@ impl Store for PgStore {
         "postgres"
     }
 
+    /// Different rooms' batches do not wait on each other's locks, so a few commit in parallel.
+    fn parallel_commits(&self) -> usize {
+        4
+    }
+
     fn append(&self, batch: Vec<NewMessage>) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
         async move {
             let mut rooms = Vec::with_capacity(batch.len());

@@ -1,6 +1,7 @@
-//! Group commit: one writer task per pod gathers the sends of every room that arrive while the
-//! previous transaction runs and commits them together, so one fsync (or one Postgres round trip)
-//! serves many messages. Each room keeps at most one batch in flight, which keeps its seq order.
+//! Group commit: one writer task per pod gathers the sends of every room that arrive while earlier
+//! transactions run and commits them together, so one fsync (or one Postgres round trip) serves
+//! many messages; where the store allows, a few batches commit at once. Each room keeps at most one batch in flight, which
+//! keeps its seq order.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +46,12 @@ impl Writer {
 }
 
 async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, timeout: Duration) {
+    // Commits in flight at once: a batch is gathered and started while earlier ones commit. Each
+    // room has at most one batch in flight (see the room actor), so this never reorders a room.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(store.parallel_commits().max(1)));
+    let mut commits = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
         let mut requests = vec![first];
         let mut count = requests[0].messages.len();
         while count < MAX_BATCH {
@@ -57,30 +63,38 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, timeout: Du
                 Err(_) => break,
             }
         }
-        let batch: Vec<NewMessage> = requests.iter().flat_map(|r| r.messages.iter().cloned()).collect();
-        let started = Instant::now();
-        // The store's own busy/acquire timeouts are the real bound; this one only guards against a
-        // driver that hangs, at twice the configured time.
-        let result = match tokio::time::timeout(timeout * 2, store.append(batch)).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout),
-        };
-        METRICS.commit_seconds.observe(started.elapsed().as_secs_f64());
-        METRICS.commit_batch_size.observe(count as f64);
-        match result {
-            Ok(mut appended) => {
-                for request in requests.into_iter().rev() {
-                    let tail = appended.split_off(appended.len() - request.messages.len());
-                    let _ = request.reply.send(Ok(tail));
-                }
+        commits.spawn(commit(store.clone(), requests, count, timeout, permit));
+        // Reap finished commits so the set does not grow.
+        while commits.try_join_next().is_some() {}
+    }
+    // Shutdown: the last commits finish before the writer does.
+    while commits.join_next().await.is_some() {}
+}
+
+async fn commit(store: Arc<dyn Store>, requests: Vec<Request>, count: usize, timeout: Duration, _permit: tokio::sync::OwnedSemaphorePermit) {
+    let batch: Vec<NewMessage> = requests.iter().flat_map(|r| r.messages.iter().cloned()).collect();
+    let started = Instant::now();
+    // The store's own busy/acquire/statement timeouts are the real bound; this one only guards
+    // against a driver that hangs, at twice the configured time.
+    let result = match tokio::time::timeout(timeout * 2, store.append(batch)).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Timeout),
+    };
+    METRICS.commit_seconds.observe(started.elapsed().as_secs_f64());
+    METRICS.commit_batch_size.observe(count as f64);
+    match result {
+        Ok(mut appended) => {
+            for request in requests.into_iter().rev() {
+                let tail = appended.split_off(appended.len() - request.messages.len());
+                let _ = request.reply.send(Ok(tail));
             }
-            Err(err) => {
-                tracing::error!(error = %err, messages = count, "commit failed");
-                METRICS.store_errors.inc();
-                let err = Arc::new(err);
-                for request in requests {
-                    let _ = request.reply.send(Err(err.clone()));
-                }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, messages = count, "commit failed");
+            METRICS.store_errors.inc();
+            let err = Arc::new(err);
+            for request in requests {
+                let _ = request.reply.send(Err(err.clone()));
             }
         }
     }
