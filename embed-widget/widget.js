@@ -1,5 +1,5 @@
 // Chat widget: runs inside the iframe at /room/{roomId}. Speaks the v1 wire protocol
-// (shared/PROTOCOL.md) to /ws/{roomId} and a small `{chat: ...}` postMessage protocol to the host page.
+// (docs/PROTOCOL.md) to /ws/{roomId} and a small `{chat: ...}` postMessage protocol to the host page.
 // Rule kept throughout: user data (nicknames, content) reaches the DOM only as text nodes.
 
 const MAX_LEN = 2000;          // server rule: content 1..2000 characters after trimming
