@@ -69,6 +69,34 @@ pub struct Config {
     /// Open WebSocket connections this pod accepts; more get HTTP 503.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
+
+    /// Seconds a write to a client may make no progress (and a WebSocket frame batch, a welcome
+    /// included, may take in all) before the connection is closed and its buffers freed.
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub write_timeout: Duration,
+
+    /// Kernel send buffer of each client socket, in bytes (0: the kernel's auto-tuning, which lets
+    /// one socket that never reads hold up to `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default).
+    #[arg(long, env = "SOCKET_SEND_BUFFER", default_value_t = 128 * 1024)]
+    pub socket_send_buffer: usize,
+
+    /// Bytes of history one `welcome` may carry; past it the oldest messages are left out (and a
+    /// resume that does not fit answers `resumed: false`). The widget pages older ones over HTTP.
+    #[arg(long, env = "WELCOME_MAX_BYTES", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u64).range(16 * 1024..))]
+    pub welcome_max_bytes: u64,
+
+    /// Bytes of recent messages one room keeps in memory (besides the 500-message cap).
+    #[arg(long, env = "ROOM_RING_BYTES", default_value_t = 512 * 1024, value_parser = clap::value_parser!(u64).range(16 * 1024..))]
+    pub room_ring_bytes: u64,
+
+    /// Bytes of recent messages all rooms of this pod keep in memory together; past it the oldest
+    /// messages of the least recently active rooms are dropped (and read from the store when asked).
+    #[arg(long, env = "RING_MEMORY", default_value_t = 128 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024 * 1024..))]
+    pub ring_memory: u64,
+
+    /// Bytes a request's line and headers may take together; larger heads get 431.
+    #[arg(long, env = "MAX_REQUEST_HEAD", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(8 * 1024..=1024 * 1024))]
+    pub max_request_head: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

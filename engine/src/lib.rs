@@ -8,7 +8,8 @@
 //!   order, rate limits; sends go to group commit and are acked and broadcast after it.
 //! - `store`: the `Store` trait, SQLite and Postgres implementations, the group-commit `writer`.
 //! - `bus`: cross-pod fan-out and room-wide presence over Redis (only with several pods).
-//! - `chat`: the domain types and the rules on client input; `metrics`, `config`, `app`, `server`.
+//! - `chat`: the domain types and the rules on client input; `metrics`, `config`, `app`, `server`;
+//!   `write_deadline` cuts connections whose peer stopped reading.
 
 pub mod app;
 pub mod bus;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod room;
 pub mod server;
 pub mod store;
+pub mod write_deadline;
 pub mod ws;
 
 pub use config::Config;

@@ -28,6 +28,13 @@ pub struct Metrics {
     pub bus_dropped: IntCounter,
     /// Messages a room read from the store because the bus did not bring them (gaps, outages).
     pub store_repairs: IntCounter,
+    /// Bytes of recent messages all rooms' rings hold (the `--ring-memory` budget counts these).
+    pub ring_bytes: IntGauge,
+    /// Ring entries dropped to stay within `--ring-memory` (not a room's own rolling cap).
+    pub ring_evictions: IntCounter,
+    /// Connections (HTTP or WebSocket) closed because the client did not read what was written
+    /// to it in time.
+    pub write_timeouts: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -97,6 +104,17 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         bus_dropped: counter(&r, "chat_bus_dropped_total", "Bus publications or deliveries dropped (repaired from the store)."),
         store_repairs: counter(&r, "chat_store_repairs_total", "Messages delivered from the store to fill a gap the bus left."),
+        ring_bytes: gauge(&r, "chat_ring_bytes", "Bytes of recent messages held in the rooms' rings on this pod."),
+        ring_evictions: counter(
+            &r,
+            "chat_ring_evictions_total",
+            "Ring entries dropped from the least recently active rooms to stay within the pod's ring memory budget.",
+        ),
+        write_timeouts: counter(
+            &r,
+            "chat_write_timeouts_total",
+            "Connections closed because the client did not read what was written to it within WRITE_TIMEOUT.",
+        ),
         registry: r,
     };
     // Pre-create the label values an operator alerts on, so the series exist before the first event.

@@ -14,7 +14,8 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::bus::Bus;
 use crate::config::Config;
-use crate::room::{RoomContext, RoomSettings, Rooms};
+use crate::write_deadline::WriteDeadline;
+use crate::room::{RingBudget, RingLimits, RoomContext, RoomSettings, Rooms, RING_CAPACITY};
 use crate::store::{self, writer::Writer, StoreError};
 
 /// Slow or idle HTTP clients may take this long to send their request headers.
@@ -36,6 +37,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
         send_burst: config.send_burst,
         idle: config.room_idle,
         outbound_queue: config.outbound_queue,
+        welcome_max_bytes: usize::try_from(config.welcome_max_bytes).unwrap_or(usize::MAX),
+        ring: RingLimits {
+            count: RING_CAPACITY,
+            bytes: usize::try_from(config.room_ring_bytes).unwrap_or(usize::MAX),
+            budget: Arc::new(RingBudget::new(usize::try_from(config.ring_memory).unwrap_or(usize::MAX))),
+        },
     };
     let rooms = Rooms::new(RoomContext { store: store.clone(), writer, settings, bus: bus.clone() });
     if let Some(mut deliveries) = deliveries {
@@ -80,6 +87,11 @@ async fn accept(app: Arc<App>, listener: TcpListener) {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
+                // What a client does not read waits in this buffer, which counts against the
+                // pod's memory (cgroups charge socket buffers); a fixed size bounds it.
+                if app.config.socket_send_buffer > 0 {
+                    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(app.config.socket_send_buffer);
+                }
                 tokio::spawn(serve_connection(app.clone(), stream));
             }
             // Out of file descriptors and the like: keep serving the connections we have.
@@ -92,11 +104,16 @@ async fn accept(app: Arc<App>, listener: TcpListener) {
 }
 
 async fn serve_connection(app: Arc<App>, stream: tokio::net::TcpStream) {
+    let write_timeout = app.config.write_timeout;
+    let max_head = usize::try_from(app.config.max_request_head).unwrap_or(usize::MAX);
     let service = service_fn(move |req| crate::http::route(app.clone(), req));
+    // hyper answers 431 to a head that outgrows its buffer; the cap keeps half-sent heads small.
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .max_header_size(max_head)
+        .max_buf_size(max_head.max(8192))
+        .serve_connection(TokioIo::new(WriteDeadline::new(stream, write_timeout)), service)
         .with_upgrades();
     if let Err(err) = conn.await {
         tracing::debug!(error = %err, "http connection ended with an error");

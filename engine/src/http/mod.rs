@@ -22,8 +22,16 @@ use crate::ws::protocol::ErrorCode;
 
 pub type Body = Full<Bytes>;
 
+/// One header line may take this much (nginx's `large_client_header_buffers` default); the whole
+/// head is capped by `--max-request-head`.
+const MAX_HEADER_LINE: usize = 8 * 1024;
+
 /// Routes one request. Never fails: every problem becomes a JSON error response.
 pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.headers().iter().any(|(name, value)| name.as_str().len() + value.len() > MAX_HEADER_LINE) {
+        let res = error_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ErrorCode::BadRequest, "a header line is over 8 KiB");
+        return Ok(res);
+    }
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();

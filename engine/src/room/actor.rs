@@ -14,8 +14,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::presence::{room_wide, Presence};
 use super::rate::TokenBucket;
 use super::registry::Inner;
+use super::budget::RingUsage;
 use super::ring::{Entry, Ring};
-use super::{Command, ConnId, JoinError, Kick, RoomContext, RoomError, RoomInfo, HISTORY_ON_JOIN, RESUME_MAX, RING_CAPACITY};
+use super::{Command, ConnId, JoinError, Kick, RoomContext, RoomError, RoomInfo, HISTORY_ON_JOIN, RESUME_MAX};
 use crate::bus::presence::{self as shared_presence, Present};
 use crate::bus::{Envelope, RoomEvent};
 use crate::chat::{now_millis, AuthorId, Message, Profile, RoomId, Seq};
@@ -100,6 +101,8 @@ pub(super) struct RoomActor {
     repair_at: Option<Instant>,
     /// Cluster state, present when the pod runs with a bus.
     cluster: Option<Cluster>,
+    /// This room's share of the pod's ring budget.
+    usage: Arc<RingUsage>,
 }
 
 /// What a room needs when several pods share it.
@@ -123,6 +126,7 @@ impl RoomActor {
         registry: Weak<Inner>,
         rx: mpsc::Receiver<Command>,
         alive: mpsc::Sender<()>,
+        usage: Arc<RingUsage>,
     ) -> RoomActor {
         let now = Instant::now();
         let cluster = ctx.bus.as_ref().map(|bus| Cluster {
@@ -154,6 +158,7 @@ impl RoomActor {
             shutting_down: false,
             held: BTreeMap::new(),
             repair_at: None,
+            usage,
         }
     }
 
@@ -255,6 +260,12 @@ impl RoomActor {
                 });
             }
             Command::Remote(envelope) => self.remote(envelope).await,
+            Command::ShedRing { bytes } => {
+                if let Some(state) = self.state.as_mut() {
+                    let dropped = state.ring.shed(bytes);
+                    METRICS.ring_evictions.inc_by(dropped as u64);
+                }
+            }
             Command::Shutdown => self.shutting_down = true,
         }
     }
@@ -262,13 +273,14 @@ impl RoomActor {
     /// The loaded state, loading it from the store on first use (or after the store failed).
     async fn load(&mut self) -> Result<&mut Loaded, StoreError> {
         if self.state.is_none() {
-            let snapshot = self.ctx.store.load_room(self.id.clone(), RING_CAPACITY).await?;
-            let complete = snapshot.recent.len() < RING_CAPACITY;
+            let ring = &self.ctx.settings.ring;
+            let snapshot = self.ctx.store.load_room(self.id.clone(), ring.count).await?;
+            let complete = snapshot.recent.len() < ring.count;
             // The counter and the messages are read one after the other; with other pods writing,
             // a message may land in between. The ring's newest message is then the truth.
             let last_seq = snapshot.recent.last().map_or(snapshot.last_seq, |m| m.seq.max(snapshot.last_seq));
             self.state = Some(Loaded {
-                ring: Ring::new(RING_CAPACITY, &snapshot.recent, complete),
+                ring: Ring::new(ring.clone(), self.usage.clone(), &snapshot.recent, complete),
                 last_seq,
                 bans: snapshot.bans.into_iter().collect(),
             });
@@ -313,30 +325,42 @@ impl RoomActor {
         if self.presence.arrive(&profile) {
             self.presence_changed();
         }
-        let welcome = protocol::welcome(&profile, history.iter().map(|j| j.as_str()), resumed, self.online());
+        let welcome = protocol::welcome(&profile, &history, resumed, self.online());
+        self.usage.touch();
         let sends = TokenBucket::new(self.ctx.settings.send_rate, self.ctx.settings.send_burst);
         self.members.insert(conn, Member { profile, outbox, kick: Some(kick), sends, last_typing: None });
         METRICS.joins.inc();
         Ok(welcome)
     }
 
-    /// The welcome history: everything after `last_seq` when at most `RESUME_MAX` were missed,
-    /// otherwise the latest `HISTORY_ON_JOIN`. From the ring, or the store when the ring is short.
+    /// The welcome history: everything after `last_seq` when at most `RESUME_MAX` were missed and
+    /// they fit in the welcome's byte cap, otherwise the latest `HISTORY_ON_JOIN` (the newest of
+    /// them that fit). From the ring, or the store when the ring is short.
     async fn history_for(&mut self, last_seq: Option<Seq>) -> Result<(Vec<Utf8Bytes>, bool), StoreError> {
+        let cap = self.ctx.settings.welcome_max_bytes;
         let state = self.state.as_ref().expect("loaded before join");
         let current = state.last_seq;
         if let Some(since) = last_seq.filter(|s| *s <= current && current - *s <= RESUME_MAX) {
-            if let Some(entries) = state.ring.after(since) {
-                return Ok((entries.map(|e| e.json.clone()).collect(), true));
+            let missed = match state.ring.after(since) {
+                Some(entries) => entries.map(|e| e.json.clone()).collect(),
+                None => {
+                    let missed = self.ctx.store.after(self.id.clone(), since, RESUME_MAX as usize).await?;
+                    missed.iter().map(|m| Entry::new(m).json).collect()
+                }
+            };
+            if let Some(missed) = within(missed, cap, false) {
+                return Ok((missed, true));
             }
-            let missed = self.ctx.store.after(self.id.clone(), since, RESUME_MAX as usize).await?;
-            return Ok((missed.iter().map(|m| Entry::new(m).json).collect(), true));
         }
-        if let Some(entries) = state.ring.latest(HISTORY_ON_JOIN) {
-            return Ok((entries.map(|e| e.json.clone()).collect(), false));
-        }
-        let latest = self.ctx.store.history(self.id.clone(), None, HISTORY_ON_JOIN).await?;
-        Ok((latest.iter().map(|m| Entry::new(m).json).collect(), false))
+        let state = self.state.as_ref().expect("loaded before join");
+        let latest = match state.ring.latest(HISTORY_ON_JOIN) {
+            Some(entries) => entries.map(|e| e.json.clone()).collect(),
+            None => {
+                let latest = self.ctx.store.history(self.id.clone(), None, HISTORY_ON_JOIN).await?;
+                latest.iter().map(|m| Entry::new(m).json).collect()
+            }
+        };
+        Ok((within(latest, cap, true).unwrap_or_default(), false))
     }
 
     fn leave(&mut self, conn: ConnId) {
@@ -516,6 +540,7 @@ impl RoomActor {
 
     fn broadcast_message(&mut self, entry: Entry) {
         let frame = protocol::message(&entry.json);
+        self.usage.touch();
         if let Some(state) = self.state.as_mut() {
             state.last_seq = state.last_seq.max(entry.seq);
             state.ring.push(entry);
@@ -771,4 +796,20 @@ async fn wait_commit(in_flight: &mut Option<InFlight>) -> AppendResult {
         Some(f) => (&mut f.result).await.unwrap_or_else(|_| Err(Arc::new(StoreError::Timeout))),
         None => std::future::pending().await,
     }
+}
+
+/// Messages (oldest first) whose JSON fits in `cap` bytes: all of them, or with `trim` the newest
+/// that fit; `None` when they do not all fit and `trim` is off.
+fn within(mut messages: Vec<Utf8Bytes>, cap: usize, trim: bool) -> Option<Vec<Utf8Bytes>> {
+    let mut total = 0;
+    let fit = messages.iter().rev().take_while(|m| {
+        total += m.len() + 1;
+        total <= cap
+    });
+    let keep = fit.count();
+    if keep < messages.len() && !trim {
+        return None;
+    }
+    messages.drain(..messages.len() - keep);
+    Some(messages)
 }

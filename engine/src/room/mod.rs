@@ -3,6 +3,7 @@
 //! `Command`s on its channel; the `Rooms` registry maps room ids to running actors.
 
 mod actor;
+mod budget;
 mod presence;
 mod rate;
 mod registry;
@@ -16,7 +17,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::chat::{AuthorId, Profile, Seq};
 use crate::store::{writer::Writer, Deletion, Store};
 
+pub use budget::RingBudget;
 pub use rate::TokenBucket;
+pub use ring::RingLimits;
 pub use registry::{Joined, Rooms};
 
 /// Identifies one WebSocket connection (a reader may have several tabs).
@@ -34,6 +37,10 @@ pub struct RoomSettings {
     pub send_burst: u32,
     pub idle: Duration,
     pub outbound_queue: usize,
+    /// Bytes of history one welcome may carry.
+    pub welcome_max_bytes: usize,
+    /// Count and byte caps of each room's ring, and the pod-wide budget they share.
+    pub ring: RingLimits,
 }
 
 pub struct RoomContext {
@@ -120,6 +127,10 @@ pub enum Command {
     },
     /// Something another pod published for this room.
     Remote(crate::bus::Envelope),
+    /// The pod's ring budget is exceeded: drop about this many bytes of the oldest messages.
+    ShedRing {
+        bytes: usize,
+    },
     /// The pod is going away: commit what is pending, then stop.
     Shutdown,
 }
@@ -129,6 +140,8 @@ pub enum Command {
 pub struct RoomHandle {
     tx: mpsc::Sender<Command>,
     generation: u64,
+    /// The room's ring bytes and last activity, for the pod's ring budget.
+    usage: std::sync::Arc<budget::RingUsage>,
 }
 
 impl RoomHandle {

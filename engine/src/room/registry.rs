@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::actor::RoomActor;
+use super::budget::RingUsage;
 use super::{Command, ConnId, JoinError, Kick, RoomContext, RoomError, RoomHandle, RoomInfo};
 use crate::chat::{AuthorId, Profile, RoomId, Seq};
 use crate::store::Deletion;
@@ -42,7 +43,8 @@ pub struct Joined {
 impl Rooms {
     pub fn new(ctx: RoomContext) -> Rooms {
         let (alive, all_stopped) = mpsc::channel(1);
-        Rooms {
+        let budget = ctx.settings.ring.budget.clone();
+        let rooms = Rooms {
             inner: Arc::new(Inner {
                 map: DashMap::new(),
                 ctx: Arc::new(ctx),
@@ -51,7 +53,9 @@ impl Rooms {
                 alive: Mutex::new(Some(alive)),
                 all_stopped: tokio::sync::Mutex::new(all_stopped),
             }),
-        }
+        };
+        tokio::spawn(super::budget::shed_when_over(budget, Arc::downgrade(&rooms.inner)));
+        rooms
     }
 
     /// The running actor of a room, spawned if there is none.
@@ -63,9 +67,10 @@ impl Rooms {
         let entry = self.inner.map.entry(room.clone()).or_insert_with(|| {
             let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = mpsc::channel(1024);
-            let actor = RoomActor::new(room.clone(), generation, self.inner.ctx.clone(), Arc::downgrade(&self.inner), rx, alive);
+            let usage = Arc::new(RingUsage::default());
+            let actor = RoomActor::new(room.clone(), generation, self.inner.ctx.clone(), Arc::downgrade(&self.inner), rx, alive, usage.clone());
             tokio::spawn(actor.run());
-            RoomHandle { tx, generation }
+            RoomHandle { tx, generation, usage }
         });
         Some(entry.value().clone())
     }

@@ -1,12 +1,20 @@
 //! The room's recent messages in memory, already serialized, so joins and resumes are answered
 //! without touching the store. Invariant: the ring holds every non-deleted message with a seq
-//! above `floor` (the newest message it ever evicted).
+//! above `floor` (the newest message it ever dropped).
+//!
+//! A ring is bounded by count and by bytes, and its bytes count towards the pod-wide budget
+//! (`budget.rs`), which may ask it to drop its oldest entries when other rooms are more active.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::budget::{RingBudget, RingUsage};
 use crate::chat::{Message, Seq};
+
+/// What an entry costs besides its JSON: the slot in the deque and the shared bytes' header.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 32;
 
 pub struct Entry {
     pub seq: Seq,
@@ -16,57 +24,113 @@ pub struct Entry {
 
 impl Entry {
     pub fn new(message: &Message) -> Entry {
-        Entry {
-            seq: message.seq,
-            json: serde_json::to_string(message).unwrap_or_default().into(),
-        }
+        let mut json = serde_json::to_string(message).unwrap_or_default();
+        // The serializer grows its buffer by doubling; a ring entry should cost its length only.
+        json.shrink_to_fit();
+        Entry { seq: message.seq, json: json.into() }
     }
+
+    fn cost(&self) -> usize {
+        self.json.len() + ENTRY_OVERHEAD
+    }
+}
+
+/// The limits a ring is held to.
+#[derive(Clone)]
+pub struct RingLimits {
+    pub count: usize,
+    pub bytes: usize,
+    pub budget: Arc<RingBudget>,
 }
 
 pub struct Ring {
     entries: VecDeque<Entry>,
-    capacity: usize,
+    limits: RingLimits,
+    usage: Arc<RingUsage>,
+    /// Sum of the entries' costs.
+    bytes: usize,
     floor: Seq,
 }
 
 impl Ring {
     /// `recent` are the newest stored messages, oldest first; `complete` says whether they are all
     /// the room has (otherwise the ring starts with a floor below the oldest of them).
-    pub fn new(capacity: usize, recent: &[Message], complete: bool) -> Ring {
-        let entries: VecDeque<Entry> = recent.iter().map(Entry::new).collect();
-        let floor = match (complete, entries.front()) {
+    pub fn new(limits: RingLimits, usage: Arc<RingUsage>, recent: &[Message], complete: bool) -> Ring {
+        let floor = match (complete, recent.first()) {
             (false, Some(first)) => first.seq - 1,
             _ => 0,
         };
-        Ring { entries, capacity, floor }
+        let mut ring = Ring { entries: VecDeque::new(), limits, usage, bytes: 0, floor };
+        for message in recent {
+            ring.push(Entry::new(message));
+        }
+        ring
     }
 
     pub fn push(&mut self, entry: Entry) {
-        if self.entries.len() == self.capacity {
-            if let Some(old) = self.entries.pop_front() {
-                self.floor = old.seq;
-            }
-        }
+        self.add_bytes(entry.cost());
         self.entries.push_back(entry);
+        while self.entries.len() > self.limits.count || self.bytes > self.limits.bytes {
+            self.pop_oldest();
+        }
     }
 
     pub fn remove(&mut self, seq: Seq) {
         if let Ok(at) = self.entries.binary_search_by_key(&seq, |e| e.seq) {
-            self.entries.remove(at);
+            if let Some(entry) = self.entries.remove(at) {
+                self.sub_bytes(entry.cost());
+            }
         }
     }
 
+    /// Drops the oldest entries until at least `bytes` are freed (or the ring is empty), for the
+    /// pod's budget. Returns how many entries went.
+    pub fn shed(&mut self, bytes: usize) -> usize {
+        let target = self.bytes.saturating_sub(bytes);
+        let mut dropped = 0;
+        while self.bytes > target && self.pop_oldest() {
+            dropped += 1;
+        }
+        dropped
+    }
+
+    fn pop_oldest(&mut self) -> bool {
+        let Some(old) = self.entries.pop_front() else { return false };
+        self.floor = self.floor.max(old.seq);
+        self.sub_bytes(old.cost());
+        true
+    }
+
+    fn add_bytes(&mut self, n: usize) {
+        self.bytes += n;
+        self.usage.set_bytes(self.bytes);
+        self.limits.budget.add(n);
+    }
+
+    fn sub_bytes(&mut self, n: usize) {
+        self.bytes -= n;
+        self.usage.set_bytes(self.bytes);
+        self.limits.budget.sub(n);
+    }
+
     /// The newest `n` messages, oldest first, when the ring is sure to have them.
-    pub fn latest(&self, n: usize) -> Option<impl Iterator<Item = &Entry>> {
+    pub fn latest(&self, n: usize) -> Option<impl DoubleEndedIterator<Item = &Entry>> {
         (self.entries.len() >= n || self.floor == 0).then(|| self.entries.iter().skip(self.entries.len().saturating_sub(n)))
     }
 
     /// Every message after `seq`, oldest first, when the ring is sure to have them all.
-    pub fn after(&self, seq: Seq) -> Option<impl Iterator<Item = &Entry>> {
+    pub fn after(&self, seq: Seq) -> Option<impl DoubleEndedIterator<Item = &Entry>> {
         (seq >= self.floor).then(|| {
             let start = self.entries.partition_point(|e| e.seq <= seq);
             self.entries.range(start..)
         })
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        self.limits.budget.sub(self.bytes);
+        self.usage.set_bytes(0);
     }
 }
 
@@ -88,13 +152,21 @@ mod tests {
         }
     }
 
+    fn limits(count: usize, bytes: usize) -> RingLimits {
+        RingLimits { count, bytes, budget: Arc::new(RingBudget::new(usize::MAX)) }
+    }
+
+    fn ring(limits: RingLimits, recent: &[Message], complete: bool) -> Ring {
+        Ring::new(limits, Arc::new(RingUsage::default()), recent, complete)
+    }
+
     fn seqs<'a>(it: impl Iterator<Item = &'a Entry>) -> Vec<Seq> {
         it.map(|e| e.seq).collect()
     }
 
     #[test]
     fn evicting_raises_the_floor_and_after_refuses_below_it() {
-        let mut ring = Ring::new(3, &[msg(1), msg(2)], true);
+        let mut ring = ring(limits(3, usize::MAX), &[msg(1), msg(2)], true);
         assert_eq!(seqs(ring.after(0).unwrap()), vec![1, 2]);
         ring.push(Entry::new(&msg(3)));
         ring.push(Entry::new(&msg(4)));
@@ -105,9 +177,33 @@ mod tests {
 
     #[test]
     fn deletions_leave_the_ring_short_but_honest() {
-        let mut ring = Ring::new(3, &[msg(5), msg(6), msg(7)], false);
+        let mut ring = ring(limits(3, usize::MAX), &[msg(5), msg(6), msg(7)], false);
         ring.remove(6);
         assert!(ring.latest(3).is_none(), "older messages live only in the store");
         assert_eq!(seqs(ring.after(5).unwrap()), vec![7]);
+    }
+
+    #[test]
+    fn bytes_bound_the_ring_and_count_in_the_budget() {
+        let one = Entry::new(&msg(1)).cost();
+        let budget = Arc::new(RingBudget::new(usize::MAX));
+        let limits = RingLimits { count: 100, bytes: one * 3, budget: budget.clone() };
+        let mut ring = ring(limits, &[msg(1), msg(2), msg(3), msg(4)], true);
+        assert_eq!(seqs(ring.after(1).unwrap()), vec![2, 3, 4], "the oldest went to stay under the byte cap");
+        assert!(ring.after(0).is_none());
+        assert_eq!(budget.used(), one * 3);
+        assert_eq!(ring.shed(one + 1), 2, "shedding frees whole entries, oldest first");
+        assert_eq!(seqs(ring.after(3).unwrap()), vec![4]);
+        assert!(ring.latest(2).is_none(), "what was shed is read from the store");
+        drop(ring);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn an_entry_costs_about_its_json() {
+        let mut m = msg(1);
+        m.content = "가".repeat(2000);
+        let entry = Entry::new(&m);
+        assert!(entry.cost() < entry.json.len() + 128, "{} for {} bytes of JSON", entry.cost(), entry.json.len());
     }
 }

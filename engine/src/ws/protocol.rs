@@ -186,13 +186,15 @@ pub fn message(message_json: &str) -> Utf8Bytes {
 }
 
 /// `welcome` frame; the history entries are message JSON serialized when they were stored.
-pub fn welcome<'a>(you: &Profile, history: impl Iterator<Item = &'a str>, resumed: bool, online: usize) -> Utf8Bytes {
+/// Sized up front: a welcome can be large, and a grown buffer would be kept until it is written.
+pub fn welcome(you: &Profile, history: &[Utf8Bytes], resumed: bool, online: usize) -> Utf8Bytes {
     let you = serde_json::to_string(you).unwrap_or_default();
-    let mut out = String::with_capacity(256);
+    let size = 96 + you.len() + history.iter().map(|m| m.len() + 1).sum::<usize>();
+    let mut out = String::with_capacity(size);
     out.push_str(r#"{"type":"welcome","you":"#);
     out.push_str(&you);
     out.push_str(r#","history":["#);
-    for (i, json) in history.enumerate() {
+    for (i, json) in history.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }

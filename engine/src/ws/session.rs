@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, FrameHeader};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use uuid::Uuid;
@@ -32,6 +32,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Queued frames written together, up to about this many bytes per write.
 const BATCH_BYTES: usize = 64 * 1024;
+/// Frames below this size are gathered into one buffer; larger ones are written from their own
+/// bytes.
+const COPY_BELOW: usize = 4 * 1024;
 /// How long a close handshake may take before the connection is simply dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -282,21 +285,42 @@ impl Session {
         self.write_frames(&frames).await
     }
 
-    /// Encodes text frames into one buffer and writes it straight to the socket. Going around
-    /// tungstenite's write buffer is deliberate: that buffer keeps its largest size for the life
-    /// of the connection (a 20 KB welcome would cost every idle reader 20 KB), and it would cost a
-    /// write per frame. This buffer is freed once written. Server frames are unmasked and
-    /// stateless, so only what tungstenite itself queued (a pong) must go first.
+    /// Writes text frames straight to the socket, small ones gathered into one buffer, large ones
+    /// (a welcome) from their own bytes, so no frame is ever copied whole per connection. Going
+    /// around tungstenite's write buffer is deliberate: that buffer keeps its largest size for the
+    /// life of the connection, and it would cost a write per frame. Server frames are unmasked
+    /// and stateless, so only what tungstenite itself queued (a pong) must go first. The whole
+    /// write has a deadline: a reader that does not take a welcome in time is cut off.
     async fn write_frames(&mut self, frames: &[Utf8Bytes]) -> Result<(), Exit> {
-        self.ws.flush().await.map_err(|_| Exit::Gone)?;
-        let mut buf = Vec::with_capacity(frames.iter().map(|f| f.len() + 10).sum());
-        for frame in frames {
-            let payload: bytes::Bytes = frame.clone().into();
-            Frame::message(payload, OpCode::Data(Data::Text), true).format(&mut buf).map_err(|_| Exit::Gone)?;
+        let deadline = self.app.config.write_timeout;
+        let write = async {
+            self.ws.flush().await?;
+            let socket = self.ws.get_mut();
+            let mut buf = Vec::with_capacity(frames.iter().map(|f| f.len().min(COPY_BELOW) + 14).sum::<usize>().min(BATCH_BYTES + 64));
+            for frame in frames {
+                FrameHeader { is_final: true, opcode: OpCode::Data(Data::Text), ..FrameHeader::default() }
+                    .format(frame.len() as u64, &mut buf)?;
+                if frame.len() < COPY_BELOW {
+                    buf.extend_from_slice(frame.as_bytes());
+                } else {
+                    socket.write_all(&buf).await?;
+                    buf.clear();
+                    socket.write_all(frame.as_bytes()).await?;
+                }
+            }
+            socket.write_all(&buf).await?;
+            socket.flush().await?;
+            Ok::<(), WsError>(())
+        };
+        match tokio::time::timeout(deadline, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Exit::Gone),
+            Err(_) => {
+                tracing::info!(room = %self.room, conn = self.conn, "reader did not take its frames in time");
+                METRICS.write_timeouts.inc();
+                Err(Exit::Gone)
+            }
         }
-        let socket = self.ws.get_mut();
-        socket.write_all(&buf).await.map_err(|_| Exit::Gone)?;
-        socket.flush().await.map_err(|_| Exit::Gone)
     }
 
     fn reconnect_exit(&self) -> Exit {

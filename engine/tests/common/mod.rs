@@ -43,6 +43,12 @@ const ENGINE_ENV: &[&str] = &[
     "MAX_CONNECTIONS",
     "DB_MAX_CONNECTIONS",
     "POD_NAME",
+    "WRITE_TIMEOUT",
+    "SOCKET_SEND_BUFFER",
+    "WELCOME_MAX_BYTES",
+    "ROOM_RING_BYTES",
+    "RING_MEMORY",
+    "MAX_REQUEST_HEAD",
     "RUST_LOG",
 ];
 
