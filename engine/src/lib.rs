@@ -9,12 +9,13 @@
 //! - `store`: the `Store` trait, SQLite and Postgres implementations, the group-commit `writer`.
 //! - `bus`: cross-pod fan-out and room-wide presence over Redis (only with several pods).
 //! - `chat`: the domain types and the rules on client input; `metrics`, `config`, `app`, `server`;
-//!   `write_deadline` cuts connections whose peer stopped reading.
+//!   `write_deadline` cuts connections whose peer stopped reading; `heap` returns freed memory.
 
 pub mod app;
 pub mod bus;
 pub mod chat;
 pub mod config;
+pub mod heap;
 pub mod http;
 pub mod metrics;
 pub mod room;

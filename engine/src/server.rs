@@ -63,6 +63,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     // The listener keeps accepting while the pod drains: probes must see `/readyz` turn 503, and
     // new sockets are refused with 503 by the upgrade itself.
     let accepting = tokio::spawn(accept(app.clone(), listener));
+    let releasing = tokio::spawn(crate::heap::release_after_bursts());
     shutdown.await;
 
     tracing::info!(connections = app.open_connections(), grace_s = grace.as_secs_f64(), "draining");
@@ -75,6 +76,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
         tracing::warn!("rooms did not finish their commits in time");
     }
     accepting.abort();
+    releasing.abort();
     drop(app);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
     store.close().await;

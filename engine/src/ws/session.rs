@@ -123,10 +123,13 @@ impl Session {
         let last_seq = last_seq.map(|s| Seq::try_from(s).unwrap_or(Seq::MAX));
         let queue = self.app.config.outbound_queue;
         match self.app.rooms.join(&self.room, self.conn, profile, last_seq, queue).await {
-            Ok(joined) => {
+            Ok((joined, welcome)) => {
                 tracing::debug!(room = %self.room, conn = self.conn, "joined");
-                let (joined, welcome) = joined;
-                self.write(welcome).await.map_err(Some)?;
+                if let Err(exit) = self.write(welcome).await {
+                    // A member from now on: a reader who never takes its welcome must still leave.
+                    let _ = joined.room.send(Command::Leave { conn: self.conn }).await;
+                    return Err(Some(exit));
+                }
                 Ok(joined)
             }
             Err(JoinError::Banned) => {
