@@ -129,9 +129,10 @@ def test_deployment_serves_drains_and_is_locked_down(rendered):
 
     resources = container["resources"]
     assert resources["requests"]["memory"] and resources["limits"]["memory"]
-    # ~8 MiB + 7.8 KiB per reader at MAX_CONNECTIONS must fit the limit.
+    # ~8 MiB + 7.8 KiB per reader at MAX_CONNECTIONS + the ring budget must fit the limit.
     limit_mib = int(resources["limits"]["memory"].removesuffix("Mi"))
-    assert 8 + int(config["MAX_CONNECTIONS"]) * 7.8 / 1024 < limit_mib
+    ring_mib = int(config["RING_MEMORY"]) / (1024 * 1024)
+    assert 8 + int(config["MAX_CONNECTIONS"]) * 7.8 / 1024 + ring_mib < limit_mib
 
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/tmp" in mounts, "SQLite and the engine need a writable /tmp with a read-only root"
