@@ -28,6 +28,8 @@ pub struct Metrics {
     pub bus_dropped: IntCounter,
     /// Messages a room read from the store because the bus did not bring them (gaps, outages).
     pub store_repairs: IntCounter,
+    /// Messages the retention pruner deleted, by the rule that removed them: `age`, `count`.
+    pub messages_pruned: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -97,6 +99,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         bus_dropped: counter(&r, "chat_bus_dropped_total", "Bus publications or deliveries dropped (repaired from the store)."),
         store_repairs: counter(&r, "chat_store_repairs_total", "Messages delivered from the store to fill a gap the bus left."),
+        messages_pruned: counter_vec(
+            &r,
+            "chat_messages_pruned_total",
+            "Messages deleted by retention, by rule (age: --retention-days, count: --max-messages-per-room).",
+            "rule",
+        ),
         registry: r,
     };
     // Pre-create the label values an operator alerts on, so the series exist before the first event.
@@ -107,6 +115,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.errors.with_label_values(&[code.as_str()]);
     }
     m.errors.with_label_values(&["flood"]);
+    for rule in ["age", "count"] {
+        m.messages_pruned.with_label_values(&[rule]);
+    }
     m
 });
 
