@@ -32,6 +32,8 @@ struct Backlog<'a> {
     room: &'a str,
     messages: Vec<(u64, i64)>,
     last_seq: u64,
+    /// Seqs stored as deleted messages: content erased, row kept.
+    deleted: Vec<u64>,
 }
 
 /// Writes rooms, messages and bans (`(room, authorId, until)`) into the database of `dir`.
@@ -57,6 +59,12 @@ fn seed(dir: &Path, rooms: &[Backlog], bans: &[(&str, &str, i64)]) {
             statements.push(format!(
                 "INSERT INTO messages (room_id, seq, author_id, nickname, avatar, content, created_at, client_id) VALUES {}",
                 values.join(", ")
+            ));
+        }
+        for seq in &backlog.deleted {
+            statements.push(format!(
+                "UPDATE messages SET content = '', deleted_at = 1 WHERE room_id = '{}' AND seq = {seq}",
+                backlog.room
             ));
         }
     }
@@ -110,8 +118,8 @@ async fn a_room_over_the_maximum_keeps_its_newest_messages_and_its_numbering() {
     seed(
         dir.path(),
         &[
-            Backlog { room: &big, messages: recent(1..=1200, now), last_seq: 1200 },
-            Backlog { room: &small, messages: recent(1..=100, now), last_seq: 100 },
+            Backlog { room: &big, messages: recent(1..=1200, now), last_seq: 1200, deleted: vec![] },
+            Backlog { room: &small, messages: recent(1..=100, now), last_seq: 100, deleted: vec![] },
         ],
         &[],
     );
@@ -139,6 +147,24 @@ async fn a_room_over_the_maximum_keeps_its_newest_messages_and_its_numbering() {
     wait_for_pruned(&engine, "count", 701.0).await;
     assert_eq!(seqs(&engine.full_history(&big).await), (702..=1201).collect::<Vec<_>>());
     assert_eq!(engine.room_info(&big).await["lastSeq"], 1201);
+}
+
+#[tokio::test]
+async fn deleted_messages_never_push_a_live_rooms_messages_out_of_the_store() {
+    // 1000 seqs whose newest 101 were deleted: the newest 500 messages still shown (400..=899)
+    // are what a live room holds in memory, so the store keeps them all, beyond the newest 500 seqs.
+    let dir = fresh_database();
+    let busy = room("moderated");
+    let backlog = Backlog { room: &busy, messages: recent(1..=1000, now_ms()), last_seq: 1000, deleted: (900..=1000).collect() };
+    seed(dir.path(), &[backlog], &[]);
+    let engine = Engine::start_in(dir.path(), &["--max-messages-per-room", "500", "--prune-every", "0.2"]);
+
+    wait_for_pruned(&engine, "count", 399.0).await;
+    assert_eq!(seqs(&engine.full_history(&busy).await), (400..=899).collect::<Vec<_>>());
+    let mut client = engine.ws(&busy).await;
+    let welcome = client.hello(&Reader::new("reader"), Some(399)).await;
+    assert_eq!(welcome["resumed"], false, "601 missed messages is beyond a resume");
+    assert_eq!(seqs(welcome["history"].as_array().expect("history")), (850..=899).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -185,8 +211,8 @@ async fn messages_older_than_the_retention_go_while_numbering_and_bans_stay() {
     seed(
         dir.path(),
         &[
-            Backlog { room: &kept, messages: kept_messages, last_seq: 320 },
-            Backlog { room: &emptied, messages: recent(1..=50, old), last_seq: 50 },
+            Backlog { room: &kept, messages: kept_messages, last_seq: 320, deleted: vec![] },
+            Backlog { room: &emptied, messages: recent(1..=50, old), last_seq: 50, deleted: vec![] },
         ],
         &[(&kept, "fedcba9876543210", now - DAY_MS)],
     );
@@ -219,7 +245,7 @@ async fn messages_older_than_the_retention_go_while_numbering_and_bans_stay() {
 async fn a_busy_room_sends_normally_while_its_backlog_is_pruned() {
     let dir = fresh_database();
     let busy = room("busy");
-    seed(dir.path(), &[Backlog { room: &busy, messages: recent(1..=20_000, now_ms()), last_seq: 20_000 }], &[]);
+    seed(dir.path(), &[Backlog { room: &busy, messages: recent(1..=20_000, now_ms()), last_seq: 20_000, deleted: vec![] }], &[]);
     let mut args = vec!["--max-messages-per-room", "500", "--prune-every", "0.1"];
     args.extend(FAST);
     let engine = Engine::start_in(dir.path(), &args);
@@ -265,7 +291,7 @@ async fn pods_pruning_one_postgres_database_at_once_prune_each_message_once() {
     }
     let dir = fresh_database();
     let shared = room("shared");
-    seed(dir.path(), &[Backlog { room: &shared, messages: recent(1..=5000, now_ms()), last_seq: 5000 }], &[]);
+    seed(dir.path(), &[Backlog { room: &shared, messages: recent(1..=5000, now_ms()), last_seq: 5000, deleted: vec![] }], &[]);
     let args = ["--max-messages-per-room", "500", "--prune-every", "0.05"];
     let pods = [Engine::start_in(dir.path(), &args), Engine::start_in(dir.path(), &args)];
 
