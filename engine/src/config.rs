@@ -97,6 +97,18 @@ pub struct Config {
     /// Bytes a request's line and headers may take together; larger heads get 431.
     #[arg(long, env = "MAX_REQUEST_HEAD", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(8 * 1024..=1024 * 1024))]
     pub max_request_head: u64,
+    /// Days a message is kept; older ones are pruned in the background. Unset: kept forever.
+    #[arg(long, env = "RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_days: Option<u32>,
+
+    /// Messages kept per room, the newest; older ones are pruned in the background. 0: unlimited.
+    /// At least the 500 a live room keeps in memory.
+    #[arg(long, env = "MAX_MESSAGES_PER_ROOM", default_value_t = 10_000, value_parser = parse_max_messages)]
+    pub max_messages_per_room: u64,
+
+    /// Seconds between pruning passes (`--retention-days`, `--max-messages-per-room`, expired bans).
+    #[arg(long, env = "PRUNE_EVERY", default_value = "300", value_parser = parse_interval)]
+    pub prune_every: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -112,6 +124,21 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is not a number of seconds"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    Some(parse_seconds(s)?).filter(|d| !d.is_zero()).ok_or_else(|| format!("`{s}` must be more than 0 seconds"))
+}
+
+/// 0 (unlimited), or at least a room's ring: a live room must never show a message the store
+/// dropped for being too many.
+fn parse_max_messages(s: &str) -> Result<u64, String> {
+    let n: u64 = s.trim().parse().map_err(|_| format!("`{s}` is not a number of messages"))?;
+    let ring = crate::room::RING_CAPACITY as u64;
+    if n != 0 && n < ring {
+        return Err(format!("`{s}` is below {ring}, the messages a live room keeps in memory (0: unlimited)"));
+    }
+    Ok(n)
 }
 
 impl Config {

@@ -35,6 +35,8 @@ pub struct Metrics {
     /// Connections (HTTP or WebSocket) closed because the client did not read what was written
     /// to it in time.
     pub write_timeouts: IntCounter,
+    /// Messages the retention pruner deleted, by the rule that removed them: `age`, `count`.
+    pub messages_pruned: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -115,6 +117,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "chat_write_timeouts_total",
             "Connections closed because the client did not read what was written to it within WRITE_TIMEOUT.",
         ),
+        messages_pruned: counter_vec(
+            &r,
+            "chat_messages_pruned_total",
+            "Messages deleted by retention, by rule (age: --retention-days, count: --max-messages-per-room).",
+            "rule",
+        ),
         registry: r,
     };
     // Pre-create the label values an operator alerts on, so the series exist before the first event.
@@ -125,6 +133,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.errors.with_label_values(&[code.as_str()]);
     }
     m.errors.with_label_values(&["flood"]);
+    for rule in ["age", "count"] {
+        m.messages_pruned.with_label_values(&[rule]);
+    }
     m
 });
 

@@ -53,6 +53,15 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
             }
         });
     }
+    let pruner = store::retention::spawn(
+        store.clone(),
+        store::retention::Retention {
+            max_age: config.retention_days.map(|days| Duration::from_secs(u64::from(days) * 86_400)),
+            max_messages: config.max_messages_per_room,
+            protect: crate::room::RING_CAPACITY,
+            every: config.prune_every,
+        },
+    );
     let grace = config.shutdown_grace;
     let app = Arc::new(App::new(config, rooms, store.clone()));
 
@@ -65,6 +74,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     let accepting = tokio::spawn(accept(app.clone(), listener));
     let releasing = tokio::spawn(crate::heap::release_after_bursts());
     shutdown.await;
+    // Pruning can wait for the next pod; the store's connections now belong to the last commits.
+    pruner.abort();
 
     tracing::info!(connections = app.open_connections(), grace_s = grace.as_secs_f64(), "draining");
     let deadline = tokio::time::Instant::now() + grace;

@@ -2,6 +2,7 @@
 //! holds their messages. The embedded default is a SQLite file; `writer` adds group commit on top.
 
 pub mod postgres;
+pub mod retention;
 pub mod sqlite;
 pub mod writer;
 
@@ -97,6 +98,23 @@ pub trait Store: Send + Sync + 'static {
     fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>>;
 
     fn ban(&self, room: RoomId, author: AuthorId, until: i64) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Deletes up to `limit` messages, of any room, created before `before` (epoch ms), oldest
+    /// first; returns how many went. Rooms and their counters stay, so no seq is ever reused.
+    fn prune_older_than(&self, before: i64, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Up to `limit` rooms with an id above `after`, in id order, that hold messages more than
+    /// `keep` seqs below their counter; each with the seq at or below which its messages may go.
+    /// That seq stays below the room's newest `protect` messages that are not deleted (what a
+    /// live room may hold in memory), so it may be lower than `last_seq - keep`.
+    fn rooms_over(&self, keep: u64, protect: usize, after: Option<RoomId>, limit: usize) -> BoxFuture<'_, Result<Vec<(RoomId, Seq)>, StoreError>>;
+
+    /// Deletes up to `limit` of a room's messages with a seq at or below `upto`, oldest first;
+    /// returns how many went.
+    fn prune_room(&self, room: RoomId, upto: Seq, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Deletes up to `limit` bans that ended before `now` (epoch ms); returns how many went.
+    fn prune_bans(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// Whether the store answers at all (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;

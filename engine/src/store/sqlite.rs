@@ -227,6 +227,77 @@ impl Store for SqliteStore {
         .boxed()
     }
 
+    // The deletes go through the single writer connection like the commits do, so each is one
+    // short statement that a waiting commit follows at once (no busy waits, no second writer).
+    fn prune_older_than(&self, before: i64, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let done = sqlx::query(
+                "DELETE FROM messages WHERE (room_id, seq) IN
+                 (SELECT room_id, seq FROM messages WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+            )
+            .bind(before)
+            .bind(limit as i64)
+            .execute(&self.writer)
+            .await?;
+            Ok(done.rows_affected())
+        }
+        .boxed()
+    }
+
+    fn rooms_over(&self, keep: u64, protect: usize, after: Option<RoomId>, limit: usize) -> BoxFuture<'_, Result<Vec<(RoomId, Seq)>, StoreError>> {
+        async move {
+            let rows = sqlx::query(
+                "SELECT r.id, MIN(r.last_seq - ?1, COALESCE(
+                     (SELECT seq FROM messages WHERE room_id = r.id AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?2),
+                     (SELECT MIN(seq) FROM messages WHERE room_id = r.id AND deleted_at IS NULL),
+                     r.last_seq + 1) - 1)
+                 FROM rooms r
+                 WHERE r.id > ?3 AND r.last_seq > ?1
+                   AND EXISTS (SELECT 1 FROM messages m WHERE m.room_id = r.id AND m.seq <= r.last_seq - ?1)
+                 ORDER BY r.id LIMIT ?4",
+            )
+            .bind(keep as i64)
+            .bind(protect.saturating_sub(1) as i64)
+            .bind(after.as_ref().map_or("", RoomId::as_str))
+            .bind(limit as i64)
+            .fetch_all(&self.readers)
+            .await?;
+            Ok(rows.iter().filter_map(|row| Some((RoomId::parse(row.get(0))?, row.get(1)))).collect())
+        }
+        .boxed()
+    }
+
+    fn prune_room(&self, room: RoomId, upto: Seq, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let done = sqlx::query(
+                "DELETE FROM messages WHERE room_id = ?1 AND seq IN
+                 (SELECT seq FROM messages WHERE room_id = ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)",
+            )
+            .bind(room.as_str())
+            .bind(upto)
+            .bind(limit as i64)
+            .execute(&self.writer)
+            .await?;
+            Ok(done.rows_affected())
+        }
+        .boxed()
+    }
+
+    fn prune_bans(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let done = sqlx::query(
+                "DELETE FROM bans WHERE (room_id, author_id) IN
+                 (SELECT room_id, author_id FROM bans WHERE until <= ? LIMIT ?)",
+            )
+            .bind(now)
+            .bind(limit as i64)
+            .execute(&self.writer)
+            .await?;
+            Ok(done.rows_affected())
+        }
+        .boxed()
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         async move {
             sqlx::query("SELECT 1").execute(&self.readers).await?;
