@@ -2,7 +2,8 @@
 # (sourced after servers.sh by bench/run and scripts/test.d/bench, which set the sizes below).
 #
 # Sizes: IDLE_STEPS; HOT_MEMBERS, HOT_SENDERS, HOT_RATES; MIX_ROOMS, MIX_RATE; JOIN_RATE,
-# JOIN_HISTORY; DURABLE_ROOMS, DURABLE_RATES; XPOD_ROOMS, XPOD_RATE; WARMUP, DURATION.
+# JOIN_HISTORY; DURABLE_ROOMS, DURABLE_RATES; XPOD_ROOMS, XPOD_RATE; SOAK_ROOMS, SOAK_RATE,
+# SOAK_DURATION, SOAK_RING_MEMORY; WARMUP, DURATION.
 # Every server is started fresh for each run, so memory and CPU figures are its own.
 
 PEERS=(socketio ws)
@@ -102,4 +103,15 @@ run_scenarios() {
         stop_redis
         drop_databases
     done
+
+    # A blog network on Postgres: many rooms, every reader sending, for long enough that the
+    # rooms' rings reach the pod's ring budget (smaller than the default so it happens within the
+    # run). RSS must level off at about the budget plus the sockets; nothing may be lost.
+    echo "== blog network soak: ours on postgres" >&2
+    new_postgres_db soak
+    start_ours soak "$PG_URL" --ring-memory "$SOAK_RING_MEMORY"
+    bench traffic --scenario soak --server ours --proto ours --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+        --rooms "$SOAK_ROOMS" --per-room 5 --senders-per-room 5 --rate "$SOAK_RATE" --warmup "$WARMUP" --duration "$SOAK_DURATION"
+    stop_servers
+    drop_databases
 }

@@ -145,12 +145,24 @@ fn rows() -> Vec<Row> {
         Row { scenario: "durable writes, Postgres", figure: "committed msgs/s at 20,000/s offered", pick: |r, s| durable(r, "postgres", 20000, s, "acked_per_s") },
         Row { scenario: "durable writes, Postgres", figure: "commit (send → ack) p50 / p99 ms at 20,000/s", pick: |r, s| durable(r, "postgres", 20000, s, "ack_latency.p99_ms") },
         Row { scenario: "3 pods + Redis", figure: "cross-pod send → deliver p50 / p99 ms", pick: |r, s| single(r, "xpod", s, "cross_pod_latency.p99_ms") },
+        Row { scenario: "blog network soak", figure: "server RSS MiB at the start / half / end of the window", pick: |r, s| soak_rss(r, s, 10) },
+        Row { scenario: "blog network soak", figure: "send → deliver p50 / p99 / p99.9 ms", pick: |r, s| single(r, "soak", s, "latency.p99_ms") },
+        Row { scenario: "blog network soak", figure: "messages lost or duplicated", pick: |r, s| one(r, "soak", s).map(|r| num(r, "lost") + num(r, "duplicated")) },
     ]
+}
+
+/// The soak's server RSS, in MiB, at tenth `i` of its window (0: its start).
+fn soak_rss(runs: &[Value], server: &str, i: usize) -> Option<f64> {
+    one(runs, "soak", server).and_then(|r| r["server_rss_timeline_kib"][i].as_f64()).map(|kib| (kib / 1024.0).round())
 }
 
 /// The cell as shown: percentile rows show p50 / p99 / p99.9 (the ratio is taken on p99).
 fn cell(runs: &[Value], row: &Row, server: &str) -> String {
     let Some(v) = (row.pick)(runs, server) else { return "—".into() };
+    if row.figure.starts_with("server RSS MiB at the start") {
+        let at = |i| soak_rss(runs, server, i).map_or("—".into(), fmt);
+        return format!("{} / {} / {}", at(0), at(5), at(10));
+    }
     if !row.figure.contains("p50") {
         return fmt(v);
     }
@@ -161,6 +173,7 @@ fn cell(runs: &[Value], row: &Row, server: &str) -> String {
         s if s.contains("Postgres") => durable_at(runs, "postgres", rate, server),
         s if s.starts_with("blog") => one(runs, "mix", server),
         s if s.starts_with("join") => one(runs, "join", server),
+        s if s.contains("soak") => one(runs, "soak", server),
         _ => one(runs, "xpod", server),
     };
     let key = if row.scenario.starts_with("durable") {

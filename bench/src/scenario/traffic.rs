@@ -153,6 +153,7 @@ pub async fn run(args: TrafficArgs) -> Value {
     shared.window_start.store(window_start, Relaxed);
     shared.window_end.store(window_end, Relaxed);
     let cpu = tokio::spawn(sample_cpu(args.server_pids.clone(), window_start, window_end));
+    let rss = tokio::spawn(sample_rss(args.server_pids.clone(), window_start, window_end));
 
     schedule(&senders, args.rate, start, window_end).await;
     drop(senders);
@@ -162,6 +163,7 @@ pub async fn run(args: TrafficArgs) -> Value {
         let _ = task.await;
     }
     let (server_cpu, client_cpu) = cpu.await.unwrap_or((0.0, 0.0));
+    let rss_timeline = rss.await.unwrap_or_default();
 
     let c = &shared.counters;
     let tail_lost: u64 = (0..clients)
@@ -194,6 +196,7 @@ pub async fn run(args: TrafficArgs) -> Value {
         "server_cpu_cores": round3(server_cpu),
         "client_cpu_cores": round3(client_cpu),
         "server_rss_kib": procstat::rss_kib_all(&args.server_pids),
+        "server_rss_timeline_kib": rss_timeline,
     })
 }
 
@@ -271,6 +274,18 @@ async fn drain(shared: &Shared, limit: f64) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Server RSS at the start of the window and after each tenth of it: whether memory levels off.
+async fn sample_rss(pids: Vec<u32>, from: u64, to: u64) -> Vec<u64> {
+    tokio::time::sleep(Duration::from_nanos(from.saturating_sub(now_ns()))).await;
+    let mut samples = vec![procstat::rss_kib_all(&pids)];
+    for i in 1..=10u64 {
+        let at = from + (to - from) * i / 10;
+        tokio::time::sleep(Duration::from_nanos(at.saturating_sub(now_ns()))).await;
+        samples.push(procstat::rss_kib_all(&pids));
+    }
+    samples
 }
 
 /// CPU cores used by the server(s) and by this client during the measured window.
