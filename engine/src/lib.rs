@@ -9,10 +9,14 @@
 //! - `store`: the `Store` trait, SQLite and Postgres implementations, the group-commit `writer`.
 //! - `bus`: cross-pod fan-out and room-wide presence over Redis (only with several pods).
 //! - `chat`: the domain types and the rules on client input; `metrics`, `config`, `app`, `server`.
+//! - `client_ip` (who a request comes from, behind trusted proxies) and `clients` (fair share per
+//!   client address: sockets, joins, sends).
 
 pub mod app;
 pub mod bus;
 pub mod chat;
+pub mod client_ip;
+pub mod clients;
 pub mod config;
 pub mod http;
 pub mod metrics;

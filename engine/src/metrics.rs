@@ -28,6 +28,8 @@ pub struct Metrics {
     pub bus_dropped: IntCounter,
     /// Messages a room read from the store because the bus did not bring them (gaps, outages).
     pub store_repairs: IntCounter,
+    /// Client addresses the per-address limits track (open sockets or budgets still refilling).
+    pub client_addresses: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -97,6 +99,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         bus_dropped: counter(&r, "chat_bus_dropped_total", "Bus publications or deliveries dropped (repaired from the store)."),
         store_repairs: counter(&r, "chat_store_repairs_total", "Messages delivered from the store to fill a gap the bus left."),
+        client_addresses: gauge(
+            &r,
+            "chat_client_addresses",
+            "Client addresses (IPv4, IPv6 /64) the per-address limits track: open sockets or budgets still refilling.",
+        ),
         registry: r,
     };
     // Pre-create the label values an operator alerts on, so the series exist before the first event.

@@ -6,6 +6,7 @@ mod assets;
 mod ops;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,8 +23,9 @@ use crate::ws::protocol::ErrorCode;
 
 pub type Body = Full<Bytes>;
 
-/// Routes one request. Never fails: every problem becomes a JSON error response.
-pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Routes one request from the TCP peer `peer`. Never fails: every problem becomes a JSON error
+/// response.
+pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -36,7 +38,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
         (Method::GET, ["assets", name]) => assets::asset(&req, name),
         (Method::GET, ["room", room]) => with_room(room, |room| assets::widget_page(&app, &req, room)),
         (Method::GET, ["ws", room]) => match RoomId::parse(room) {
-            Some(room) => crate::ws::upgrade(&app, room, req),
+            Some(room) => crate::ws::upgrade(&app, room, req, peer),
             None => invalid_room(),
         },
         (Method::GET, ["api", "rooms", room]) => match RoomId::parse(room) {
