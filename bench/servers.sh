@@ -31,9 +31,12 @@ start_ours() {
     shift 2
     local log="$WORK/$name.log"
     # Per-event logs would cost the engine more than the traffic does: warnings only, plus the
-    # line that says where it listens.
+    # line that says where it listens. Every simulated reader comes from 127.0.0.1, so the
+    # per-address and per-room limits are lifted along with the send limit.
     RUST_LOG=warn,chat_engine::server=info "$ENGINE" --bind 127.0.0.1:0 --database-url "$db" \
         --send-rate 1000000 --send-burst 1000000 --max-connections 19000 --outbound-queue 1024 \
+        --room-send-rate 1000000 --room-send-burst 1000000 \
+        --max-connections-per-ip 19000 --joins-per-ip 1000000 --join-burst-per-ip 1000000 \
         "$@" >"$log" 2>&1 &
     SERVER_PID=$!
     SERVER_PIDS+=("$SERVER_PID")

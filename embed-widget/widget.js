@@ -27,6 +27,7 @@ const STRINGS = {
     nickLabel: "Choose a nickname", nickSave: "Save", cancel: "Cancel", changeNick: "Change nickname",
     avatarLabel: (a) => `Avatar: ${a}. Pick another`,
     nickRule: "Nickname must be 2–15 characters, without control characters.",
+    slowDown: (s) => `Slow down — try again in ${s} s`,
     anon: (a) => `Anonymous ${a}`,
     animals: {
       otter: "Otter", fox: "Fox", panda: "Panda", koala: "Koala", rabbit: "Bunny", cat: "Cat", dog: "Dog",
@@ -50,6 +51,7 @@ const STRINGS = {
     nickLabel: "닉네임을 정해 주세요", nickSave: "저장", cancel: "취소", changeNick: "닉네임 바꾸기",
     avatarLabel: (a) => `아바타: ${a}. 다른 동물 고르기`,
     nickRule: "닉네임은 제어 문자 없이 2–15자여야 해요.",
+    slowDown: (s) => `천천히 보내 주세요 — ${s}초 후에 다시 시도하세요`,
     anon: (a) => `익명의 ${a}`,
     animals: {
       otter: "수달", fox: "여우", panda: "판다", koala: "코알라", rabbit: "토끼", cat: "고양이", dog: "강아지",
@@ -556,7 +558,11 @@ function onAck(f) {
 }
 
 function onError(f) {
-  const reason = T.errors[f.code] || (f.code === "invalid_nickname" ? T.nickRule : f.message) || T.errors.internal;
+  // A refused send says when a send will go through again (the reader's, the network's or the
+  // room's limit); the message stays in its bubble with Retry, so nothing typed is lost.
+  const wait = f.code === "rate_limited" && Number(f.retryAfterMs) > 0 ? Math.ceil(f.retryAfterMs / 1000) : 0;
+  const reason = (wait && T.slowDown(wait)) || T.errors[f.code]
+    || (f.code === "invalid_nickname" ? T.nickRule : f.message) || T.errors.internal;
   if (f.code === "banned") {
     banned = true;
     setState(reason);

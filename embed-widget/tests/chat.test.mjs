@@ -207,7 +207,9 @@ describe("chatting", () => {
       await say(page, "one");
       await say(page, "two");
       const failed = page.locator("#list .msg.failed", { hasText: "two" });
-      await failed.locator(".status", { hasText: "You're sending too fast" }).waitFor();
+      // The engine says when a token is back (about a second at 1/s): the reader is told, in seconds.
+      await failed.locator(".status", { hasText: /^Slow down — try again in [12] s$/ }).waitFor();
+      assert.ok(tap.in("error")[0].retryAfterMs > 0, "the refusal carries retryAfterMs");
       const clientId = await failed.getAttribute("data-client-id");
       assert.equal(tap.in("error")[0].clientId, clientId);
       // Retry until the bucket has refilled; every attempt carries the same clientId.

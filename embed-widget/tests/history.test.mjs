@@ -7,7 +7,8 @@ import { bot, launchBrowser, openRoom, reader, say, shownSeqs, startEngine } fro
 let engine, browser, seeder;
 before(async () => {
   [engine, browser] = await Promise.all([
-    startEngine({ args: ["--send-burst", "200", "--send-rate", "100"] }),
+    // Seeding sends a few hundred messages at once: lift the reader's and the room's send limits.
+    startEngine({ args: ["--send-burst", "200", "--send-rate", "100", "--room-send-burst", "1000", "--room-send-rate", "1000"] }),
     launchBrowser(),
   ]);
   seeder = await bot(browser, engine, "long", "Seeder");

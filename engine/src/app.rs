@@ -1,5 +1,5 @@
 //! The state every connection and request shares: configuration, the room registry, the store,
-//! the drain switch and the connection limit.
+//! the drain switch, the connection limit and the per-client limits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -7,6 +7,8 @@ use std::sync::Arc;
 use hyper::header::HeaderValue;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+use crate::client_ip::TrustedProxies;
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::room::{ConnId, Rooms};
 use crate::store::Store;
@@ -15,6 +17,8 @@ pub struct App {
     pub config: Config,
     pub rooms: Rooms,
     pub store: Arc<dyn Store>,
+    pub clients: Arc<Clients>,
+    pub trusted_proxies: TrustedProxies,
     origins: Vec<String>,
     draining: watch::Sender<bool>,
     connections: Arc<Semaphore>,
@@ -22,10 +26,21 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config, rooms: Rooms, store: Arc<dyn Store>) -> App {
+    pub fn new(config: Config, rooms: Rooms, store: Arc<dyn Store>, clients: Arc<Clients>) -> App {
         let origins = config.origins();
         let connections = Arc::new(Semaphore::new(config.max_connections));
-        App { config, rooms, store, origins, draining: watch::Sender::new(false), connections, next_conn: AtomicU64::new(1) }
+        let trusted_proxies = TrustedProxies::new(&config.trusted_proxies);
+        App {
+            config,
+            rooms,
+            store,
+            clients,
+            trusted_proxies,
+            origins,
+            draining: watch::Sender::new(false),
+            connections,
+            next_conn: AtomicU64::new(1),
+        }
     }
 
     pub fn next_conn_id(&self) -> ConnId {

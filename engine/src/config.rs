@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::clients::ClientLimits;
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "chat-engine", version, about = "Real-time chat for blog posts: widget, WebSocket, JSON API and metrics in one binary")]
 pub struct Config {
@@ -46,13 +48,51 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30", value_parser = parse_seconds)]
     pub shutdown_grace: Duration,
 
-    /// Sends per second a connection may make (token bucket refill rate).
+    /// Sends per second one reader (anonymousId) may make in a room, all its sockets together
+    /// (token bucket refill rate).
     #[arg(long, env = "SEND_RATE", default_value_t = 5.0)]
     pub send_rate: f64,
 
-    /// Sends a connection may make in a burst (token bucket size).
+    /// Sends one reader may make in a room in a burst (token bucket size).
     #[arg(long, env = "SEND_BURST", default_value_t = 10)]
     pub send_burst: u32,
+
+    /// Sends per second from one client address (IPv4, or IPv6 /64), every reader and room
+    /// together. Default: 3 x --send-rate (a household or office behind one address).
+    #[arg(long, env = "SEND_RATE_PER_IP")]
+    pub send_rate_per_ip: Option<f64>,
+
+    /// Burst of sends from one client address. Default: 3 x --send-burst.
+    #[arg(long, env = "SEND_BURST_PER_IP")]
+    pub send_burst_per_ip: Option<u32>,
+
+    /// Messages per second one room stores at most, whoever sends them; past it the room is in
+    /// slow mode and sends are refused with `rate_limited`.
+    #[arg(long, env = "ROOM_SEND_RATE", default_value_t = 30.0)]
+    pub room_send_rate: f64,
+
+    /// Burst of messages one room stores before slow mode starts.
+    #[arg(long, env = "ROOM_SEND_BURST", default_value_t = 60)]
+    pub room_send_burst: u32,
+
+    /// Open WebSocket connections per client address (IPv4, or IPv6 /64); more get HTTP 429.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    pub max_connections_per_ip: usize,
+
+    /// New WebSocket connections per second per client address (token bucket refill rate); more
+    /// get HTTP 429.
+    #[arg(long, env = "JOINS_PER_IP", default_value_t = 10.0)]
+    pub joins_per_ip: f64,
+
+    /// New WebSocket connections per client address in a burst (token bucket size).
+    #[arg(long, env = "JOIN_BURST_PER_IP", default_value_t = 30)]
+    pub join_burst_per_ip: u32,
+
+    /// Comma-separated CIDRs (or addresses) of the proxies in front of the engine. Only a request
+    /// whose TCP peer is one of them has its client address taken from `X-Forwarded-For` or
+    /// `Forwarded`; unset: the TCP peer is always the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::client_ip::parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Seconds a room without members stays loaded before its actor stops.
     #[arg(long, env = "ROOM_IDLE", default_value = "60", value_parser = parse_seconds)]
@@ -142,6 +182,17 @@ fn parse_max_messages(s: &str) -> Result<u64, String> {
 }
 
 impl Config {
+    /// The per-address limits, with the send budget defaulting to three readers' worth.
+    pub fn client_limits(&self) -> ClientLimits {
+        ClientLimits {
+            max_sockets: self.max_connections_per_ip,
+            join_rate: self.joins_per_ip,
+            join_burst: self.join_burst_per_ip,
+            send_rate: self.send_rate_per_ip.unwrap_or(self.send_rate * 3.0),
+            send_burst: self.send_burst_per_ip.unwrap_or(self.send_burst.saturating_mul(3)),
+        }
+    }
+
     /// Origins normalised for comparison with a browser's `Origin` header.
     pub fn origins(&self) -> Vec<String> {
         self.allowed_origins

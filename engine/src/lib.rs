@@ -10,10 +10,14 @@
 //! - `bus`: cross-pod fan-out and room-wide presence over Redis (only with several pods).
 //! - `chat`: the domain types and the rules on client input; `metrics`, `config`, `app`, `server`;
 //!   `write_deadline` cuts connections whose peer stopped reading; `heap` returns freed memory.
+//! - `client_ip` (who a request comes from, behind trusted proxies) and `clients` (fair share per
+//!   client address: sockets, joins, sends).
 
 pub mod app;
 pub mod bus;
 pub mod chat;
+pub mod client_ip;
+pub mod clients;
 pub mod config;
 pub mod heap;
 pub mod http;

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub write_timeouts: IntCounter,
     /// Messages the retention pruner deleted, by the rule that removed them: `age`, `count`.
     pub messages_pruned: IntCounterVec,
+    /// Client addresses the per-address limits track (open sockets or budgets still refilling).
+    pub client_addresses: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -122,6 +124,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "chat_messages_pruned_total",
             "Messages deleted by retention, by rule (age: --retention-days, count: --max-messages-per-room).",
             "rule",
+        ),
+        client_addresses: gauge(
+            &r,
+            "chat_client_addresses",
+            "Client addresses (IPv4, IPv6 /64) the per-address limits track: open sockets or budgets still refilling.",
         ),
         registry: r,
     };

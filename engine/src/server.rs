@@ -3,6 +3,7 @@
 //! sockets to close (at most `SHUTDOWN_GRACE`), commit what the rooms still hold, close the store.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::bus::Bus;
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::write_deadline::WriteDeadline;
 use crate::room::{RingBudget, RingLimits, RoomContext, RoomSettings, Rooms, RING_CAPACITY};
@@ -32,9 +34,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
         }
         None => (None, None),
     };
+    let clients = Clients::new(config.client_limits());
+    clients.spawn_sweeper();
     let settings = RoomSettings {
         send_rate: config.send_rate,
         send_burst: config.send_burst,
+        room_send_rate: config.room_send_rate,
+        room_send_burst: config.room_send_burst,
         idle: config.room_idle,
         outbound_queue: config.outbound_queue,
         welcome_max_bytes: usize::try_from(config.welcome_max_bytes).unwrap_or(usize::MAX),
@@ -44,7 +50,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
             budget: Arc::new(RingBudget::new(usize::try_from(config.ring_memory).unwrap_or(usize::MAX))),
         },
     };
-    let rooms = Rooms::new(RoomContext { store: store.clone(), writer, settings, bus: bus.clone() });
+    let rooms = Rooms::new(RoomContext { store: store.clone(), writer, settings, bus: bus.clone(), clients: clients.clone() });
     if let Some(mut deliveries) = deliveries {
         let rooms = rooms.clone();
         tokio::spawn(async move {
@@ -63,7 +69,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
         },
     );
     let grace = config.shutdown_grace;
-    let app = Arc::new(App::new(config, rooms, store.clone()));
+    let app = Arc::new(App::new(config, rooms, store.clone(), clients));
 
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let pod = bus.as_ref().map(|b| b.pod().to_string());
@@ -98,14 +104,14 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
 async fn accept(app: Arc<App>, listener: TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 // What a client does not read waits in this buffer, which counts against the
                 // pod's memory (cgroups charge socket buffers); a fixed size bounds it.
                 if app.config.socket_send_buffer > 0 {
                     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(app.config.socket_send_buffer);
                 }
-                tokio::spawn(serve_connection(app.clone(), stream));
+                tokio::spawn(serve_connection(app.clone(), stream, peer));
             }
             // Out of file descriptors and the like: keep serving the connections we have.
             Err(err) => {
@@ -116,10 +122,12 @@ async fn accept(app: Arc<App>, listener: TcpListener) {
     }
 }
 
-async fn serve_connection(app: Arc<App>, stream: tokio::net::TcpStream) {
+/// Serves one TCP connection; `peer` is its remote address, which every request carries along
+/// (the client address, or the proxy it came through).
+async fn serve_connection(app: Arc<App>, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let write_timeout = app.config.write_timeout;
     let max_head = usize::try_from(app.config.max_request_head).unwrap_or(usize::MAX);
-    let service = service_fn(move |req| crate::http::route(app.clone(), req));
+    let service = service_fn(move |req| crate::http::route(app.clone(), req, peer));
     // hyper answers 431 to a head that outgrows its buffer; the cap keeps half-sent heads small.
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

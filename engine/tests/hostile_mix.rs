@@ -3,6 +3,8 @@
 //! that never end, 20 HTTP pipelines that are never read, and 100 rooms of the largest messages
 //! kept loaded by one reader each. The engine stays under its stated RSS, a well-behaved pair of
 //! readers in another room keeps talking, and RSS falls back once the hostile clients are gone.
+//! The crowds come from many client addresses (127.0.0.0/8 is all local), as a botnet would:
+//! from one address the per-address limits would refuse most of them before memory mattered.
 
 mod common;
 
@@ -38,6 +40,12 @@ async fn fill(addr: std::net::SocketAddr, room: &str, count: usize) {
     writer.close().await;
 }
 
+/// Client `i` of a crowd comes from one of several loopback addresses, 20 each (within the
+/// per-address socket cap and join burst).
+fn source(i: usize, first: u8) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 0, first, (i / 20) as u8 + 1)
+}
+
 async fn slow_socket(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.set_recv_buffer_size(2048)?;
@@ -48,7 +56,10 @@ async fn slow_socket(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
 async fn a_hostile_mix_stays_within_the_memory_budget() {
     // Fast sends only so the test can fill rooms quickly; every other limit is the default.
     // Rooms unload a second after their last reader leaves, so the rings go with the clients.
-    let engine = Engine::start(&["--send-rate", "100000", "--send-burst", "100000", "--room-idle", "1"]);
+    let engine = Engine::start(&[
+        "--send-rate", "100000", "--send-burst", "100000", "--room-send-rate", "100000", "--room-send-burst", "100000",
+        "--room-idle", "1",
+    ]);
     let addr = engine.addr;
     let pid = engine.pid();
     let baseline = rss_kib(pid);
@@ -63,8 +74,8 @@ async fn a_hostile_mix_stays_within_the_memory_budget() {
     }
     // The rooms unloaded after filling; their readers load them again, one each.
     let mut keepers = Vec::new();
-    for room in &loaded {
-        let mut keeper = Client::connect(addr, room).await;
+    for (i, room) in loaded.iter().enumerate() {
+        let mut keeper = Client::connect_from(addr, room, source(i, 20), false).await;
         keeper.hello(&Reader::new("머무는 수달"), None).await;
         keepers.push(keeper);
     }
@@ -82,8 +93,8 @@ async fn a_hostile_mix_stays_within_the_memory_budget() {
 
     // 200 resumers from seq 0 that never read their welcome.
     let mut resumers = Vec::new();
-    for _ in 0..200 {
-        let mut client = Client::connect_slow(addr, &hoard).await;
+    for i in 0..200 {
+        let mut client = Client::connect_from(addr, &hoard, source(i, 100), true).await;
         client.send_json(&Reader::new("안 읽는 수달").hello_frame(Some(0))).await;
         resumers.push(client);
     }

@@ -1,4 +1,4 @@
-//! Limits that protect a room: the per-connection send rate, the flood cut-off, and the bounded
+//! Limits that protect a room: the send rate, the flood cut-off, and the bounded
 //! outbound queue that disconnects a reader who cannot keep up without holding up the others.
 
 mod common;
@@ -115,6 +115,10 @@ async fn a_slow_reader_is_disconnected_without_holding_up_the_room() {
         "--send-rate",
         "1000",
         "--send-burst",
+        "1000",
+        "--room-send-rate",
+        "1000",
+        "--room-send-burst",
         "1000",
         "--outbound-queue",
         "16",

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Sends the engine's own limits cannot slow: these tests fill rooms fast on purpose.
-const FAST_SENDS: &[&str] = &["--send-rate", "100000", "--send-burst", "100000"];
+const FAST_SENDS: &[&str] = &["--send-rate", "100000", "--send-burst", "100000", "--room-send-rate", "100000", "--room-send-burst", "100000"];
 
 /// A message of the largest size the contract allows: 2000 characters of 4 bytes each.
 fn largest_content(i: usize) -> String {

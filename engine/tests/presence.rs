@@ -112,7 +112,15 @@ async fn leaving_updates_presence_and_room_info() {
 
 #[tokio::test]
 async fn a_crowd_joining_at_once_gets_few_capped_presence_frames() {
-    let engine = Engine::start(&[]);
+    // The whole crowd comes from 127.0.0.1: lift the per-address socket cap and join rate.
+    let engine = Engine::start(&[
+        "--max-connections-per-ip",
+        "1000",
+        "--joins-per-ip",
+        "1000",
+        "--join-burst-per-ip",
+        "1000",
+    ]);
     let room = room("hot");
     let (mut watcher, _) = engine.join(&room, &Reader::new("지켜보는 수달")).await;
 

@@ -30,7 +30,9 @@ JOB = "chat-engine"
 # Environment fallbacks of the engine's flags: cleared so only the flags given here apply.
 ENGINE_ENV = ["BIND", "DATABASE_URL", "REDIS_URL", "ALLOWED_ORIGINS", "ADMIN_TOKEN", "LOG_FORMAT",
               "SHUTDOWN_GRACE", "SEND_RATE", "SEND_BURST", "ROOM_IDLE", "OUTBOUND_QUEUE",
-              "STORE_TIMEOUT", "MAX_CONNECTIONS", "RUST_LOG"]
+              "STORE_TIMEOUT", "MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_IP", "JOINS_PER_IP",
+              "JOIN_BURST_PER_IP", "SEND_RATE_PER_IP", "SEND_BURST_PER_IP", "ROOM_SEND_RATE",
+              "ROOM_SEND_BURST", "TRUSTED_PROXIES", "RUST_LOG"]
 STARTUP_TIMEOUT = 30.0
 
 

@@ -3,9 +3,11 @@ a live engine), the compose file (`docker compose config`), and the compose stac
 (nginx -t, then a real WebSocket session through it)."""
 
 import asyncio
+import ipaddress
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -131,6 +133,11 @@ def test_docker_compose_config():
         assert engine["environment"]["REDIS_URL"].startswith("redis://")
         assert engine["stop_grace_period"] and engine["build"]["context"] == str(ROOT)
         assert engine["depends_on"]["postgres"]["condition"] == "service_healthy"
+        # The engines believe exactly the proxy about client addresses.
+        proxy_ip = services["proxy"]["networks"]["default"]["ipv4_address"]
+        assert engine["environment"]["TRUSTED_PROXIES"] == proxy_ip
+        [subnet] = config["networks"]["default"]["ipam"]["config"]
+        assert ipaddress.ip_address(proxy_ip) in ipaddress.ip_network(subnet["subnet"])
     assert {"proxy", "postgres", "redis", "prometheus", "grafana"} <= set(services)
 
     def mounts(service):
@@ -194,6 +201,12 @@ def nginx(engine, tmp_path):
         yield f"127.0.0.1:{port}"
     finally:
         stop_process(proc, "nginx", grace=5)
+
+
+def test_compose_proxy_forwards_the_client_address():
+    conf = NGINX_CONF.read_text()
+    assert re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$proxy_add_x_forwarded_for;", conf), \
+        "the engines' per-client limits need the client address nginx saw"
 
 
 def test_websocket_through_the_compose_proxy(nginx):

@@ -4,6 +4,7 @@ prometheus-operator objects against models generated from its CRDs, and the oper
 the engine relies on checked on the rendered output."""
 
 import functools
+import ipaddress
 import re
 import subprocess
 
@@ -133,6 +134,11 @@ def test_deployment_serves_drains_and_is_locked_down(rendered):
     limit_mib = int(resources["limits"]["memory"].removesuffix("Mi"))
     ring_mib = int(config["RING_MEMORY"]) / (1024 * 1024)
     assert 8 + int(config["MAX_CONNECTIONS"]) * 7.8 / 1024 + ring_mib < limit_mib
+
+    # The ingress controller is believed about client addresses (per-client limits): CIDRs, and
+    # none so wide that clients on the internet would be believed too.
+    proxies = [ipaddress.ip_network(c.strip()) for c in config["TRUSTED_PROXIES"].split(",")]
+    assert proxies and all(net.is_private for net in proxies), proxies
 
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/tmp" in mounts, "SQLite and the engine need a writable /tmp with a read-only root"

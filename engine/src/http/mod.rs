@@ -6,6 +6,7 @@ mod assets;
 mod ops;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -26,8 +27,9 @@ pub type Body = Full<Bytes>;
 /// head is capped by `--max-request-head`.
 const MAX_HEADER_LINE: usize = 8 * 1024;
 
-/// Routes one request. Never fails: every problem becomes a JSON error response.
-pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Routes one request from the TCP peer `peer`. Never fails: every problem becomes a JSON error
+/// response.
+pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     if req.headers().iter().any(|(name, value)| name.as_str().len() + value.len() > MAX_HEADER_LINE) {
         let res = error_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ErrorCode::BadRequest, "a header line is over 8 KiB");
         return Ok(res);
@@ -44,7 +46,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
         (Method::GET, ["assets", name]) => assets::asset(&req, name),
         (Method::GET, ["room", room]) => with_room(room, |room| assets::widget_page(&app, &req, room)),
         (Method::GET, ["ws", room]) => match RoomId::parse(room) {
-            Some(room) => crate::ws::upgrade(&app, room, req),
+            Some(room) => crate::ws::upgrade(&app, room, req, peer),
             None => invalid_room(),
         },
         (Method::GET, ["api", "rooms", room]) => match RoomId::parse(room) {

@@ -1,6 +1,7 @@
 //! The room actor: the only owner of a room's state. It serves joins from its ring of recent
-//! messages, passes sends through the rate limit into group commit, and only after the commit
-//! acks the sender and broadcasts the message, serialized once for every member.
+//! messages, passes sends through the send limits (the author's, the room's, the client
+//! address's) into group commit, and only after the commit acks the sender and broadcasts the
+//! message, serialized once for every member.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
@@ -20,6 +21,7 @@ use super::{Command, ConnId, JoinError, Kick, RoomContext, RoomError, RoomInfo, 
 use crate::bus::presence::{self as shared_presence, Present};
 use crate::bus::{Envelope, RoomEvent};
 use crate::chat::{now_millis, AuthorId, Message, Profile, RoomId, Seq};
+use crate::client_ip::ClientKey;
 use crate::metrics::METRICS;
 use crate::store::writer::AppendResult;
 use crate::store::{Deletion, NewMessage, StoreError};
@@ -41,10 +43,29 @@ const SETTLE: Duration = Duration::from_secs(1);
 
 struct Member {
     profile: Profile,
+    /// The address its sends are charged to, across rooms.
+    client: ClientKey,
     outbox: mpsc::Sender<Utf8Bytes>,
     kick: Option<oneshot::Sender<Kick>>,
-    sends: TokenBucket,
     last_typing: Option<Instant>,
+}
+
+/// The limit that refused a send, which the reader is told about.
+#[derive(Debug, Clone, Copy)]
+enum SendLimit {
+    Author,
+    Room,
+    Address,
+}
+
+impl SendLimit {
+    fn message(self) -> &'static str {
+        match self {
+            SendLimit::Author => "too many messages; slow down",
+            SendLimit::Room => "this room is in slow mode (too many messages); wait a moment",
+            SendLimit::Address => "too many messages from your network; slow down",
+        }
+    }
 }
 
 struct Pending {
@@ -87,6 +108,11 @@ pub(super) struct RoomActor {
     _alive: mpsc::Sender<()>,
     state: Option<Loaded>,
     members: HashMap<ConnId, Member>,
+    /// Each author's sends in this room, all its sockets together; kept after it leaves until
+    /// refilled, so leaving and coming back buys no fresh burst.
+    author_sends: HashMap<AuthorId, TokenBucket>,
+    /// The room's ceiling on stored messages, whoever sends them ("slow mode" when empty).
+    room_sends: TokenBucket,
     presence: Presence,
     presence_due: Option<Instant>,
     last_presence: Instant,
@@ -138,8 +164,10 @@ impl RoomActor {
             heartbeat_at: now + shared_presence::HEARTBEAT,
             last_presence: None,
         });
+        let room_sends = TokenBucket::new(ctx.settings.room_send_rate, ctx.settings.room_send_burst);
         RoomActor {
             cluster,
+            room_sends,
             id,
             generation,
             ctx,
@@ -148,6 +176,7 @@ impl RoomActor {
             _alive: alive,
             state: None,
             members: HashMap::new(),
+            author_sends: HashMap::new(),
             presence: Presence::default(),
             presence_due: None,
             last_presence: now - PRESENCE_EVERY,
@@ -232,8 +261,8 @@ impl RoomActor {
 
     async fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Join { conn, profile, last_seq, outbox, kick, reply } => {
-                let result = self.join(conn, profile, last_seq, outbox, kick).await;
+            Command::Join { conn, profile, client, last_seq, outbox, kick, reply } => {
+                let result = self.join(conn, profile, client, last_seq, outbox, kick).await;
                 let _ = reply.send(result);
             }
             Command::Leave { conn } => self.leave(conn),
@@ -303,6 +332,7 @@ impl RoomActor {
         &mut self,
         conn: ConnId,
         profile: Profile,
+        client: ClientKey,
         last_seq: Option<Seq>,
         outbox: mpsc::Sender<Utf8Bytes>,
         kick: oneshot::Sender<Kick>,
@@ -327,8 +357,7 @@ impl RoomActor {
         }
         let welcome = protocol::welcome(&profile, &history, resumed, self.online());
         self.usage.touch();
-        let sends = TokenBucket::new(self.ctx.settings.send_rate, self.ctx.settings.send_burst);
-        self.members.insert(conn, Member { profile, outbox, kick: Some(kick), sends, last_typing: None });
+        self.members.insert(conn, Member { profile, client, outbox, kick: Some(kick), last_typing: None });
         METRICS.joins.inc();
         Ok(welcome)
     }
@@ -367,6 +396,7 @@ impl RoomActor {
         if let Some(member) = self.members.remove(&conn) {
             if self.presence.leave(&member.profile.author_id) {
                 self.presence_changed();
+                self.sender_left(&member.profile.author_id);
             }
         }
         if self.members.is_empty() {
@@ -382,6 +412,7 @@ impl RoomActor {
             }
             if self.presence.leave(&member.profile.author_id) {
                 self.presence_changed();
+                self.sender_left(&member.profile.author_id);
             }
         }
         if self.members.is_empty() {
@@ -435,11 +466,13 @@ impl RoomActor {
     }
 
     async fn send(&mut self, conn: ConnId, client_id: String, content: String, received: Instant) {
-        let Some(member) = self.members.get_mut(&conn) else { return };
+        let Some(member) = self.members.get(&conn) else { return };
         let author = member.profile.clone();
-        if !member.sends.take(Instant::now()) {
+        if let Err((limit, wait)) = self.take_send_token(&author.author_id, member.client) {
             METRICS.messages.with_label_values(&["rate_limited"]).inc();
-            self.error(conn, ErrorCode::RateLimited, "too many messages; slow down", Some(&client_id));
+            METRICS.error(ErrorCode::RateLimited.as_str());
+            let retry_after_ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1);
+            self.deliver(conn, protocol::rate_limited(limit.message(), &client_id, retry_after_ms));
             return;
         }
         if self.is_banned(&author.author_id) {
@@ -448,6 +481,39 @@ impl RoomActor {
         }
         self.pending.push(Pending { conn, author, client_id, content, received });
         self.start_commit().await;
+    }
+
+    /// The send limits, in one place: the author's budget in this room, the room's ceiling and the
+    /// client address's budget across rooms. A send takes a token from each of them or from none;
+    /// refused, it learns the limit that holds it longest and for how long.
+    fn take_send_token(&mut self, author: &AuthorId, client: ClientKey) -> Result<(), (SendLimit, Duration)> {
+        let now = Instant::now();
+        let settings = &self.ctx.settings;
+        let author_sends =
+            self.author_sends.entry(author.clone()).or_insert_with(|| TokenBucket::new(settings.send_rate, settings.send_burst));
+        let (author_wait, room_wait) = (author_sends.wait(now), self.room_sends.wait(now));
+        let local = if author_wait >= room_wait { (SendLimit::Author, author_wait) } else { (SendLimit::Room, room_wait) };
+        if !local.1.is_zero() {
+            let address_wait = self.ctx.clients.send_wait(client, now);
+            return Err(if address_wait > local.1 { (SendLimit::Address, address_wait) } else { local });
+        }
+        self.ctx.clients.take_send(client, now).map_err(|wait| (SendLimit::Address, wait))?;
+        author_sends.take(now);
+        self.room_sends.take(now);
+        Ok(())
+    }
+
+    /// A reader's last tab left. Its send budget is dropped once refilled; the budgets of others
+    /// who left are swept when they outnumber the readers here.
+    fn sender_left(&mut self, author: &AuthorId) {
+        let now = Instant::now();
+        if self.author_sends.get(author).is_some_and(|b| b.is_full(now)) {
+            self.author_sends.remove(author);
+        }
+        if self.author_sends.len() > 2 * self.members.len() + 64 {
+            let presence = &self.presence;
+            self.author_sends.retain(|a, b| presence.is_here(a) || !b.is_full(now));
+        }
     }
 
     /// Hands the pending sends to the writer unless a batch of this room is already in flight.

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::chat::{AuthorId, Profile, Seq};
+use crate::client_ip::ClientKey;
 use crate::store::{writer::Writer, Deletion, Store};
 
 pub use budget::RingBudget;
@@ -33,8 +34,12 @@ pub const RESUME_MAX: Seq = 500;
 
 /// Settings every room shares.
 pub struct RoomSettings {
+    /// Sends of one reader in one room, all its sockets together.
     pub send_rate: f64,
     pub send_burst: u32,
+    /// Messages the whole room stores; past it the room is in slow mode.
+    pub room_send_rate: f64,
+    pub room_send_burst: u32,
     pub idle: Duration,
     pub outbound_queue: usize,
     /// Bytes of history one welcome may carry.
@@ -49,6 +54,8 @@ pub struct RoomContext {
     pub settings: RoomSettings,
     /// Present when several pods share rooms (REDIS_URL).
     pub bus: Option<std::sync::Arc<crate::bus::Bus>>,
+    /// The per-address send budget every room draws from.
+    pub clients: std::sync::Arc<crate::clients::Clients>,
 }
 
 /// Why the room closes a member's connection, with an optional last frame to send first.
@@ -87,6 +94,7 @@ pub enum Command {
     Join {
         conn: ConnId,
         profile: Profile,
+        client: ClientKey,
         last_seq: Option<Seq>,
         outbox: mpsc::Sender<Utf8Bytes>,
         kick: oneshot::Sender<Kick>,

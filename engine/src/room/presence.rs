@@ -60,6 +60,11 @@ impl Presence {
         self.readers.is_empty()
     }
 
+    /// Whether this reader has a tab in the room on this pod.
+    pub fn is_here(&self, author: &AuthorId) -> bool {
+        self.readers.contains_key(author)
+    }
+
     /// Readers online in the room: ours, plus those only other pods have (a reader with tabs on
     /// two other pods is reported by both).
     pub fn online_with(&self, remote: &[Present]) -> usize {

@@ -13,6 +13,7 @@ use super::actor::RoomActor;
 use super::budget::RingUsage;
 use super::{Command, ConnId, JoinError, Kick, RoomContext, RoomError, RoomHandle, RoomInfo};
 use crate::chat::{AuthorId, Profile, RoomId, Seq};
+use crate::client_ip::ClientKey;
 use crate::store::Deletion;
 
 /// A request that meets a stopping actor is retried this often before giving up.
@@ -101,6 +102,7 @@ impl Rooms {
         room: &RoomId,
         conn: ConnId,
         profile: Profile,
+        client: ClientKey,
         last_seq: Option<Seq>,
         queue: usize,
     ) -> Result<(Joined, Utf8Bytes), JoinError> {
@@ -109,7 +111,7 @@ impl Rooms {
             let (outbox_tx, outbox) = mpsc::channel(queue.max(1));
             let (kick_tx, kick) = oneshot::channel();
             let (reply, answer) = oneshot::channel();
-            let cmd = Command::Join { conn, profile: profile.clone(), last_seq, outbox: outbox_tx, kick: kick_tx, reply };
+            let cmd = Command::Join { conn, profile: profile.clone(), client, last_seq, outbox: outbox_tx, kick: kick_tx, reply };
             if handle.tx.send(cmd).await.is_ok() {
                 if let Ok(result) = answer.await {
                     return result.map(|welcome| (Joined { room: handle, outbox, kick }, welcome));

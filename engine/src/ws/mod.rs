@@ -3,10 +3,11 @@
 pub mod protocol;
 mod session;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use hyper::header::{HeaderValue, CONNECTION, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -15,6 +16,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::app::App;
 use crate::chat::RoomId;
+use crate::client_ip::ClientKey;
+use crate::clients::Refusal;
 use crate::http::{error_response, Body};
 use protocol::{ErrorCode, MAX_FRAME_BYTES};
 
@@ -29,7 +32,7 @@ fn socket_config() -> WebSocketConfig {
 }
 
 /// Answers the upgrade request and, once hyper hands over the connection, runs the session.
-pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>) -> Response<Body> {
+pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let headers = req.headers();
     let is_upgrade = headers.get(UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let version_ok = headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
@@ -42,6 +45,11 @@ pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>) -> Resp
     if app.is_draining() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "this pod is shutting down");
     }
+    let client = ClientKey::of(app.trusted_proxies.client_ip(peer.ip(), headers));
+    let client = match app.clients.open_socket(client) {
+        Ok(client) => client,
+        Err(refusal) => return refused(refusal),
+    };
     let Some(slot) = app.connection_slot() else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "this pod is at its connection limit");
     };
@@ -52,7 +60,7 @@ pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>) -> Resp
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config())).await;
-                session::run(app, room, ws, slot).await;
+                session::run(app, room, ws, slot, client).await;
             }
             Err(err) => tracing::debug!(error = %err, "upgrade failed"),
         }
@@ -66,4 +74,25 @@ pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>) -> Resp
         h.insert(SEC_WEBSOCKET_ACCEPT, accept);
     }
     res
+}
+
+/// HTTP 429 for an address over its socket cap or join rate; `Retry-After` in whole seconds.
+fn refused(refusal: Refusal) -> Response<Body> {
+    match refusal {
+        Refusal::TooManySockets => error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyConnections,
+            "too many open connections from your address; close some tabs",
+        ),
+        Refusal::TooManyJoins { retry_after } => {
+            let mut res = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                "too many new connections from your address; try again shortly",
+            );
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            res
+        }
+    }
 }

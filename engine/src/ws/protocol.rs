@@ -78,6 +78,7 @@ pub enum ErrorCode {
     InvalidNickname,
     InvalidContent,
     RateLimited,
+    TooManyConnections,
     Banned,
     NotFound,
     Forbidden,
@@ -86,7 +87,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidRoomId,
         ErrorCode::BadFrame,
@@ -94,6 +95,7 @@ impl ErrorCode {
         ErrorCode::InvalidNickname,
         ErrorCode::InvalidContent,
         ErrorCode::RateLimited,
+        ErrorCode::TooManyConnections,
         ErrorCode::Banned,
         ErrorCode::NotFound,
         ErrorCode::Forbidden,
@@ -110,6 +112,7 @@ impl ErrorCode {
             ErrorCode::InvalidNickname => "invalid_nickname",
             ErrorCode::InvalidContent => "invalid_content",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Banned => "banned",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Forbidden => "forbidden",
@@ -144,6 +147,9 @@ enum ServerFrame<'a> {
         message: &'a str,
         #[serde(rename = "clientId", skip_serializing_if = "Option::is_none")]
         client_id: Option<&'a str>,
+        /// On a refused send: milliseconds until the limit that refused it lets a send through.
+        #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     Reconnect {
         #[serde(rename = "afterMs")]
@@ -173,7 +179,13 @@ pub fn typing(author: &Profile) -> Utf8Bytes {
 }
 
 pub fn error(code: ErrorCode, message: &str, client_id: Option<&str>) -> Utf8Bytes {
-    encode(&ServerFrame::Error { code, message, client_id })
+    encode(&ServerFrame::Error { code, message, client_id, retry_after_ms: None })
+}
+
+/// `rate_limited` for a send, with when to try again.
+pub fn rate_limited(message: &str, client_id: &str, retry_after_ms: u64) -> Utf8Bytes {
+    let client_id = Some(client_id);
+    encode(&ServerFrame::Error { code: ErrorCode::RateLimited, message, client_id, retry_after_ms: Some(retry_after_ms) })
 }
 
 pub fn reconnect(after_ms: u64) -> Utf8Bytes {

@@ -21,6 +21,8 @@ use uuid::Uuid;
 use super::protocol::{self, ClientFrame, ErrorCode, Parsed};
 use crate::app::App;
 use crate::chat::{self, AuthorId, Profile, RoomId, Seq};
+use crate::client_ip::ClientKey;
+use crate::clients::ClientSocket;
 use crate::metrics::METRICS;
 use crate::room::{Command, ConnId, JoinError, Joined, Kick, TokenBucket};
 
@@ -49,18 +51,20 @@ struct Session {
     app: Arc<App>,
     room: RoomId,
     conn: ConnId,
+    /// The client address the per-address limits count this connection under.
+    client: ClientKey,
     ws: Socket,
     /// Flood guard over every frame the client sends, far above the send rate limit.
     frames: TokenBucket,
     last_heard: Instant,
 }
 
-pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePermit) {
+pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePermit, client: ClientSocket) {
     let conn = app.next_conn_id();
     METRICS.connections.inc();
     let flood_rate = (app.config.send_rate * 4.0).max(20.0);
     let flood_burst = app.config.send_burst.saturating_mul(4).max(100);
-    let mut session = Session { app, room, conn, ws, frames: TokenBucket::new(flood_rate, flood_burst), last_heard: Instant::now() };
+    let mut session = Session { app, room, conn, client: client.key(), ws, frames: TokenBucket::new(flood_rate, flood_burst), last_heard: Instant::now() };
     tracing::debug!(room = %session.room, conn, "connected");
     // The hello and close phases are boxed: they are short, and keeping their state out of the
     // session's own future keeps every idle connection small.
@@ -74,6 +78,7 @@ pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePe
     tracing::debug!(room = %session.room, conn, "disconnected");
     METRICS.connections.dec();
     drop(slot);
+    drop(client);
 }
 
 impl Session {
@@ -122,7 +127,7 @@ impl Session {
         let profile = Profile { author_id: AuthorId::derive(&anonymous_id), nickname, avatar };
         let last_seq = last_seq.map(|s| Seq::try_from(s).unwrap_or(Seq::MAX));
         let queue = self.app.config.outbound_queue;
-        match self.app.rooms.join(&self.room, self.conn, profile, last_seq, queue).await {
+        match self.app.rooms.join(&self.room, self.conn, profile, self.client, last_seq, queue).await {
             Ok((joined, welcome)) => {
                 tracing::debug!(room = %self.room, conn = self.conn, "joined");
                 if let Err(exit) = self.write(welcome).await {

@@ -44,6 +44,14 @@ const ENGINE_ENV: &[&str] = &[
     "RETENTION_DAYS",
     "MAX_MESSAGES_PER_ROOM",
     "PRUNE_EVERY",
+    "MAX_CONNECTIONS_PER_IP",
+    "JOINS_PER_IP",
+    "JOIN_BURST_PER_IP",
+    "SEND_RATE_PER_IP",
+    "SEND_BURST_PER_IP",
+    "ROOM_SEND_RATE",
+    "ROOM_SEND_BURST",
+    "TRUSTED_PROXIES",
     "DB_MAX_CONNECTIONS",
     "POD_NAME",
     "WRITE_TIMEOUT",
@@ -113,11 +121,19 @@ pub fn postgres_database_for(server: &str, dir: &Path) -> String {
             let server = server.to_string();
             let create = format!("CREATE DATABASE {name}");
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async {
                     use sqlx::Connection;
-                    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.expect("connect to Postgres");
-                    sqlx::query(&create).execute(&mut conn).await.expect("create database");
+                    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+                        .await
+                        .expect("connect to Postgres");
+                    sqlx::query(&create)
+                        .execute(&mut conn)
+                        .await
+                        .expect("create database");
                 });
             })
             .join()
@@ -211,7 +227,6 @@ impl Engine {
             _owned_dir: None,
         }
     }
-
 
     /// Every line the engine printed so far (stderr lines prefixed with `[stderr] `).
     pub fn logs(&self) -> Vec<String> {
@@ -315,6 +330,18 @@ impl Engine {
         if let Some(origin) = origin {
             headers.push(("Origin", origin));
         }
+        http(self.addr, "GET", path, &headers, None).await
+    }
+
+    /// A WebSocket upgrade request sent by hand with extra headers (e.g. `X-Forwarded-For`).
+    pub async fn raw_upgrade_with(&self, path: &str, extra: &[(&str, &str)]) -> HttpResponse {
+        let mut headers = vec![
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        headers.extend_from_slice(extra);
         http(self.addr, "GET", path, &headers, None).await
     }
 
@@ -743,10 +770,21 @@ impl Client {
         room: &str,
         origin: Option<&str>,
     ) -> Result<Client, u16> {
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
+        Client::try_connect_with(addr, room, &headers).await
+    }
+
+    /// Connects with extra request headers, e.g. `X-Forwarded-For` as a proxy in front would send.
+    /// `Err(status)` when the server answers the upgrade with an HTTP error.
+    pub async fn try_connect_with(
+        addr: SocketAddr,
+        room: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, u16> {
         let stream = TcpStream::connect(addr)
             .await
             .expect("TCP connect to the engine");
-        Client::handshake(stream, addr, room, origin).await
+        Client::handshake(stream, addr, room, headers).await
     }
 
     /// A reader whose socket takes in only a few KiB and that the test then stops reading.
@@ -757,9 +795,24 @@ impl Client {
             .connect(addr)
             .await
             .expect("TCP connect to the engine");
-        match Client::handshake(stream, addr, room, None).await {
+        match Client::handshake(stream, addr, room, &[]).await {
             Ok(client) => client,
             Err(status) => panic!("WebSocket upgrade to /ws/{room} refused with HTTP {status}"),
+        }
+    }
+
+    /// Connects from a loopback source address of the test's choosing (127.0.0.0/8 is all
+    /// local), so a crowd can come from several client addresses; `slow` as in `connect_slow`.
+    pub async fn connect_from(addr: SocketAddr, room: &str, source: std::net::Ipv4Addr, slow: bool) -> Client {
+        let socket = TcpSocket::new_v4().expect("TCP socket");
+        socket.bind(SocketAddr::from((source, 0))).expect("bind a loopback source address");
+        if slow {
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        }
+        let stream = socket.connect(addr).await.expect("TCP connect to the engine");
+        match Client::handshake(stream, addr, room, &[]).await {
+            Ok(client) => client,
+            Err(status) => panic!("WebSocket upgrade to /ws/{room} from {source} refused with HTTP {status}"),
         }
     }
 
@@ -767,16 +820,17 @@ impl Client {
         stream: TcpStream,
         addr: SocketAddr,
         room: &str,
-        origin: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> Result<Client, u16> {
         let mut request = format!("ws://{addr}/ws/{room}")
             .into_client_request()
             .expect("WebSocket request");
-        if let Some(origin) = origin {
-            request.headers_mut().insert(
-                "Origin",
-                HeaderValue::from_str(origin).expect("origin header"),
-            );
+        for (name, value) in headers {
+            let name =
+                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name");
+            request
+                .headers_mut()
+                .append(name, HeaderValue::from_str(value).expect("header value"));
         }
         let handshake = tokio_tungstenite::client_async(request, stream);
         match tokio::time::timeout(FRAME_TIMEOUT, handshake).await {
@@ -988,7 +1042,12 @@ impl Client {
     }
 
     /// `next_where` with its own timeout, for events that take longer than a frame round trip.
-    pub async fn next_where_within(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn next_where_within(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(i) = self.pending.iter().position(&pred) {
             return self.pending.remove(i).expect("index in range");
         }
