@@ -32,8 +32,8 @@ fn largest_content(i: usize) -> String {
     format!("{i:04}{}", "😀".repeat(1996))
 }
 
-async fn fill(addr: std::net::SocketAddr, room: &str, count: usize) {
-    let mut writer = Client::connect(addr, room).await;
+async fn fill(addr: std::net::SocketAddr, room: &str, count: usize, from: std::net::Ipv4Addr) {
+    let mut writer = Client::connect_from(addr, room, from, false).await;
     writer.hello(&Reader::new("채우는 수달"), None).await;
     let contents: Vec<String> = (0..count).map(largest_content).collect();
     writer.send_many_windowed(&contents, 32).await;
@@ -66,10 +66,10 @@ async fn a_hostile_mix_stays_within_the_memory_budget() {
 
     // Set-up: one room for the resumers, 100 rooms to be kept loaded, all of the largest messages.
     let hoard = room("hoard");
-    fill(addr, &hoard, 80).await;
+    fill(addr, &hoard, 80, source(0, 50)).await;
     let loaded: Vec<String> = (0..100).map(|i| room(&format!("loaded{i}"))).collect();
-    for chunk in loaded.chunks(10) {
-        let fills = chunk.iter().map(|room| fill(addr, room, 70));
+    for (fills_started, chunk) in loaded.chunks(10).enumerate().map(|(i, c)| (i * 10, c)) {
+        let fills = chunk.iter().map(|room| fill(addr, room, 70, source(fills_started, 60)));
         futures_util::future::join_all(fills).await;
     }
     // The rooms unloaded after filling; their readers load them again, one each.
