@@ -69,6 +69,11 @@ pub struct Config {
     /// Open WebSocket connections this pod accepts; more get HTTP 503.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
+
+    /// Serve `/metrics` only on this address (e.g. `0.0.0.0:9091`); the main port then answers
+    /// 404 for it. Unset: `/metrics` is on the main port.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
@@ -34,10 +34,16 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const BATCH_BYTES: usize = 64 * 1024;
 /// How long a close handshake may take before the connection is simply dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Input read and thrown away after our close frame, so the kernel never answers unread input
+/// with a reset (which can destroy the close frame before the client reads it). Enough for the
+/// rest of an oversized frame and a few more; a client sending more is cut off.
+const CLOSE_DRAIN_BYTES: usize = 1024 * 1024;
 
 enum Exit {
     /// The peer went away or the socket failed; nothing left to say.
     Gone,
+    /// The peer sent a close frame: send the reply the library queued (1002 for a bad code), then end.
+    PeerClosed,
     /// Close with this code and reason, after an optional last frame.
     Close(u16, &'static str, Option<Utf8Bytes>),
 }
@@ -65,8 +71,12 @@ pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePe
         Ok(joined) => session.joined(joined).await,
         Err(exit) => exit,
     };
-    if let Exit::Close(code, reason, frame) = exit {
-        Box::pin(session.close(code, reason, frame)).await;
+    match exit {
+        Exit::Close(code, reason, frame) => Box::pin(session.close(code, reason, frame)).await,
+        Exit::PeerClosed => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, session.ws.flush()).await;
+        }
+        Exit::Gone => {}
     }
     tracing::debug!(room = %session.room, conn, "disconnected");
     METRICS.connections.dec();
@@ -104,12 +114,12 @@ impl Session {
     /// Checks a hello and joins the room. `Err(None)`: the reader got an error frame and may try
     /// again; `Err(Some(exit))`: the connection ends.
     async fn hello(&mut self, anonymous_id: &str, nickname: &str, avatar: Option<&str>, last_seq: Option<u64>) -> Result<Joined, Option<Exit>> {
-        let Ok(anonymous_id) = Uuid::parse_str(anonymous_id) else {
-            self.error(ErrorCode::BadFrame, "anonymousId must be a UUID", None).await.map_err(Some)?;
+        let Some(anonymous_id) = chat::anonymous_id(anonymous_id) else {
+            self.error(ErrorCode::BadFrame, "anonymousId must be a random UUID (version 4)", None).await.map_err(Some)?;
             return Err(None);
         };
         let Some(nickname) = chat::nickname(nickname) else {
-            self.error(ErrorCode::InvalidNickname, "nickname: 2 to 15 characters, no control characters", None).await.map_err(Some)?;
+            self.error(ErrorCode::InvalidNickname, chat::NICKNAME_RULE, None).await.map_err(Some)?;
             return Err(None);
         };
         let Some(avatar) = chat::avatar(avatar) else {
@@ -221,7 +231,7 @@ impl Session {
             Parsed::Frame(ClientFrame::Typing {}) => Command::Typing { conn },
             Parsed::Frame(ClientFrame::Rename { nickname, avatar }) => {
                 let Some(nickname) = chat::nickname(&nickname) else {
-                    return self.error(ErrorCode::InvalidNickname, "nickname: 2 to 15 characters, no control characters", None).await;
+                    return self.error(ErrorCode::InvalidNickname, chat::NICKNAME_RULE, None).await;
                 };
                 let Some(avatar) = chat::avatar(avatar.as_deref()) else {
                     return self.error(ErrorCode::BadFrame, "avatar: at most 32 printable characters", None).await;
@@ -238,10 +248,7 @@ impl Session {
         let message = match incoming {
             None => return Err(Exit::Gone),
             Some(Ok(message)) => message,
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                return Err(Exit::Close(1009, "frame larger than 16 KiB", None))
-            }
-            Some(Err(_)) => return Err(Exit::Gone),
+            Some(Err(err)) => return Err(read_failed(err)),
         };
         self.last_heard = Instant::now();
         if matches!(message, WsMessage::Text(_) | WsMessage::Binary(_)) && !self.frames.take(Instant::now()) {
@@ -255,7 +262,7 @@ impl Session {
                 self.error(ErrorCode::BadFrame, "frames are JSON text", None).await?;
                 Ok(None)
             }
-            WsMessage::Close(_) => Err(Exit::Gone),
+            WsMessage::Close(_) => Err(Exit::PeerClosed),
             _ => Ok(None),
         }
     }
@@ -303,18 +310,46 @@ impl Session {
         Exit::Close(1001, "server restarting; reconnect", Some(protocol::reconnect(self.app.reconnect_after_ms())))
     }
 
+    /// Sends the close frame, ends our side of the TCP connection and reads what the client
+    /// still sends until it closes too. The frame is written to the socket directly: after a
+    /// protocol error the library's reader is out of step with the input and may refuse to write.
+    /// Reading until the client's end (rather than until its close frame) keeps every byte it
+    /// sent from sitting unread when the socket is dropped, which would make the kernel reset the
+    /// connection and could destroy the close frame before the client reads it.
     async fn close(&mut self, code: u16, reason: &'static str, frame: Option<Utf8Bytes>) {
         let close = async {
             if let Some(frame) = frame {
                 self.write(frame).await.ok()?;
             }
-            let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-            self.ws.close(Some(frame)).await.ok()?;
-            // Wait for the peer's close so it reads everything before the TCP connection ends.
-            while let Some(Ok(_)) = self.ws.next().await {}
+            let mut buf = Vec::with_capacity(4 + reason.len());
+            Frame::close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() })).format(&mut buf).ok()?;
+            let socket = self.ws.get_mut();
+            socket.write_all(&buf).await.ok()?;
+            socket.shutdown().await.ok()?;
+            let mut scratch = [0u8; 4096];
+            let mut drained = 0;
+            while drained < CLOSE_DRAIN_BYTES {
+                match socket.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
             Some(())
         };
         let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
+    }
+}
+
+/// The close a read error calls for (RFC 6455 section 7.4.1): 1009 for a frame over the limit,
+/// 1007 for text that is not UTF-8, 1002 for any other protocol violation (unmasked frame,
+/// reserved bits, unknown opcode, bad close code...). A dropped connection has nobody to tell.
+fn read_failed(err: WsError) -> Exit {
+    match err {
+        WsError::Capacity(_) => Exit::Close(1009, "frame larger than 16 KiB", None),
+        WsError::Utf8(_) => Exit::Close(1007, "text frame is not UTF-8", None),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Exit::Gone,
+        WsError::Protocol(_) | WsError::AttackAttempt => Exit::Close(1002, "protocol error", None),
+        _ => Exit::Gone,
     }
 }
 

@@ -41,6 +41,7 @@ const ENGINE_ENV: &[&str] = &[
     "OUTBOUND_QUEUE",
     "STORE_TIMEOUT",
     "MAX_CONNECTIONS",
+    "METRICS_BIND",
     "DB_MAX_CONNECTIONS",
     "POD_NAME",
     "RUST_LOG",
