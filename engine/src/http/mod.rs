@@ -144,3 +144,78 @@ pub fn json(value: &impl Serialize) -> Response<Body> {
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn method() -> impl Strategy<Value = Method> {
+        prop::sample::select(vec![Method::GET, Method::POST, Method::DELETE, Method::PUT, Method::HEAD, Method::OPTIONS, Method::PATCH])
+    }
+
+    /// Paths made of route words and room-id-like, percent-encoded or arbitrary segments.
+    fn path() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![
+            prop::sample::select(vec!["", "room", "ws", "api", "rooms", "messages", "bans", "assets", "metrics", "healthz", "readyz", "embed.js", "..", "."])
+                .prop_map(str::to_string),
+            "[A-Za-z0-9._-]{1,130}",
+            "[A-Za-z0-9._%~:@!$&'()*+,;=-]{0,20}",
+            any::<String>(),
+        ];
+        prop_oneof![
+            prop::collection::vec(segment, 0..7).prop_map(|segments| format!("/{}", segments.join("/"))),
+            any::<String>(),
+        ]
+    }
+
+    fn room_of<'a>(route: &'a Route<'_>) -> Option<&'a RoomId> {
+        match route {
+            Route::WidgetPage(room) | Route::Socket(room) | Route::RoomInfo(room) | Route::History(room) | Route::Ban(room) => Some(room),
+            Route::DeleteMessage(room, _) => Some(room),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn only_valid_room_ids_reach_a_room(method in method(), path in path()) {
+            let route = parse_route(&method, &path);
+            if let Some(room) = room_of(&route) {
+                let id = room.as_str();
+                prop_assert!((1..=128).contains(&id.len()), "{id:?}");
+                prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')), "{id:?}");
+                prop_assert!(path.split('/').any(|segment| segment == id), "{id:?} is not a segment of {path:?}");
+            }
+        }
+
+        #[test]
+        fn every_valid_room_id_has_its_page_and_socket(id in "[A-Za-z0-9._-]{1,128}") {
+            let (page, socket) = (format!("/room/{id}"), format!("/ws/{id}"));
+            prop_assert_eq!(parse_route(&Method::GET, &page), Route::WidgetPage(RoomId::parse(&id).unwrap()));
+            prop_assert_eq!(parse_route(&Method::GET, &socket), Route::Socket(RoomId::parse(&id).unwrap()));
+        }
+
+        #[test]
+        fn ids_outside_the_charset_are_invalid_rooms(id in "[^/]{1,40}") {
+            prop_assume!(RoomId::parse(&id).is_none());
+            let (info, bans) = (format!("/api/rooms/{id}"), format!("/api/rooms/{id}/bans"));
+            prop_assert_eq!(parse_route(&Method::GET, &info), Route::InvalidRoom);
+            prop_assert_eq!(parse_route(&Method::POST, &bans), Route::InvalidRoom);
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(parse_route(&Method::GET, "/"), Route::Home);
+        assert_eq!(parse_route(&Method::GET, "/metrics"), Route::Metrics);
+        assert_eq!(parse_route(&Method::POST, "/metrics"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::GET, "/assets/widget.js"), Route::Asset("widget.js"));
+        assert_eq!(parse_route(&Method::GET, "/room/a%2Fb"), Route::InvalidRoom);
+        assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/messages/7"), Route::DeleteMessage(RoomId::parse("p").unwrap(), "7"));
+        assert_eq!(parse_route(&Method::GET, "/room/a/b"), Route::NotFound);
+    }
+}

@@ -16,11 +16,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, O
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
-use uuid::Uuid;
 
-use super::protocol::{self, ClientFrame, ErrorCode, Parsed};
+use super::inbound::{self, Inbound, Refusal};
+use super::protocol::{self, ErrorCode};
 use crate::app::App;
-use crate::chat::{self, AuthorId, Profile, RoomId, Seq};
+use crate::chat::{AuthorId, Profile, RoomId, Seq};
 use crate::metrics::METRICS;
 use crate::room::{Command, ConnId, JoinError, Joined, Kick, TokenBucket};
 
@@ -32,6 +32,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Queued frames written together, up to about this many bytes per write.
 const BATCH_BYTES: usize = 64 * 1024;
+const ALREADY_JOINED: &str = "already joined; hello is sent once per connection";
 /// How long a close handshake may take before the connection is simply dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Input read and thrown away after our close frame, so the kernel never answers unread input
@@ -94,59 +95,42 @@ impl Session {
                 _ = drain_started(&mut draining) => return Err(self.reconnect_exit()),
             };
             let Some(text) = text else { continue };
-            match protocol::parse(&text) {
-                Parsed::Frame(ClientFrame::Hello { anonymous_id, nickname, avatar, last_seq }) => {
-                    match self.hello(&anonymous_id, &nickname, avatar.as_deref(), last_seq).await {
-                        Ok(joined) => return Ok(joined),
-                        Err(Some(exit)) => return Err(exit),
-                        Err(None) => {}
-                    }
+            match inbound::check(&text) {
+                Ok(Inbound::Hello { anonymous_id, nickname, avatar, last_seq }) => {
+                    let profile = Profile { author_id: AuthorId::derive(&anonymous_id), nickname, avatar };
+                    return self.hello(profile, last_seq).await;
                 }
-                Parsed::Frame(_) => self.error(ErrorCode::HelloRequired, "send hello first", None).await?,
-                Parsed::Bad { client_id, .. } if protocol::frame_type(&text).is_some_and(|t| t != "hello") => {
-                    self.error(ErrorCode::HelloRequired, "send hello first", client_id.as_deref()).await?
+                Ok(_) => self.error(ErrorCode::HelloRequired, "send hello first", None).await?,
+                Err(refusal) if protocol::frame_type(&text).is_some_and(|t| t != "hello") => {
+                    self.error(ErrorCode::HelloRequired, "send hello first", refusal.client_id.as_deref()).await?
                 }
-                Parsed::Bad { reason, client_id } => self.error(ErrorCode::BadFrame, &reason, client_id.as_deref()).await?,
+                // A refused hello may be sent again.
+                Err(refusal) => self.refuse(refusal).await?,
             }
         }
     }
 
-    /// Checks a hello and joins the room. `Err(None)`: the reader got an error frame and may try
-    /// again; `Err(Some(exit))`: the connection ends.
-    async fn hello(&mut self, anonymous_id: &str, nickname: &str, avatar: Option<&str>, last_seq: Option<u64>) -> Result<Joined, Option<Exit>> {
-        let Some(anonymous_id) = chat::anonymous_id(anonymous_id) else {
-            self.error(ErrorCode::BadFrame, "anonymousId must be a random UUID (version 4)", None).await.map_err(Some)?;
-            return Err(None);
-        };
-        let Some(nickname) = chat::nickname(nickname) else {
-            self.error(ErrorCode::InvalidNickname, chat::NICKNAME_RULE, None).await.map_err(Some)?;
-            return Err(None);
-        };
-        let Some(avatar) = chat::avatar(avatar) else {
-            self.error(ErrorCode::BadFrame, "avatar: at most 32 printable characters", None).await.map_err(Some)?;
-            return Err(None);
-        };
-        let profile = Profile { author_id: AuthorId::derive(&anonymous_id), nickname, avatar };
-        let last_seq = last_seq.map(|s| Seq::try_from(s).unwrap_or(Seq::MAX));
+    /// Joins the room with a checked hello.
+    async fn hello(&mut self, profile: Profile, last_seq: Option<Seq>) -> Result<Joined, Exit> {
         let queue = self.app.config.outbound_queue;
         match self.app.rooms.join(&self.room, self.conn, profile, last_seq, queue).await {
             Ok(joined) => {
                 tracing::debug!(room = %self.room, conn = self.conn, "joined");
                 let (joined, welcome) = joined;
-                self.write(welcome).await.map_err(Some)?;
+                self.write(welcome).await?;
                 Ok(joined)
             }
             Err(JoinError::Banned) => {
                 METRICS.error(ErrorCode::Banned.as_str());
                 let frame = protocol::error(ErrorCode::Banned, "you are banned from this room", None);
-                Err(Some(Exit::Close(1008, "banned", Some(frame))))
+                Err(Exit::Close(1008, "banned", Some(frame)))
             }
             Err(JoinError::Unavailable) => {
                 METRICS.error(ErrorCode::Unavailable.as_str());
                 let frame = protocol::error(ErrorCode::Unavailable, "message store unavailable; try again", None);
-                Err(Some(Exit::Close(1011, "store unavailable", Some(frame))))
+                Err(Exit::Close(1011, "store unavailable", Some(frame)))
             }
-            Err(JoinError::Closed) => Err(Some(self.reconnect_exit())),
+            Err(JoinError::Closed) => Err(self.reconnect_exit()),
         }
     }
 
@@ -209,35 +193,21 @@ impl Session {
     /// Handles one text frame from a joined reader.
     async fn on_reader_frame(&mut self, text: &str, joined: &Joined) -> Result<(), Exit> {
         let conn = self.conn;
-        let cmd = match protocol::parse(text) {
-            Parsed::Bad { reason, client_id } => return self.error(ErrorCode::BadFrame, &reason, client_id.as_deref()).await,
-            Parsed::Frame(ClientFrame::Hello { .. }) => {
-                return self.error(ErrorCode::BadFrame, "already joined; hello is sent once per connection", None).await
+        let cmd = match inbound::check(text) {
+            Ok(Inbound::Hello { .. }) => return self.error(ErrorCode::BadFrame, ALREADY_JOINED, None).await,
+            Err(_) if protocol::frame_type(text).as_deref() == Some("hello") => {
+                return self.error(ErrorCode::BadFrame, ALREADY_JOINED, None).await
             }
-            Parsed::Frame(ClientFrame::Send { client_id, content }) => {
-                if Uuid::parse_str(&client_id).is_err() {
-                    return self.error(ErrorCode::BadFrame, "clientId must be a UUID", Some(&client_id)).await;
-                }
-                let Some(content) = chat::content(&content) else {
+            Err(refusal) => {
+                if refusal.code == ErrorCode::InvalidContent {
                     METRICS.messages.with_label_values(&["invalid"]).inc();
-                    return self.error(ErrorCode::InvalidContent, "content: 1 to 2000 characters", Some(&client_id)).await;
-                };
-                Command::Send { conn, client_id, content, received: Instant::now() }
+                }
+                return self.refuse(refusal).await;
             }
-            Parsed::Frame(ClientFrame::Delete { seq }) => match Seq::try_from(seq) {
-                Ok(seq) => Command::Delete { conn, seq },
-                Err(_) => return self.error(ErrorCode::NotFound, "no such message", None).await,
-            },
-            Parsed::Frame(ClientFrame::Typing {}) => Command::Typing { conn },
-            Parsed::Frame(ClientFrame::Rename { nickname, avatar }) => {
-                let Some(nickname) = chat::nickname(&nickname) else {
-                    return self.error(ErrorCode::InvalidNickname, chat::NICKNAME_RULE, None).await;
-                };
-                let Some(avatar) = chat::avatar(avatar.as_deref()) else {
-                    return self.error(ErrorCode::BadFrame, "avatar: at most 32 printable characters", None).await;
-                };
-                Command::Rename { conn, nickname, avatar }
-            }
+            Ok(Inbound::Send { client_id, content }) => Command::Send { conn, client_id, content, received: Instant::now() },
+            Ok(Inbound::Delete { seq }) => Command::Delete { conn, seq },
+            Ok(Inbound::Typing) => Command::Typing { conn },
+            Ok(Inbound::Rename { nickname, avatar }) => Command::Rename { conn, nickname, avatar },
         };
         joined.room.send(cmd).await.map_err(|_| Exit::Close(1011, "room stopped", None))
     }
@@ -265,6 +235,10 @@ impl Session {
             WsMessage::Close(_) => Err(Exit::PeerClosed),
             _ => Ok(None),
         }
+    }
+
+    async fn refuse(&mut self, refusal: Refusal) -> Result<(), Exit> {
+        self.error(refusal.code, &refusal.message, refusal.client_id.as_deref()).await
     }
 
     async fn error(&mut self, code: ErrorCode, message: &str, client_id: Option<&str>) -> Result<(), Exit> {
