@@ -339,12 +339,8 @@ async fn every_json_answer_says_nosniff() {
 // ---------------------------------------------------------------------------------------------
 
 /// The metrics address the engine logged with its `listening` line.
-fn metrics_addr(engine: &Engine) -> SocketAddr {
-    let line = engine
-        .logs()
-        .into_iter()
-        .find(|l| l.contains("listening"))
-        .expect("a listening line");
+async fn metrics_addr(engine: &Engine) -> SocketAddr {
+    let line = engine.wait_for_log("listening", |l| l.contains("listening")).await;
     let start = line.find("metrics=").expect("metrics= in the listening line") + "metrics=".len();
     let rest = &line[start..];
     let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
@@ -354,7 +350,7 @@ fn metrics_addr(engine: &Engine) -> SocketAddr {
 #[tokio::test]
 async fn metrics_bind_moves_metrics_off_the_public_port() {
     let engine = Engine::start(&["--metrics-bind", "127.0.0.1:0"]);
-    let metrics = metrics_addr(&engine);
+    let metrics = metrics_addr(&engine).await;
     assert_ne!(metrics, engine.addr);
 
     let scrape = http(metrics, "GET", "/metrics", &[], None).await;
@@ -376,7 +372,7 @@ async fn metrics_bind_moves_metrics_off_the_public_port() {
 #[tokio::test]
 async fn without_metrics_bind_metrics_stay_on_the_main_port() {
     let engine = Engine::start(&[]);
-    assert_eq!(metrics_addr(&engine), engine.addr);
+    assert_eq!(metrics_addr(&engine).await, engine.addr);
     let scrape = engine.get("/metrics").await;
     assert_eq!(scrape.status, 200);
     assert!(scrape.body.contains("chat_connections"));
