@@ -150,10 +150,15 @@ function uuid() {
 // ---- identity ---------------------------------------------------------------------------------
 const animalKeys = Object.keys(ANIMALS);
 const defaultNick = (a) => T.anon(T.animals[a]);
+// The engine's rule: no control or bidi characters, and something visible (not only blanks,
+// zero-width characters or combining marks).
 const nickProblem = (s) => {
   const v = s.trim();
-  return chars(v) < 2 || chars(v) > 15 || /\p{Cc}/u.test(v) ? T.nickRule : "";
+  return chars(v) < 2 || chars(v) > 15 || /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u.test(v) ||
+    /^[\s\p{M}\u00ad\u115f\u1160\u180e\u200b-\u200d\u2060-\u2064\u2800\u3164\ufeff\uffa0\u{e0000}-\u{e007f}]*$/u.test(v) ? T.nickRule : "";
 };
+// A name inside running text is isolated (FSI…PDI), so a right-to-left name cannot reorder the words around it.
+const iso = (name) => `\u2068${name}\u2069`;
 
 let anonymousId = store.get("chat.anonymousId");
 if (!/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i.test(anonymousId || "")) {
@@ -428,7 +433,7 @@ function announce(m) {
     const q = liveQueue;
     liveQueue = [];
     liveTimer = 0;
-    live.textContent = q.length === 1 ? `${q[0].nickname}: ${String(q[0].content).slice(0, 200)}` : T.newMany(q.length);
+    live.textContent = q.length === 1 ? `${iso(q[0].nickname)}: ${String(q[0].content).slice(0, 200)}` : T.newMany(q.length);
   }, 1500);
 }
 
@@ -441,7 +446,7 @@ function onTyping(f) {
   renderTyping();
 }
 function renderTyping() {
-  const names = [...typers.values()].map((t) => t.nickname);
+  const names = [...typers.values()].map((t) => iso(t.nickname));
   typingEl.textContent = names.length ? T.typing(names.slice(0, 3).join(", ")) : "";
 }
 
@@ -659,8 +664,8 @@ let draftAvatar = avatar;
 
 function renderMe() {
   meBtn.hidden = false;
-  meBtn.textContent = `${ANIMALS[avatar]} ${nickname}`;
-  meBtn.setAttribute("aria-label", `${nickname}: ${T.changeNick}`);  // keeps the visible name in the label
+  meBtn.textContent = `${ANIMALS[avatar]} ${iso(nickname)}`;
+  meBtn.setAttribute("aria-label", `${iso(nickname)}: ${T.changeNick}`);  // keeps the visible name in the label
 }
 function renderDraftAvatar() {
   nickAvatar.textContent = ANIMALS[draftAvatar];

@@ -236,6 +236,7 @@ test("messages from a foreign origin and malformed ones are ignored on both side
   assert.equal(await page.evaluate(() => events.filter((e) => e.type === "chat:unread").length), 0);
   assert.equal(await frameHeight(page, "attacked"), height);
   assert.deepEqual(page.errors ?? [], []);
+  assert.deepEqual(page.csp, []);
   await page.context().close();
 });
 

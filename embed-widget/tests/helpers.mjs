@@ -105,8 +105,13 @@ export async function reader(browser, { identity, ...options } = {}) {
       localStorage.setItem("chat.avatar", id.avatar ?? "otter");
     }, identity);
   }
+  // Content-Security-Policy violations, as the page reports them and as Chromium logs them.
+  await context.addInitScript(() => document.addEventListener("securitypolicyviolation",
+    (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`)));
   const page = await context.newPage();
+  page.csp = [];
   page.on("pageerror", (e) => { page.errors = [...(page.errors || []), e]; });
+  page.on("console", (m) => { if (/Content Security Policy|CSP violation/i.test(m.text())) page.csp.push(m.text()); });
   return page;
 }
 

@@ -177,6 +177,31 @@ describe("looks and access", () => {
   });
 });
 
+describe("content security policy", () => {
+  test("the widget works under its own policy, with no violation", async () => {
+    const csp = (await fetch(`${engine.origin}/room/csp`)).headers.get("content-security-policy") ?? "";
+    assert.match(csp, /default-src 'self'/);
+    assert.match(csp, /script-src 'self' 'sha256-[A-Za-z0-9+/=]+'/);
+    const a = await reader(browser, { identity: { nickname: "Ann" } });
+    const b = await reader(browser, { identity: { nickname: "\u05d3\u05d5\u05d1 Bob" } });
+    await openRoom(a, engine, "csp", "lang=en&theme=dark");
+    await openRoom(b, engine, "csp", "lang=en");
+    // The inline theme script ran: it is allowed by its hash.
+    assert.ok(await a.evaluate(() => document.documentElement.classList.contains("theme-dark")));
+    await say(b, "under the policy");
+    await a.locator("#list .msg[data-seq]").filter({ hasText: "under the policy" }).waitFor();
+    await a.locator("#online").click();
+    await a.locator("#people .person").nth(1).waitFor();
+    // A right-to-left name is isolated: it cannot pull the text after it into its direction.
+    assert.equal(await a.locator("#list .name").first().evaluate((el) => getComputedStyle(el).unicodeBidi), "isolate");
+    for (const page of [a, b]) {
+      assert.deepEqual(page.csp, []);
+      assert.deepEqual(page.errors ?? [], []);
+      await page.context().close();
+    }
+  });
+});
+
 describe("screenshots", () => {
   test("light and dark, desktop and 320 px", async () => {
     const dir = artifactsDir("screenshots");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use unicode_normalization::char::is_combining_mark;
 use uuid::Uuid;
 
 /// Per-room message number: 1, 2, 3… assigned at commit.
@@ -15,6 +16,8 @@ pub const NICKNAME_MIN: usize = 2;
 pub const NICKNAME_MAX: usize = 15;
 pub const CONTENT_MAX: usize = 2000;
 pub const AVATAR_MAX: usize = 32;
+/// What a reader is told when a nickname breaks [`nickname`]'s rule.
+pub const NICKNAME_RULE: &str = "nickname: 2 to 15 characters, some of them visible; no control or bidi characters";
 
 /// A validated room id: 1 to 128 characters from `[A-Za-z0-9._-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,12 +97,50 @@ pub struct Profile {
     pub avatar: String,
 }
 
-/// Nickname rule: 2 to 15 Unicode scalar values after trimming, no control characters.
+/// The anonymousId: a random (version 4) UUID, as the widget makes. A constant or time-based id
+/// (nil, all ones, v1) would be shared by careless clients, who would then share one identity
+/// and one ban.
+pub fn anonymous_id(raw: &str) -> Option<Uuid> {
+    Uuid::parse_str(raw).ok().filter(|id| id.get_version() == Some(uuid::Version::Random) && id.get_variant() == uuid::Variant::RFC4122)
+}
+
+/// Nickname rule: 2 to 15 Unicode scalar values after trimming, no control or bidi characters,
+/// and not only characters that draw nothing. Names are shown next to other people's messages:
+/// a bidi control could reorder what follows it, and an invisible name could pass for no one.
 pub fn nickname(raw: &str) -> Option<String> {
     let trimmed = raw.trim();
     let chars = trimmed.chars().count();
-    let ok = (NICKNAME_MIN..=NICKNAME_MAX).contains(&chars) && !trimmed.chars().any(char::is_control);
+    let ok = (NICKNAME_MIN..=NICKNAME_MAX).contains(&chars)
+        && !trimmed.chars().any(|c| c.is_control() || is_bidi_control(c))
+        && !trimmed.chars().all(draws_nothing);
     ok.then(|| trimmed.to_string())
+}
+
+/// Explicit direction marks, embeddings, overrides and isolates.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// Characters with no glyph of their own: whitespace, combining marks (they only decorate the
+/// letter before them), zero-width and format characters, and the Hangul and Braille blanks
+/// that fonts draw as empty space.
+fn draws_nothing(c: char) -> bool {
+    c.is_whitespace()
+        || is_combining_mark(c)
+        || matches!(
+            c,
+            '\u{200B}'..='\u{200D}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{FEFF}'
+                | '\u{00AD}'
+                | '\u{180E}'
+                | '\u{3164}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{FFA0}'
+                | '\u{2800}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
 }
 
 /// Avatar: a short key of the widget's animal set ("otter"); free-form, but short and printable.
@@ -187,6 +228,55 @@ mod tests {
         assert!(nickname(&"가".repeat(15)).is_some());
         assert!(nickname(&"a".repeat(16)).is_none());
         assert!(nickname("bad\u{7}name").is_none());
+    }
+
+    #[test]
+    fn nicknames_refuse_bidi_controls() {
+        for c in ['\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}'] {
+            assert!(nickname(&format!("ab{c}cd")).is_none(), "U+{:04X}", c as u32);
+            assert!(nickname(&format!("{c}수달")).is_none(), "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn nicknames_need_something_visible() {
+        for name in [
+            "\u{200B}\u{200B}",
+            "\u{200C}\u{200D}\u{2060}\u{FEFF}",
+            "\u{3164}\u{3164}",
+            "\u{115F}\u{1160}",
+            "\u{FFA0}\u{FFA0}\u{FFA0}",
+            "\u{2800}\u{2800}",
+            "\u{0301}\u{0301}\u{0301}",
+            "\u{20DD}\u{0308}",
+            "\u{200B} \u{3164}\u{3000}\u{200B}",
+            "\u{E0041}\u{E0042}",
+        ] {
+            assert!(nickname(name).is_none(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn nicknames_with_letters_and_marks_are_fine() {
+        // "é" as e + combining acute, and Korean written as conjoining jamo.
+        for name in ["Rene\u{0301}e", "\u{1112}\u{1161}\u{11AB}\u{1100}\u{1173}\u{11AF}", "익명의 수달", "a\u{200D}b", "\u{3164}수달", "zoë 🦦"] {
+            assert_eq!(nickname(name).as_deref(), Some(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn anonymous_ids_are_random_uuids() {
+        assert!(anonymous_id(&Uuid::new_v4().to_string()).is_some());
+        assert!(anonymous_id("3F2504E0-4F89-41D3-9A0C-0305E82C3301").is_some());
+        for bad in [
+            "00000000-0000-0000-0000-000000000000",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+            "c232ab00-9414-11ec-b3c8-9f6bdeced846",
+            "3f2504e0-4f89-41d3-ca0c-0305e82c3301",
+            "not-a-uuid",
+        ] {
+            assert!(anonymous_id(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -137,6 +137,7 @@ pub struct Config {
     /// Bytes a request's line and headers may take together; larger heads get 431.
     #[arg(long, env = "MAX_REQUEST_HEAD", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(8 * 1024..=1024 * 1024))]
     pub max_request_head: u64,
+
     /// Days a message is kept; older ones are pruned in the background. Unset: kept forever.
     #[arg(long, env = "RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     pub retention_days: Option<u32>,
@@ -149,6 +150,11 @@ pub struct Config {
     /// Seconds between pruning passes (`--retention-days`, `--max-messages-per-room`, expired bans).
     #[arg(long, env = "PRUNE_EVERY", default_value = "300", value_parser = parse_interval)]
     pub prune_every: Duration,
+
+    /// Serve `/metrics` only on this address (e.g. `0.0.0.0:9091`); the main port then answers
+    /// 404 for it. Unset: `/metrics` is on the main port.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -44,6 +44,10 @@ async fn main() -> anyhow::Result<()> {
     init_logging(config.log_format);
     raise_fd_limit();
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
-    chat_engine::serve(config, listener, shutdown_signal()).await.context("engine failed")?;
+    let metrics = match config.metrics_bind {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?),
+        None => None,
+    };
+    chat_engine::serve(config, listener, metrics, shutdown_signal()).await.context("engine failed")?;
     Ok(())
 }

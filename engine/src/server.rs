@@ -23,7 +23,8 @@ use crate::store::{self, writer::Writer, StoreError};
 /// Slow or idle HTTP clients may take this long to send their request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
+/// Serves on `listener`, and `/metrics` on `metrics` instead when `--metrics-bind` gave one.
+pub async fn serve(config: Config, listener: TcpListener, metrics: Option<TcpListener>, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
     let store = store::open(&config.database_url, config.store_timeout, config.db_max_connections).await?;
     let (writer, writer_task) = Writer::spawn(store.clone(), config.store_timeout);
     let (bus, deliveries) = match &config.redis_url {
@@ -73,12 +74,17 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
 
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let pod = bus.as_ref().map(|b| b.pod().to_string());
-    tracing::info!(addr = %addr, store = %store.kind(), bus = if bus.is_some() { "redis" } else { "none" }, pod = pod.as_deref().unwrap_or("-"), "listening");
+    let metrics_addr = match &metrics {
+        Some(listener) => listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        None => addr.clone(),
+    };
+    tracing::info!(addr = %addr, store = %store.kind(), bus = if bus.is_some() { "redis" } else { "none" }, pod = pod.as_deref().unwrap_or("-"), metrics = %metrics_addr, "listening");
 
     // The listener keeps accepting while the pod drains: probes must see `/readyz` turn 503, and
     // new sockets are refused with 503 by the upgrade itself.
     let accepting = tokio::spawn(accept(app.clone(), listener));
     let releasing = tokio::spawn(crate::heap::release_after_bursts());
+    let scrapes = metrics.map(|listener| tokio::spawn(crate::http::metrics_port::serve(listener)));
     shutdown.await;
     // Pruning can wait for the next pod; the store's connections now belong to the last commits.
     pruner.abort();
@@ -94,6 +100,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<
     }
     accepting.abort();
     releasing.abort();
+    if let Some(scrapes) = scrapes {
+        scrapes.abort();
+    }
     drop(app);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
     store.close().await;

@@ -32,7 +32,7 @@ ENGINE_ENV = ["BIND", "DATABASE_URL", "REDIS_URL", "ALLOWED_ORIGINS", "ADMIN_TOK
               "SHUTDOWN_GRACE", "SEND_RATE", "SEND_BURST", "ROOM_IDLE", "OUTBOUND_QUEUE",
               "STORE_TIMEOUT", "MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_IP", "JOINS_PER_IP",
               "JOIN_BURST_PER_IP", "SEND_RATE_PER_IP", "SEND_BURST_PER_IP", "ROOM_SEND_RATE",
-              "ROOM_SEND_BURST", "TRUSTED_PROXIES", "RUST_LOG"]
+              "ROOM_SEND_BURST", "TRUSTED_PROXIES", "METRICS_BIND", "RUST_LOG"]
 STARTUP_TIMEOUT = 30.0
 
 
@@ -81,15 +81,17 @@ def stop_process(proc, name, grace=15.0):
 
 
 class Engine:
-    def __init__(self, proc, addr, log_path):
+    def __init__(self, proc, addr, metrics_addr, log_path):
         self.proc = proc
         self.addr = addr
         self.url = f"http://{addr}"
         self.ws_url = f"ws://{addr}"
+        # /metrics is on its own address (--metrics-bind), as in compose and k8s.
+        self.metrics_addr = metrics_addr
         self.log_path = log_path
 
     def metrics(self):
-        status, body = http_get(f"{self.url}/metrics")
+        status, body = http_get(f"http://{self.metrics_addr}/metrics")
         assert status == 200, f"/metrics answered {status}"
         return body
 
@@ -105,7 +107,7 @@ class Engine:
 
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory):
-    """A real chat-engine on a free port with its own SQLite file."""
+    """A real chat-engine on a free port with its own SQLite file, metrics on another free port."""
     assert ENGINE_BIN.exists(), f"{ENGINE_BIN} missing: build it with `cargo build -p chat-engine`"
     work = tmp_path_factory.mktemp("engine")
     env = {k: v for k, v in os.environ.items() if k not in ENGINE_ENV}
@@ -113,7 +115,8 @@ def engine(tmp_path_factory):
     log = open(log_path, "w")
     proc = subprocess.Popen(
         [str(ENGINE_BIN), "--bind", "127.0.0.1:0", "--database-url", f"sqlite://{work}/chat.db",
-         "--log-format", "json", "--send-burst", "100", "--shutdown-grace", "5"],
+         "--log-format", "json", "--send-burst", "100", "--shutdown-grace", "5",
+         "--metrics-bind", "127.0.0.1:0"],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
 
     def listening():
@@ -124,12 +127,12 @@ def engine(tmp_path_factory):
             except ValueError:
                 continue
             if event.get("message") == "listening":
-                return event["addr"]
+                return event["addr"], event["metrics"]
         return None
 
     try:
-        addr = wait_until("engine logs its address", listening)
-        engine = Engine(proc, addr, log_path)
+        addr, metrics_addr = wait_until("engine logs its address", listening)
+        engine = Engine(proc, addr, metrics_addr, log_path)
         wait_until("engine /readyz 200", lambda: http_get(f"{engine.url}/readyz")[0] == 200)
         yield engine
     finally:
@@ -169,7 +172,7 @@ def prometheus(engine, tmp_path_factory):
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": ["alerts.yml"],
-        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [engine.addr]}]}],
+        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [engine.metrics_addr]}]}],
     }
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()

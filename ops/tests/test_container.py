@@ -138,6 +138,9 @@ def test_docker_compose_config():
         assert engine["environment"]["TRUSTED_PROXIES"] == proxy_ip
         [subnet] = config["networks"]["default"]["ipam"]["config"]
         assert ipaddress.ip_address(proxy_ip) in ipaddress.ip_network(subnet["subnet"])
+        # Metrics on their own port, never published to the host.
+        assert engine["environment"]["METRICS_BIND"] == "0.0.0.0:9091"
+        assert all(p.get("target") != 9091 for p in engine.get("ports", []))
     assert {"proxy", "postgres", "redis", "prometheus", "grafana"} <= set(services)
 
     def mounts(service):
@@ -150,7 +153,7 @@ def test_docker_compose_config():
     # Prometheus in compose scrapes exactly the engine replicas, with the rules file it mounts.
     prom = yaml.safe_load((ROOT / "ops" / "compose" / "prometheus.yml").read_text())
     [job] = [j for j in prom["scrape_configs"] if j["job_name"] == "chat-engine"]
-    assert sorted(job["static_configs"][0]["targets"]) == sorted(f"{n}:8080" for n in services if n.startswith("engine"))
+    assert sorted(job["static_configs"][0]["targets"]) == sorted(f"{n}:9091" for n in services if n.startswith("engine"))
 
 
 def test_compose_prometheus_config_with_promtool(tmp_path):
@@ -209,7 +212,7 @@ def test_compose_proxy_forwards_the_client_address():
         "the engines' per-client limits need the client address nginx saw"
 
 
-def test_websocket_through_the_compose_proxy(nginx):
+def test_websocket_through_the_compose_proxy(nginx, engine):
     async def session():
         reader = await Reader.join(f"ws://{nginx}", "ops-through-nginx", "proxied reader")
         answer = await reader.say("through nginx")
@@ -218,3 +221,5 @@ def test_websocket_through_the_compose_proxy(nginx):
     answer = asyncio.run(session())
     assert answer["type"] == "ack", answer
     assert http_get(f"http://{nginx}/metrics")[0] == 404, "metrics stay inside the compose network"
+    # Even without nginx's own rule, the engine answers 404 for /metrics on its public port.
+    assert http_get(f"{engine.url}/metrics")[0] == 404

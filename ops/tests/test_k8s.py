@@ -113,7 +113,10 @@ def test_deployment_serves_drains_and_is_locked_down(rendered):
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
-    assert config["BIND"].endswith(":8080") and container["ports"][0]["containerPort"] == 8080
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert config["BIND"].endswith(":8080") and ports["http"] == 8080
+    # /metrics only on its own port, which the probes and the Ingress do not use.
+    assert config["METRICS_BIND"] == f"0.0.0.0:{ports['metrics']}" and ports["metrics"] != ports["http"]
 
     # The Service drops the pod during the preStop sleep; then SIGTERM drains for SHUTDOWN_GRACE.
     pre_stop = container["lifecycle"]["preStop"]
@@ -184,7 +187,35 @@ def test_prod_is_several_pods_on_postgres_and_redis():
     monitor = one(objects, "ServiceMonitor")
     service = one(objects, "Service")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}["metrics"] == "metrics"
+
+
+def metrics_port(objects):
+    [container] = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
+
+
+def test_metrics_are_not_public(rendered):
+    _, objects, _ = rendered
+    port = metrics_port(objects)
+    # The Ingress routes only to the Service's public port.
+    service_ports = {p["name"]: p for p in one(objects, "Service")["spec"]["ports"]}
+    for rule in one(objects, "Ingress")["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]["port"]
+            target = service_ports[backend["name"]] if "name" in backend else next(
+                p for p in service_ports.values() if p["port"] == backend["number"])
+            assert target["targetPort"] == "http", f"the Ingress reaches {target}"
+    # The NetworkPolicy lets only Prometheus pods reach the metrics port.
+    rules = [r for r in one(objects, "NetworkPolicy")["spec"]["ingress"]
+             if any(p["port"] in (port, "metrics") for p in r["ports"])]
+    assert rules, "no rule admits Prometheus to the metrics port"
+    for rule in rules:
+        assert rule.get("from"), f"metrics port open to everyone: {rule}"
+        for peer in rule["from"]:
+            assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}, peer
 
 
 def test_ingress_keeps_websockets_open(rendered):
@@ -200,7 +231,7 @@ def test_scrape_annotations(rendered):
     _, objects, _ = rendered
     annotations = one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == "8080" and annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(metrics_port(objects)) and annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_yamllint():

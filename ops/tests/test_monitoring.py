@@ -88,7 +88,7 @@ def concrete(expr, live):
     """A panel query with Grafana's variables replaced by values a user could pick."""
     return (expr.replace("$__rate_interval", "5m")
             .replace("$job", JOB)
-            .replace("$instance", live["engine"].addr))
+            .replace("$instance", live["engine"].metrics_addr))
 
 
 def exported_families(exposition):

@@ -4,7 +4,8 @@
 
 use std::sync::{Arc, LazyLock};
 
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use base64::Engine as _;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH};
 use hyper::{Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
@@ -72,15 +73,51 @@ pub fn serve(req: &Request<impl Sized>, asset: &Asset) -> Response<Body> {
     res
 }
 
-/// The widget page. Embedding is limited to `ALLOWED_ORIGINS` when set (`frame-ancestors`).
+/// `'sha256-...'` sources for the page's inline scripts (the theme set before first paint), so
+/// `script-src` allows them and nothing else inline; computed from the page itself, so an edit
+/// to the script cannot leave a stale hash behind.
+static INLINE_SCRIPTS: LazyLock<String> = LazyLock::new(|| inline_script_hashes(PAGE.body));
+
+fn inline_script_hashes(html: &str) -> String {
+    let mut sources = String::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        let Some((tag, after)) = rest[start..].split_once('>') else { break };
+        let Some((script, after)) = after.split_once("</script>") else { break };
+        if !tag.contains("src=") {
+            let digest = Sha256::digest(script.as_bytes());
+            sources.push_str(&format!(" 'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest)));
+        }
+        rest = after;
+    }
+    sources
+}
+
+/// The widget page, under a Content Security Policy: scripts, styles and connections only from
+/// the engine itself, so text that slipped past escaping could still run nothing. `connect-src`
+/// names the socket's origin explicitly, as older browsers do not count `ws:` as `'self'`.
+/// Embedding is limited to `ALLOWED_ORIGINS` when set (`frame-ancestors`).
 pub fn widget_page(app: &Arc<App>, req: &Request<impl Sized>, _room: RoomId) -> Response<Body> {
+    let mut policy = format!(
+        "default-src 'self'; script-src 'self'{}; style-src 'self'; img-src 'self' data:; connect-src 'self'",
+        *INLINE_SCRIPTS
+    );
+    // The Host header is the client's to write: only a plain host[:port] goes into the header.
+    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).filter(|h| {
+        !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    });
+    if let Some(host) = host {
+        policy.push_str(&format!(" ws://{host} wss://{host}"));
+    }
+    policy.push_str("; base-uri 'none'; object-src 'none'; form-action 'none'");
+    if let Some(ancestors) = app.frame_ancestors() {
+        policy.push_str(&format!("; frame-ancestors {ancestors}"));
+    }
     let mut res = serve(req, &PAGE);
     let h = res.headers_mut();
     h.insert("referrer-policy", HeaderValue::from_static("strict-origin-when-cross-origin"));
-    if let Some(ancestors) = app.frame_ancestors() {
-        if let Ok(value) = HeaderValue::from_str(&format!("frame-ancestors {ancestors}")) {
-            h.insert("content-security-policy", value);
-        }
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        h.insert(CONTENT_SECURITY_POLICY, value);
     }
     res
 }

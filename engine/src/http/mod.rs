@@ -3,6 +3,7 @@
 
 mod api;
 mod assets;
+pub mod metrics_port;
 mod ops;
 
 use std::convert::Infallible;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
@@ -27,6 +28,55 @@ pub type Body = Full<Bytes>;
 /// head is capped by `--max-request-head`.
 const MAX_HEADER_LINE: usize = 8 * 1024;
 
+/// What a request asks for, decided from its method and path alone. Room ids are parsed here,
+/// so a handler only ever sees a valid one.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    Home,
+    Healthz,
+    Readyz,
+    Metrics,
+    EmbedJs,
+    Asset(&'a str),
+    WidgetPage(RoomId),
+    Socket(RoomId),
+    RoomInfo(RoomId),
+    History(RoomId),
+    DeleteMessage(RoomId, &'a str),
+    Ban(RoomId),
+    InvalidRoom,
+    MethodNotAllowed,
+    NotFound,
+}
+
+/// Matches a request to a route by its path segments. Pure, so it can be checked on any input.
+pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let room = |raw: &str, to: fn(RoomId) -> Route<'a>| RoomId::parse(raw).map_or(Route::InvalidRoom, to);
+    match (method, segments.as_slice()) {
+        (&Method::GET, [""]) => Route::Home,
+        (&Method::GET, ["healthz"]) => Route::Healthz,
+        (&Method::GET, ["readyz"]) => Route::Readyz,
+        (&Method::GET, ["metrics"]) => Route::Metrics,
+        (&Method::GET, ["embed.js"]) => Route::EmbedJs,
+        (&Method::GET, ["assets", name]) => Route::Asset(name),
+        (&Method::GET, ["room", id]) => room(id, Route::WidgetPage),
+        (&Method::GET, ["ws", id]) => room(id, Route::Socket),
+        (&Method::GET, ["api", "rooms", id]) => room(id, Route::RoomInfo),
+        (&Method::GET, ["api", "rooms", id, "messages"]) => room(id, Route::History),
+        (&Method::DELETE, ["api", "rooms", id, "messages", seq]) => {
+            RoomId::parse(id).map_or(Route::InvalidRoom, |id| Route::DeleteMessage(id, seq))
+        }
+        (&Method::POST, ["api", "rooms", id, "bans"]) => room(id, Route::Ban),
+        (_, ["healthz" | "readyz" | "metrics" | "embed.js"])
+        | (_, ["assets" | "room" | "ws", _])
+        | (_, ["api", "rooms", _])
+        | (_, ["api", "rooms", _, "messages" | "bans"])
+        | (_, ["api", "rooms", _, "messages", _]) => Route::MethodNotAllowed,
+        _ => Route::NotFound,
+    }
+}
+
 /// Routes one request from the TCP peer `peer`. Never fails: every problem becomes a JSON error
 /// response.
 pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
@@ -35,50 +85,35 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> R
         return Ok(res);
     }
     let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = req.method().clone();
-    let response = match (method, segments.as_slice()) {
-        (Method::GET, [""]) => redirect("/room/demo"),
-        (Method::GET, ["healthz"]) => ops::healthz(),
-        (Method::GET, ["readyz"]) => ops::readyz(&app).await,
-        (Method::GET, ["metrics"]) => ops::metrics(),
-        (Method::GET, ["embed.js"]) => assets::serve(&req, &assets::EMBED_JS),
-        (Method::GET, ["assets", name]) => assets::asset(&req, name),
-        (Method::GET, ["room", room]) => with_room(room, |room| assets::widget_page(&app, &req, room)),
-        (Method::GET, ["ws", room]) => match RoomId::parse(room) {
-            Some(room) => crate::ws::upgrade(&app, room, req, peer),
-            None => invalid_room(),
-        },
-        (Method::GET, ["api", "rooms", room]) => match RoomId::parse(room) {
-            Some(room) => api::room_info(&app, room).await,
-            None => invalid_room(),
-        },
-        (Method::GET, ["api", "rooms", room, "messages"]) => match RoomId::parse(room) {
-            Some(room) => api::history(&app, room, req.uri().query()).await,
-            None => invalid_room(),
-        },
-        (Method::DELETE, ["api", "rooms", room, "messages", seq]) => match RoomId::parse(room) {
-            Some(room) => api::admin_delete(&app, room, seq, &req).await,
-            None => invalid_room(),
-        },
-        (Method::POST, ["api", "rooms", room, "bans"]) => match RoomId::parse(room) {
-            Some(room) => api::ban(&app, room, req).await,
-            None => invalid_room(),
-        },
-        (_, ["healthz" | "readyz" | "metrics" | "embed.js"])
-        | (_, ["assets" | "room" | "ws", _])
-        | (_, ["api", "rooms", _])
-        | (_, ["api", "rooms", _, "messages" | "bans"])
-        | (_, ["api", "rooms", _, "messages", _]) => {
+    let mut route = parse_route(req.method(), &path);
+    // With `--metrics-bind` the metrics live on their own address only.
+    if app.config.metrics_bind.is_some() && path == "/metrics" {
+        route = Route::NotFound;
+    }
+    let response = match route {
+        Route::Home => redirect("/room/demo"),
+        Route::Healthz => ops::healthz(),
+        Route::Readyz => ops::readyz(&app).await,
+        Route::Metrics => ops::metrics(),
+        Route::EmbedJs => assets::serve(&req, &assets::EMBED_JS),
+        Route::Asset(name) => assets::asset(&req, name),
+        Route::WidgetPage(room) => assets::widget_page(&app, &req, room),
+        Route::Socket(room) => crate::ws::upgrade(&app, room, req, peer),
+        Route::RoomInfo(room) => api::room_info(&app, room).await,
+        Route::History(room) => api::history(&app, room, req.uri().query()).await,
+        Route::DeleteMessage(room, seq) => api::admin_delete(&app, room, seq, &req).await,
+        Route::Ban(room) => api::ban(&app, room, req).await,
+        Route::InvalidRoom => invalid_room(),
+        Route::MethodNotAllowed => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed on this route")
         }
-        _ => error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route"),
+        Route::NotFound => not_found(),
     };
     Ok(response)
 }
 
-fn with_room(raw: &str, f: impl FnOnce(RoomId) -> Response<Body>) -> Response<Body> {
-    RoomId::parse(raw).map(f).unwrap_or_else(invalid_room)
+pub fn not_found() -> Response<Body> {
+    error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
 }
 
 fn invalid_room() -> Response<Body> {
@@ -115,5 +150,82 @@ pub fn json(value: &impl Serialize) -> Response<Body> {
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Never let a browser read an answer as anything but JSON (it may quote client input).
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn method() -> impl Strategy<Value = Method> {
+        prop::sample::select(vec![Method::GET, Method::POST, Method::DELETE, Method::PUT, Method::HEAD, Method::OPTIONS, Method::PATCH])
+    }
+
+    /// Paths made of route words and room-id-like, percent-encoded or arbitrary segments.
+    fn path() -> impl Strategy<Value = String> {
+        let segment = prop_oneof![
+            prop::sample::select(vec!["", "room", "ws", "api", "rooms", "messages", "bans", "assets", "metrics", "healthz", "readyz", "embed.js", "..", "."])
+                .prop_map(str::to_string),
+            "[A-Za-z0-9._-]{1,130}",
+            "[A-Za-z0-9._%~:@!$&'()*+,;=-]{0,20}",
+            any::<String>(),
+        ];
+        prop_oneof![
+            prop::collection::vec(segment, 0..7).prop_map(|segments| format!("/{}", segments.join("/"))),
+            any::<String>(),
+        ]
+    }
+
+    fn room_of<'a>(route: &'a Route<'_>) -> Option<&'a RoomId> {
+        match route {
+            Route::WidgetPage(room) | Route::Socket(room) | Route::RoomInfo(room) | Route::History(room) | Route::Ban(room) => Some(room),
+            Route::DeleteMessage(room, _) => Some(room),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn only_valid_room_ids_reach_a_room(method in method(), path in path()) {
+            let route = parse_route(&method, &path);
+            if let Some(room) = room_of(&route) {
+                let id = room.as_str();
+                prop_assert!((1..=128).contains(&id.len()), "{id:?}");
+                prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')), "{id:?}");
+                prop_assert!(path.split('/').any(|segment| segment == id), "{id:?} is not a segment of {path:?}");
+            }
+        }
+
+        #[test]
+        fn every_valid_room_id_has_its_page_and_socket(id in "[A-Za-z0-9._-]{1,128}") {
+            let (page, socket) = (format!("/room/{id}"), format!("/ws/{id}"));
+            prop_assert_eq!(parse_route(&Method::GET, &page), Route::WidgetPage(RoomId::parse(&id).unwrap()));
+            prop_assert_eq!(parse_route(&Method::GET, &socket), Route::Socket(RoomId::parse(&id).unwrap()));
+        }
+
+        #[test]
+        fn ids_outside_the_charset_are_invalid_rooms(id in "[^/]{1,40}") {
+            prop_assume!(RoomId::parse(&id).is_none());
+            let (info, bans) = (format!("/api/rooms/{id}"), format!("/api/rooms/{id}/bans"));
+            prop_assert_eq!(parse_route(&Method::GET, &info), Route::InvalidRoom);
+            prop_assert_eq!(parse_route(&Method::POST, &bans), Route::InvalidRoom);
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(parse_route(&Method::GET, "/"), Route::Home);
+        assert_eq!(parse_route(&Method::GET, "/metrics"), Route::Metrics);
+        assert_eq!(parse_route(&Method::POST, "/metrics"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::GET, "/assets/widget.js"), Route::Asset("widget.js"));
+        assert_eq!(parse_route(&Method::GET, "/room/a%2Fb"), Route::InvalidRoom);
+        assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/messages/7"), Route::DeleteMessage(RoomId::parse("p").unwrap(), "7"));
+        assert_eq!(parse_route(&Method::GET, "/room/a/b"), Route::NotFound);
+    }
 }

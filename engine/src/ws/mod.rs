@@ -1,5 +1,6 @@
 //! WebSocket: the upgrade on `/ws/{roomId}` and the per-connection session.
 
+pub mod inbound;
 pub mod protocol;
 mod session;
 

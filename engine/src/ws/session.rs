@@ -6,21 +6,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, FrameHeader};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
-use uuid::Uuid;
 
-use super::protocol::{self, ClientFrame, ErrorCode, Parsed};
+use super::inbound::{self, Inbound, Refusal};
+use super::protocol::{self, ErrorCode};
 use crate::app::App;
-use crate::chat::{self, AuthorId, Profile, RoomId, Seq};
+use crate::chat::{AuthorId, Profile, RoomId, Seq};
 use crate::client_ip::ClientKey;
 use crate::clients::ClientSocket;
 use crate::metrics::METRICS;
@@ -37,12 +37,19 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// Frames below this size are gathered into one buffer; larger ones are written from their own
 /// bytes.
 const COPY_BELOW: usize = 4 * 1024;
+const ALREADY_JOINED: &str = "already joined; hello is sent once per connection";
 /// How long a close handshake may take before the connection is simply dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Input read and thrown away after our close frame, so the kernel never answers unread input
+/// with a reset (which can destroy the close frame before the client reads it). Enough for the
+/// rest of an oversized frame and a few more; a client sending more is cut off.
+const CLOSE_DRAIN_BYTES: usize = 1024 * 1024;
 
 enum Exit {
     /// The peer went away or the socket failed; nothing left to say.
     Gone,
+    /// The peer sent a close frame: send the reply the library queued (1002 for a bad code), then end.
+    PeerClosed,
     /// Close with this code and reason, after an optional last frame.
     Close(u16, &'static str, Option<Utf8Bytes>),
 }
@@ -72,8 +79,12 @@ pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePe
         Ok(joined) => session.joined(joined).await,
         Err(exit) => exit,
     };
-    if let Exit::Close(code, reason, frame) = exit {
-        Box::pin(session.close(code, reason, frame)).await;
+    match exit {
+        Exit::Close(code, reason, frame) => Box::pin(session.close(code, reason, frame)).await,
+        Exit::PeerClosed => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, session.ws.flush()).await;
+        }
+        Exit::Gone => {}
     }
     tracing::debug!(room = %session.room, conn, "disconnected");
     METRICS.connections.dec();
@@ -92,40 +103,23 @@ impl Session {
                 _ = drain_started(&mut draining) => return Err(self.reconnect_exit()),
             };
             let Some(text) = text else { continue };
-            match protocol::parse(&text) {
-                Parsed::Frame(ClientFrame::Hello { anonymous_id, nickname, avatar, last_seq }) => {
-                    match self.hello(&anonymous_id, &nickname, avatar.as_deref(), last_seq).await {
-                        Ok(joined) => return Ok(joined),
-                        Err(Some(exit)) => return Err(exit),
-                        Err(None) => {}
-                    }
+            match inbound::check(&text) {
+                Ok(Inbound::Hello { anonymous_id, nickname, avatar, last_seq }) => {
+                    let profile = Profile { author_id: AuthorId::derive(&anonymous_id), nickname, avatar };
+                    return self.hello(profile, last_seq).await;
                 }
-                Parsed::Frame(_) => self.error(ErrorCode::HelloRequired, "send hello first", None).await?,
-                Parsed::Bad { client_id, .. } if protocol::frame_type(&text).is_some_and(|t| t != "hello") => {
-                    self.error(ErrorCode::HelloRequired, "send hello first", client_id.as_deref()).await?
+                Ok(_) => self.error(ErrorCode::HelloRequired, "send hello first", None).await?,
+                Err(refusal) if protocol::frame_type(&text).is_some_and(|t| t != "hello") => {
+                    self.error(ErrorCode::HelloRequired, "send hello first", refusal.client_id.as_deref()).await?
                 }
-                Parsed::Bad { reason, client_id } => self.error(ErrorCode::BadFrame, &reason, client_id.as_deref()).await?,
+                // A refused hello may be sent again.
+                Err(refusal) => self.refuse(refusal).await?,
             }
         }
     }
 
-    /// Checks a hello and joins the room. `Err(None)`: the reader got an error frame and may try
-    /// again; `Err(Some(exit))`: the connection ends.
-    async fn hello(&mut self, anonymous_id: &str, nickname: &str, avatar: Option<&str>, last_seq: Option<u64>) -> Result<Joined, Option<Exit>> {
-        let Ok(anonymous_id) = Uuid::parse_str(anonymous_id) else {
-            self.error(ErrorCode::BadFrame, "anonymousId must be a UUID", None).await.map_err(Some)?;
-            return Err(None);
-        };
-        let Some(nickname) = chat::nickname(nickname) else {
-            self.error(ErrorCode::InvalidNickname, "nickname: 2 to 15 characters, no control characters", None).await.map_err(Some)?;
-            return Err(None);
-        };
-        let Some(avatar) = chat::avatar(avatar) else {
-            self.error(ErrorCode::BadFrame, "avatar: at most 32 printable characters", None).await.map_err(Some)?;
-            return Err(None);
-        };
-        let profile = Profile { author_id: AuthorId::derive(&anonymous_id), nickname, avatar };
-        let last_seq = last_seq.map(|s| Seq::try_from(s).unwrap_or(Seq::MAX));
+    /// Joins the room with a checked hello.
+    async fn hello(&mut self, profile: Profile, last_seq: Option<Seq>) -> Result<Joined, Exit> {
         let queue = self.app.config.outbound_queue;
         match self.app.rooms.join(&self.room, self.conn, profile, self.client, last_seq, queue).await {
             Ok((joined, welcome)) => {
@@ -133,21 +127,21 @@ impl Session {
                 if let Err(exit) = self.write(welcome).await {
                     // A member from now on: a reader who never takes its welcome must still leave.
                     let _ = joined.room.send(Command::Leave { conn: self.conn }).await;
-                    return Err(Some(exit));
+                    return Err(exit);
                 }
                 Ok(joined)
             }
             Err(JoinError::Banned) => {
                 METRICS.error(ErrorCode::Banned.as_str());
                 let frame = protocol::error(ErrorCode::Banned, "you are banned from this room", None);
-                Err(Some(Exit::Close(1008, "banned", Some(frame))))
+                Err(Exit::Close(1008, "banned", Some(frame)))
             }
             Err(JoinError::Unavailable) => {
                 METRICS.error(ErrorCode::Unavailable.as_str());
                 let frame = protocol::error(ErrorCode::Unavailable, "message store unavailable; try again", None);
-                Err(Some(Exit::Close(1011, "store unavailable", Some(frame))))
+                Err(Exit::Close(1011, "store unavailable", Some(frame)))
             }
-            Err(JoinError::Closed) => Err(Some(self.reconnect_exit())),
+            Err(JoinError::Closed) => Err(self.reconnect_exit()),
         }
     }
 
@@ -210,35 +204,21 @@ impl Session {
     /// Handles one text frame from a joined reader.
     async fn on_reader_frame(&mut self, text: &str, joined: &Joined) -> Result<(), Exit> {
         let conn = self.conn;
-        let cmd = match protocol::parse(text) {
-            Parsed::Bad { reason, client_id } => return self.error(ErrorCode::BadFrame, &reason, client_id.as_deref()).await,
-            Parsed::Frame(ClientFrame::Hello { .. }) => {
-                return self.error(ErrorCode::BadFrame, "already joined; hello is sent once per connection", None).await
+        let cmd = match inbound::check(text) {
+            Ok(Inbound::Hello { .. }) => return self.error(ErrorCode::BadFrame, ALREADY_JOINED, None).await,
+            Err(_) if protocol::frame_type(text).as_deref() == Some("hello") => {
+                return self.error(ErrorCode::BadFrame, ALREADY_JOINED, None).await
             }
-            Parsed::Frame(ClientFrame::Send { client_id, content }) => {
-                if Uuid::parse_str(&client_id).is_err() {
-                    return self.error(ErrorCode::BadFrame, "clientId must be a UUID", Some(&client_id)).await;
-                }
-                let Some(content) = chat::content(&content) else {
+            Err(refusal) => {
+                if refusal.code == ErrorCode::InvalidContent {
                     METRICS.messages.with_label_values(&["invalid"]).inc();
-                    return self.error(ErrorCode::InvalidContent, "content: 1 to 2000 characters", Some(&client_id)).await;
-                };
-                Command::Send { conn, client_id, content, received: Instant::now() }
+                }
+                return self.refuse(refusal).await;
             }
-            Parsed::Frame(ClientFrame::Delete { seq }) => match Seq::try_from(seq) {
-                Ok(seq) => Command::Delete { conn, seq },
-                Err(_) => return self.error(ErrorCode::NotFound, "no such message", None).await,
-            },
-            Parsed::Frame(ClientFrame::Typing {}) => Command::Typing { conn },
-            Parsed::Frame(ClientFrame::Rename { nickname, avatar }) => {
-                let Some(nickname) = chat::nickname(&nickname) else {
-                    return self.error(ErrorCode::InvalidNickname, "nickname: 2 to 15 characters, no control characters", None).await;
-                };
-                let Some(avatar) = chat::avatar(avatar.as_deref()) else {
-                    return self.error(ErrorCode::BadFrame, "avatar: at most 32 printable characters", None).await;
-                };
-                Command::Rename { conn, nickname, avatar }
-            }
+            Ok(Inbound::Send { client_id, content }) => Command::Send { conn, client_id, content, received: Instant::now() },
+            Ok(Inbound::Delete { seq }) => Command::Delete { conn, seq },
+            Ok(Inbound::Typing) => Command::Typing { conn },
+            Ok(Inbound::Rename { nickname, avatar }) => Command::Rename { conn, nickname, avatar },
         };
         joined.room.send(cmd).await.map_err(|_| Exit::Close(1011, "room stopped", None))
     }
@@ -249,10 +229,7 @@ impl Session {
         let message = match incoming {
             None => return Err(Exit::Gone),
             Some(Ok(message)) => message,
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                return Err(Exit::Close(1009, "frame larger than 16 KiB", None))
-            }
-            Some(Err(_)) => return Err(Exit::Gone),
+            Some(Err(err)) => return Err(read_failed(err)),
         };
         self.last_heard = Instant::now();
         if matches!(message, WsMessage::Text(_) | WsMessage::Binary(_)) && !self.frames.take(Instant::now()) {
@@ -266,9 +243,13 @@ impl Session {
                 self.error(ErrorCode::BadFrame, "frames are JSON text", None).await?;
                 Ok(None)
             }
-            WsMessage::Close(_) => Err(Exit::Gone),
+            WsMessage::Close(_) => Err(Exit::PeerClosed),
             _ => Ok(None),
         }
+    }
+
+    async fn refuse(&mut self, refusal: Refusal) -> Result<(), Exit> {
+        self.error(refusal.code, &refusal.message, refusal.client_id.as_deref()).await
     }
 
     async fn error(&mut self, code: ErrorCode, message: &str, client_id: Option<&str>) -> Result<(), Exit> {
@@ -335,18 +316,46 @@ impl Session {
         Exit::Close(1001, "server restarting; reconnect", Some(protocol::reconnect(self.app.reconnect_after_ms())))
     }
 
+    /// Sends the close frame, ends our side of the TCP connection and reads what the client
+    /// still sends until it closes too. The frame is written to the socket directly: after a
+    /// protocol error the library's reader is out of step with the input and may refuse to write.
+    /// Reading until the client's end (rather than until its close frame) keeps every byte it
+    /// sent from sitting unread when the socket is dropped, which would make the kernel reset the
+    /// connection and could destroy the close frame before the client reads it.
     async fn close(&mut self, code: u16, reason: &'static str, frame: Option<Utf8Bytes>) {
         let close = async {
             if let Some(frame) = frame {
                 self.write(frame).await.ok()?;
             }
-            let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-            self.ws.close(Some(frame)).await.ok()?;
-            // Wait for the peer's close so it reads everything before the TCP connection ends.
-            while let Some(Ok(_)) = self.ws.next().await {}
+            let mut buf = Vec::with_capacity(4 + reason.len());
+            Frame::close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() })).format(&mut buf).ok()?;
+            let socket = self.ws.get_mut();
+            socket.write_all(&buf).await.ok()?;
+            socket.shutdown().await.ok()?;
+            let mut scratch = [0u8; 4096];
+            let mut drained = 0;
+            while drained < CLOSE_DRAIN_BYTES {
+                match socket.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
             Some(())
         };
         let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
+    }
+}
+
+/// The close a read error calls for (RFC 6455 section 7.4.1): 1009 for a frame over the limit,
+/// 1007 for text that is not UTF-8, 1002 for any other protocol violation (unmasked frame,
+/// reserved bits, unknown opcode, bad close code...). A dropped connection has nobody to tell.
+fn read_failed(err: WsError) -> Exit {
+    match err {
+        WsError::Capacity(_) => Exit::Close(1009, "frame larger than 16 KiB", None),
+        WsError::Utf8(_) => Exit::Close(1007, "text frame is not UTF-8", None),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Exit::Gone,
+        WsError::Protocol(_) | WsError::AttackAttempt => Exit::Close(1002, "protocol error", None),
+        _ => Exit::Gone,
     }
 }
 

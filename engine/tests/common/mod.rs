@@ -52,6 +52,7 @@ const ENGINE_ENV: &[&str] = &[
     "ROOM_SEND_RATE",
     "ROOM_SEND_BURST",
     "TRUSTED_PROXIES",
+    "METRICS_BIND",
     "DB_MAX_CONNECTIONS",
     "POD_NAME",
     "WRITE_TIMEOUT",
