@@ -122,6 +122,9 @@ async fn a_slow_reader_is_disconnected_without_holding_up_the_room() {
         "1000",
         "--outbound-queue",
         "16",
+        // The slow reader misses ~100 messages of ~5.7 KB; its resume must fit one welcome.
+        "--welcome-max-bytes",
+        "4194304",
     ]);
     let room = room("busy");
 
