@@ -8,18 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-/// Lifts the send limits (per reader and per room) for tests that send many messages.
-const FAST: &[&str] = &[
-    "--send-rate",
-    "1000",
-    "--send-burst",
-    "1000",
-    "--room-send-rate",
-    "1000",
-    "--room-send-burst",
-    "1000",
-];
-
 fn numbered(prefix: &str, count: usize) -> Vec<String> {
     (1..=count).map(|i| format!("{prefix} {i}")).collect()
 }

@@ -56,10 +56,7 @@ async fn slow_socket(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
 async fn a_hostile_mix_stays_within_the_memory_budget() {
     // Fast sends only so the test can fill rooms quickly; every other limit is the default.
     // Rooms unload a second after their last reader leaves, so the rings go with the clients.
-    let engine = Engine::start(&[
-        "--send-rate", "100000", "--send-burst", "100000", "--room-send-rate", "100000", "--room-send-burst", "100000",
-        "--room-idle", "1",
-    ]);
+    let engine = Engine::start(&[FAST, &["--room-idle", "1"]].concat());
     let addr = engine.addr;
     let pid = engine.pid();
     let baseline = rss_kib(pid);

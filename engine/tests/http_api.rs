@@ -8,18 +8,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// Lifts the send limits (per reader and per room) for tests that send many messages.
-const FAST: &[&str] = &[
-    "--send-rate",
-    "1000",
-    "--send-burst",
-    "1000",
-    "--room-send-rate",
-    "1000",
-    "--room-send-burst",
-    "1000",
-];
-
 #[tokio::test]
 async fn history_api_pages_back_with_limit_and_before() {
     let engine = Engine::start(FAST);

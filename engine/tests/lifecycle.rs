@@ -10,18 +10,6 @@ use common::*;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Lifts the send limits (per reader and per room) for tests that send many messages.
-const FAST: &[&str] = &[
-    "--send-rate",
-    "1000",
-    "--send-burst",
-    "1000",
-    "--room-send-rate",
-    "1000",
-    "--room-send-burst",
-    "1000",
-];
-
 /// Polls `/readyz` until it answers `status` (readiness has no event to await).
 async fn wait_for_readyz(engine: &Engine, status: u16) {
     let deadline = Instant::now() + FRAME_TIMEOUT;

@@ -11,8 +11,6 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Sends the engine's own limits cannot slow: these tests fill rooms fast on purpose.
-const FAST_SENDS: &[&str] = &["--send-rate", "100000", "--send-burst", "100000", "--room-send-rate", "100000", "--room-send-burst", "100000"];
 
 /// A message of the largest size the contract allows: 2000 characters of 4 bytes each.
 fn largest_content(i: usize) -> String {
@@ -20,7 +18,7 @@ fn largest_content(i: usize) -> String {
 }
 
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    FAST_SENDS.iter().copied().chain(extra.iter().copied()).collect()
+    FAST.iter().copied().chain(extra.iter().copied()).collect()
 }
 
 /// Fills `room` with `count` messages of the largest size; returns the last seq.

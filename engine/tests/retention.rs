@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-const FAST: &[&str] = &["--send-rate", "1000", "--send-burst", "1000", "--room-send-rate", "1000", "--room-send-burst", "1000"];
 const DAY_MS: i64 = 86_400_000;
 /// How long a pruner may take to catch up with a test's backlog on a busy machine.
 const PRUNE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -64,6 +64,19 @@ const ENGINE_ENV: &[&str] = &[
     "RUST_LOG",
 ];
 
+/// Lifts the send limits (per reader, per client address and per room) for tests that send many
+/// messages on purpose.
+pub const FAST: &[&str] = &[
+    "--send-rate",
+    "1000",
+    "--send-burst",
+    "1000",
+    "--room-send-rate",
+    "1000",
+    "--room-send-burst",
+    "1000",
+];
+
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
