@@ -17,7 +17,7 @@ use crate::bus::Bus;
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::write_deadline::WriteDeadline;
-use crate::room::{RingBudget, RingLimits, RoomContext, RoomSettings, Rooms, RING_CAPACITY};
+use crate::room::{Cluster, RedisCluster, RingBudget, RingLimits, RoomContext, RoomSettings, Rooms, SinglePod, RING_CAPACITY};
 use crate::store::{self, writer::Writer, StoreError};
 
 /// Slow or idle HTTP clients may take this long to send their request headers.
@@ -50,8 +50,13 @@ pub async fn serve(config: Config, listener: TcpListener, metrics: Option<TcpLis
             bytes: usize::try_from(config.room_ring_bytes).unwrap_or(usize::MAX),
             budget: Arc::new(RingBudget::new(usize::try_from(config.ring_memory).unwrap_or(usize::MAX))),
         },
+        clients: clients.clone(),
     };
-    let rooms = Rooms::new(RoomContext { store: store.clone(), writer, settings, bus: bus.clone(), clients: clients.clone() });
+    let cluster: Arc<dyn Cluster> = match &bus {
+        Some(bus) => Arc::new(RedisCluster::new(bus.clone())),
+        None => Arc::new(SinglePod::new()),
+    };
+    let rooms = Rooms::new(RoomContext { store: store.clone(), writer, settings: Arc::new(settings), cluster });
     if let Some(mut deliveries) = deliveries {
         let rooms = rooms.clone();
         tokio::spawn(async move {

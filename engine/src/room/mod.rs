@@ -1,9 +1,13 @@
 //! Rooms: one actor task per live room owns everything about it (members, presence, the ring of
 //! recent messages, seq order, rate limits). Sessions and the HTTP API talk to it only through
-//! `Command`s on its channel; the `Rooms` registry maps room ids to running actors.
+//! `Command`s on its channel; the `Rooms` registry maps room ids to running actors. The room's
+//! rules live in `core` (synchronous, no I/O); `actor` runs the core and its I/O; `cluster` is
+//! the seam to the other pods.
 
 mod actor;
 mod budget;
+mod cluster;
+mod core;
 mod presence;
 mod rate;
 mod registry;
@@ -19,6 +23,7 @@ use crate::client_ip::ClientKey;
 use crate::store::{writer::Writer, Deletion, Store};
 
 pub use budget::RingBudget;
+pub use cluster::{Cluster, RedisCluster, SinglePod};
 pub use rate::TokenBucket;
 pub use ring::RingLimits;
 pub use registry::{Joined, Rooms};
@@ -46,16 +51,16 @@ pub struct RoomSettings {
     pub welcome_max_bytes: usize,
     /// Count and byte caps of each room's ring, and the pod-wide budget they share.
     pub ring: RingLimits,
+    /// The per-address send budget every room draws from.
+    pub clients: std::sync::Arc<crate::clients::Clients>,
 }
 
 pub struct RoomContext {
     pub store: std::sync::Arc<dyn Store>,
     pub writer: Writer,
-    pub settings: RoomSettings,
-    /// Present when several pods share rooms (REDIS_URL).
-    pub bus: Option<std::sync::Arc<crate::bus::Bus>>,
-    /// The per-address send budget every room draws from.
-    pub clients: std::sync::Arc<crate::clients::Clients>,
+    pub settings: std::sync::Arc<RoomSettings>,
+    /// The other pods (none on a single pod).
+    pub cluster: std::sync::Arc<dyn Cluster>,
 }
 
 /// Why the room closes a member's connection, with an optional last frame to send first.

@@ -1,0 +1,1220 @@
+//! The room itself, as plain synchronous code: members, presence, the ring of recent messages,
+//! seq order with held-back messages and gap repair, send limits, bans and kicks. It never waits
+//! on anything. Every event (a command, a store answer, a timer) is a method call; whatever needs
+//! I/O (the store, the other pods) leaves as an `Effect`, which the actor loop (`actor.rs`) runs
+//! off the room and answers with another event. So a slow store or Redis delays only the
+//! operation that needs it, never the room's other sends, acks and broadcasts.
+
+use std::collections::{btree_map, BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::budget::RingUsage;
+use super::cluster::PresenceSync;
+use super::presence::{room_wide, Presence};
+use super::rate::TokenBucket;
+use super::ring::{Entry, Ring};
+use super::{Command, ConnId, JoinError, Kick, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX};
+use crate::bus::presence::{Present, HEARTBEAT};
+use crate::bus::{Envelope, RoomEvent};
+use crate::chat::{now_millis, AuthorId, Message, Profile, RoomId, Seq};
+use crate::client_ip::ClientKey;
+use crate::metrics::METRICS;
+use crate::store::writer::AppendResult;
+use crate::store::{Deletion, NewMessage, RoomSnapshot, StoreError};
+use crate::ws::protocol::{self, ErrorCode};
+
+/// Presence frames go out at most this often per room, whatever the churn.
+const PRESENCE_EVERY: Duration = Duration::from_millis(500);
+/// A member's typing frames are passed on at most this often.
+const TYPING_EVERY: Duration = Duration::from_secs(2);
+/// Messages of one room in one commit at most.
+const ROOM_BATCH: usize = 256;
+/// A message that arrives ahead of a missing one waits this long for it before the room reads
+/// the gap from the store.
+const HOLD_BACK: Duration = Duration::from_millis(150);
+/// While the other pods' events do not arrive, rooms read what they stored this often.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+/// After subscribing, one read of the store covers messages published before the subscription.
+const SETTLE: Duration = Duration::from_secs(1);
+/// Messages one repair reads at most.
+const REPAIR_PAGE: usize = 1000;
+
+/// I/O the room needs done; the actor runs each off the room and reports back with `Done`.
+pub(super) enum Effect {
+    /// Read the room's recent messages (up to the ring's count), its seq counter and its bans.
+    Load { recent: usize },
+    /// Commit one batch of this room (never more than one at a time, which keeps seq order).
+    Commit(Vec<NewMessage>),
+    /// Read at most `page` messages stored after `after` (gap repair, or polling while the bus
+    /// is down).
+    Repair { after: Seq, page: usize },
+    /// Read a parked welcome's history.
+    History { conn: ConnId, read: HistoryRead },
+    Delete { seq: Seq, author: Option<AuthorId>, requester: Requester },
+    Ban { author: AuthorId, until: i64, reply: oneshot::Sender<Result<(), RoomError>> },
+    /// Tell the other pods.
+    Publish(RoomEvent),
+    Subscribe,
+    /// Write our readers (when given) and read the other pods'; then show presence (`always`: even
+    /// when it did not change).
+    SyncPresence { ours: Option<Vec<Present>>, always: bool },
+}
+
+/// Which history a welcome needs from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HistoryRead {
+    /// Every message after this seq (a resume).
+    After(Seq),
+    /// The latest `HISTORY_ON_JOIN`.
+    Latest,
+}
+
+/// The store's (or the cluster's) answer to an `Effect`.
+pub(super) enum Done {
+    Loaded(Result<RoomSnapshot, StoreError>),
+    Committed(AppendResult),
+    Repaired(Result<Vec<Message>, StoreError>),
+    History { conn: ConnId, read: HistoryRead, result: Result<Vec<Message>, StoreError> },
+    Deleted { seq: Seq, requester: Requester, outcome: Result<Deletion, StoreError> },
+    Banned { author: AuthorId, until: i64, reply: oneshot::Sender<Result<(), RoomError>>, outcome: Result<(), StoreError> },
+    PresenceSynced { sync: PresenceSync, always: bool, shared: bool },
+}
+
+pub(super) enum Requester {
+    Member(ConnId),
+    Admin(oneshot::Sender<Result<Deletion, RoomError>>),
+}
+
+struct Member {
+    profile: Profile,
+    /// The address its sends are charged to, across rooms.
+    client: ClientKey,
+    outbox: mpsc::Sender<Utf8Bytes>,
+    kick: Option<oneshot::Sender<Kick>>,
+    last_typing: Option<Instant>,
+}
+
+/// A join that arrived while the room was loading, or that waits for a repair.
+struct JoinRequest {
+    conn: ConnId,
+    profile: Profile,
+    client: ClientKey,
+    last_seq: Option<Seq>,
+    outbox: mpsc::Sender<Utf8Bytes>,
+    kick: oneshot::Sender<Kick>,
+    reply: oneshot::Sender<Result<Utf8Bytes, JoinError>>,
+}
+
+enum Waiting {
+    Join(JoinRequest),
+    Info(oneshot::Sender<Result<RoomInfo, RoomError>>),
+}
+
+/// A member whose welcome history is being read from the store. Messages after `upto` reach it
+/// as broadcasts, so the store's answer is cut there.
+struct Welcoming {
+    reply: oneshot::Sender<Result<Utf8Bytes, JoinError>>,
+    profile: Profile,
+    upto: Seq,
+}
+
+/// The limit that refused a send, which the reader is told about.
+#[derive(Debug, Clone, Copy)]
+enum SendLimit {
+    Author,
+    Room,
+    Address,
+}
+
+impl SendLimit {
+    fn message(self) -> &'static str {
+        match self {
+            SendLimit::Author => "too many messages; slow down",
+            SendLimit::Room => "this room is in slow mode (too many messages); wait a moment",
+            SendLimit::Address => "too many messages from your network; slow down",
+        }
+    }
+}
+
+struct Pending {
+    conn: ConnId,
+    author: Profile,
+    client_id: String,
+    content: String,
+    received: Instant,
+}
+
+/// Loaded room state; absent until the store has answered once.
+struct Loaded {
+    ring: Ring,
+    last_seq: Seq,
+    bans: HashMap<AuthorId, i64>,
+}
+
+pub(super) struct RoomCore {
+    id: RoomId,
+    settings: Arc<RoomSettings>,
+    usage: Arc<RingUsage>,
+    effects: Vec<Effect>,
+    state: Option<Loaded>,
+    loading: bool,
+    /// Requests that need the loaded state, in arrival order.
+    waiting: Vec<Waiting>,
+    /// Joins from readers who have seen more than this pod delivered, waiting for a repair.
+    behind: Vec<JoinRequest>,
+    welcoming: HashMap<ConnId, Welcoming>,
+    members: HashMap<ConnId, Member>,
+    /// Each author's sends in this room, all its sockets together; kept after it leaves until
+    /// refilled, so leaving and coming back buys no fresh burst.
+    author_sends: HashMap<AuthorId, TokenBucket>,
+    /// The room's ceiling on stored messages, whoever sends them ("slow mode" when empty).
+    room_sends: TokenBucket,
+    presence: Presence,
+    /// Readers of this room on the other pods, as last read.
+    remote: Vec<Present>,
+    /// Our readers changed since they were last written for the other pods.
+    local_dirty: bool,
+    presence_due: Option<Instant>,
+    last_presence: Instant,
+    /// A presence sync is running.
+    syncing: bool,
+    /// Another sync is due once it is done (`Some(always)`).
+    sync_again: Option<bool>,
+    heartbeat_at: Instant,
+    last_shown: Option<(usize, Vec<Profile>)>,
+    pending: Vec<Pending>,
+    in_flight: Option<Vec<Pending>>,
+    /// Messages that arrived ahead of a missing seq, waiting for it (or for a repair).
+    held: BTreeMap<Seq, Utf8Bytes>,
+    /// When the store is next read for messages the bus did not bring.
+    repair_at: Option<Instant>,
+    /// A repair is running; the highest held seq when it started (those were committed before
+    /// the read, so anything below them that it does not return was deleted).
+    repairing: Option<Seq>,
+    /// Whether the other pods' events arrive.
+    bus_up: bool,
+    idle_since: Instant,
+    shutting_down: bool,
+}
+
+impl RoomCore {
+    pub(super) fn new(id: RoomId, settings: Arc<RoomSettings>, usage: Arc<RingUsage>, bus_up: bool) -> RoomCore {
+        let now = Instant::now();
+        let room_sends = TokenBucket::new(settings.room_send_rate, settings.room_send_burst);
+        RoomCore {
+            id,
+            settings,
+            usage,
+            effects: Vec::new(),
+            state: None,
+            loading: false,
+            waiting: Vec::new(),
+            behind: Vec::new(),
+            welcoming: HashMap::new(),
+            members: HashMap::new(),
+            author_sends: HashMap::new(),
+            room_sends,
+            presence: Presence::default(),
+            remote: Vec::new(),
+            local_dirty: false,
+            presence_due: None,
+            last_presence: now - PRESENCE_EVERY,
+            syncing: false,
+            sync_again: None,
+            heartbeat_at: now + HEARTBEAT,
+            last_shown: None,
+            pending: Vec::new(),
+            in_flight: None,
+            held: BTreeMap::new(),
+            repair_at: None,
+            repairing: None,
+            bus_up,
+            idle_since: now,
+            shutting_down: false,
+        }
+    }
+
+    pub(super) fn id(&self) -> &RoomId {
+        &self.id
+    }
+
+    /// The I/O asked for since the last call, in order.
+    pub(super) fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    // --- timers, as the actor loop needs them --------------------------------------------------
+
+    /// The earliest instant something is due (presence, repair, heartbeat), if any.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        let heartbeat = (!self.presence.is_empty()).then_some(self.heartbeat_at);
+        [self.presence_due, self.repair_at, heartbeat].into_iter().flatten().min()
+    }
+
+    /// When the room may stop, if it is quiet (no members, nothing pending).
+    pub(super) fn idle_until(&self) -> Option<Instant> {
+        (self.members.is_empty() && self.is_quiet_but_members() && !self.shutting_down).then(|| self.idle_since + self.settings.idle)
+    }
+
+    /// Nothing pending of its own (joins, commits, reads); members may still be connected.
+    pub(super) fn is_quiet_but_members(&self) -> bool {
+        self.pending.is_empty()
+            && self.in_flight.is_none()
+            && self.waiting.is_empty()
+            && self.behind.is_empty()
+            && self.welcoming.is_empty()
+            && self.repairing.is_none()
+            && !self.loading
+            && !self.syncing
+    }
+
+    pub(super) fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// Runs whatever is due at `now`.
+    pub(super) fn tick(&mut self, now: Instant) {
+        if self.presence_due.is_some_and(|due| due <= now) {
+            self.presence_due = None;
+            self.last_presence = now;
+            self.sync_presence(true);
+        }
+        if self.repair_at.is_some_and(|due| due <= now) {
+            self.repair_at = None;
+            self.start_repair();
+        }
+        if !self.presence.is_empty() && self.heartbeat_at <= now {
+            // Rewriting our entry refreshes its expiry; reading notices crashed pods' readers.
+            self.local_dirty = true;
+            self.sync_presence(false);
+        }
+    }
+
+    /// The other pods' events stopped or started arriving.
+    pub(super) fn bus_changed(&mut self, up: bool) {
+        tracing::debug!(room = %self.id, up, "bus state changed");
+        self.bus_up = up;
+        // Back up: read what was missed and share our readers again. Down: start polling.
+        self.repair_at = Some(Instant::now());
+        if up && !self.presence.is_empty() {
+            self.presence_changed();
+        }
+    }
+
+    // --- commands -------------------------------------------------------------------------------
+
+    pub(super) fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Join { conn, profile, client, last_seq, outbox, kick, reply } => {
+                self.join(JoinRequest { conn, profile, client, last_seq, outbox, kick, reply })
+            }
+            Command::Leave { conn } => self.leave(conn),
+            Command::Send { conn, client_id, content, received } => self.send(conn, client_id, content, received),
+            Command::Delete { conn, seq } => {
+                if let Some(member) = self.members.get(&conn) {
+                    let author = member.profile.author_id.clone();
+                    self.effects.push(Effect::Delete { seq, author: Some(author), requester: Requester::Member(conn) });
+                }
+            }
+            Command::Typing { conn } => self.typing(conn),
+            Command::Rename { conn, nickname, avatar } => self.rename(conn, nickname, avatar),
+            Command::Info { reply } => match &self.state {
+                Some(state) => {
+                    let _ = reply.send(Ok(RoomInfo { online: self.online(), last_seq: state.last_seq }));
+                }
+                None => self.wait_for_load(Waiting::Info(reply)),
+            },
+            Command::AdminDelete { seq, reply } => self.effects.push(Effect::Delete { seq, author: None, requester: Requester::Admin(reply) }),
+            Command::Ban { author, until, reply } => self.effects.push(Effect::Ban { author, until, reply }),
+            Command::Remote(envelope) => self.remote(envelope),
+            Command::ShedRing { bytes } => {
+                if let Some(state) = self.state.as_mut() {
+                    let dropped = state.ring.shed(bytes);
+                    METRICS.ring_evictions.inc_by(dropped as u64);
+                }
+            }
+            Command::Shutdown => self.shutting_down = true,
+        }
+    }
+
+    fn wait_for_load(&mut self, waiting: Waiting) {
+        self.waiting.push(waiting);
+        if !self.loading {
+            self.loading = true;
+            self.effects.push(Effect::Load { recent: self.settings.ring.count });
+        }
+    }
+
+    fn join(&mut self, request: JoinRequest) {
+        if self.shutting_down {
+            let _ = request.reply.send(Err(JoinError::Closed));
+            return;
+        }
+        let Some(state) = &self.state else { return self.wait_for_load(Waiting::Join(request)) };
+        if self.is_banned(&request.profile.author_id) {
+            let _ = request.reply.send(Err(JoinError::Banned));
+            return;
+        }
+        // A reader coming from another pod may have seen messages this pod has not delivered yet.
+        if request.last_seq.is_some_and(|seen| seen > state.last_seq) {
+            self.behind.push(request);
+            if self.repairing.is_none() {
+                self.repair_at = None;
+                self.start_repair();
+            }
+            return;
+        }
+        self.admit(request);
+    }
+
+    /// Makes the reader a member and answers with its welcome, from the ring when it can; the
+    /// store is read otherwise, and the welcome follows when it answers.
+    fn admit(&mut self, request: JoinRequest) {
+        let JoinRequest { conn, profile, client, last_seq, outbox, kick, reply } = request;
+        let state = self.state.as_ref().expect("admitted once loaded");
+        let upto = state.last_seq;
+        let cap = self.settings.welcome_max_bytes;
+        let resume = last_seq.filter(|s| *s <= upto && upto - *s <= RESUME_MAX);
+        let from_ring = match resume {
+            Some(since) => match state.ring.after(since).map(|e| within(e.map(|e| e.json.clone()).collect(), cap, false)) {
+                Some(Some(missed)) => Some(Ok((missed, true))),
+                // Missed messages that do not fit: the latest, starting over.
+                Some(None) => state.ring.latest(HISTORY_ON_JOIN).map(|e| Ok((trim(e, cap), false))),
+                None => Some(Err(HistoryRead::After(since))),
+            },
+            None => Some(state.ring.latest(HISTORY_ON_JOIN).map_or(Err(HistoryRead::Latest), |e| Ok((trim(e, cap), false)))),
+        };
+        if self.presence.arrive(&profile) {
+            self.presence_changed();
+        }
+        self.usage.touch();
+        self.members.insert(conn, Member { profile: profile.clone(), client, outbox, kick: Some(kick), last_typing: None });
+        METRICS.joins.inc();
+        match from_ring.unwrap_or(Err(HistoryRead::Latest)) {
+            Ok((history, resumed)) => {
+                let _ = reply.send(Ok(protocol::welcome(&profile, &history, resumed, self.online())));
+            }
+            Err(read) => {
+                self.welcoming.insert(conn, Welcoming { reply, profile, upto });
+                self.effects.push(Effect::History { conn, read });
+            }
+        }
+    }
+
+    fn history_read(&mut self, conn: ConnId, read: HistoryRead, result: Result<Vec<Message>, StoreError>) {
+        let Some(welcoming) = self.welcoming.remove(&conn) else { return };
+        if !self.members.contains_key(&conn) {
+            // Kicked (banned, too slow) while its history was read: it comes back afresh.
+            let _ = welcoming.reply.send(Err(JoinError::Closed));
+            return;
+        }
+        let messages = match result {
+            Ok(messages) => messages,
+            Err(err) => {
+                tracing::warn!(room = %self.id, error = %err, "could not read a welcome's history");
+                self.forget(conn);
+                let _ = welcoming.reply.send(Err(JoinError::Unavailable));
+                return;
+            }
+        };
+        let cap = self.settings.welcome_max_bytes;
+        let history: Vec<Utf8Bytes> = messages.iter().filter(|m| m.seq <= welcoming.upto).map(|m| Entry::new(m).json).collect();
+        let (history, resumed) = match read {
+            HistoryRead::After(_) => match within(history, cap, false) {
+                Some(missed) => (missed, true),
+                None => {
+                    // Too much to resume: the latest, starting over.
+                    self.welcoming.insert(conn, welcoming);
+                    self.effects.push(Effect::History { conn, read: HistoryRead::Latest });
+                    return;
+                }
+            },
+            HistoryRead::Latest => {
+                let skip = history.len().saturating_sub(HISTORY_ON_JOIN);
+                (within(history.into_iter().skip(skip).collect(), cap, true).unwrap_or_default(), false)
+            }
+        };
+        let welcome = protocol::welcome(&welcoming.profile, &history, resumed, self.online());
+        let _ = welcoming.reply.send(Ok(welcome));
+    }
+
+    fn is_banned(&self, author: &AuthorId) -> bool {
+        let now = now_millis();
+        self.state.as_ref().and_then(|s| s.bans.get(author)).is_some_and(|until| *until > now)
+    }
+
+    fn leave(&mut self, conn: ConnId) {
+        self.forget(conn);
+    }
+
+    /// Removes a member (and its presence), without a word to its session.
+    fn forget(&mut self, conn: ConnId) -> Option<Member> {
+        let member = self.members.remove(&conn)?;
+        if self.presence.leave(&member.profile.author_id) {
+            self.presence_changed();
+            self.sender_left(&member.profile.author_id);
+        }
+        if self.members.is_empty() {
+            self.idle_since = Instant::now();
+        }
+        Some(member)
+    }
+
+    /// Removes a member and tells its session to close the connection.
+    fn kick(&mut self, conn: ConnId, kick: Kick) {
+        if let Some(mut member) = self.forget(conn) {
+            if let Some(tx) = member.kick.take() {
+                let _ = tx.send(kick);
+            }
+        }
+    }
+
+    /// Queues a frame for one member; a member whose queue is full cannot keep up and is closed.
+    fn deliver(&mut self, conn: ConnId, frame: Utf8Bytes) {
+        let Some(member) = self.members.get(&conn) else { return };
+        match member.outbox.try_send(frame) {
+            Ok(()) => METRICS.frames_delivered.inc(),
+            Err(mpsc::error::TrySendError::Full(_)) => self.slow_consumer(conn),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.leave(conn),
+        }
+    }
+
+    /// Queues the same bytes for every member (except one reader's own tabs, for typing).
+    fn broadcast(&mut self, frame: &Utf8Bytes, except: Option<&AuthorId>) {
+        let mut slow = Vec::new();
+        let mut gone = Vec::new();
+        let mut delivered = 0;
+        for (conn, member) in &self.members {
+            if except.is_some_and(|a| *a == member.profile.author_id) {
+                continue;
+            }
+            match member.outbox.try_send(frame.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => slow.push(*conn),
+                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*conn),
+            }
+        }
+        METRICS.frames_delivered.inc_by(delivered);
+        for conn in slow {
+            self.slow_consumer(conn);
+        }
+        for conn in gone {
+            self.leave(conn);
+        }
+    }
+
+    fn slow_consumer(&mut self, conn: ConnId) {
+        METRICS.slow_consumer_closes.inc();
+        tracing::info!(room = %self.id, conn, "slow consumer closed");
+        self.kick(conn, Kick { code: 1013, reason: "too slow; resume with lastSeq", frame: None });
+    }
+
+    fn error(&mut self, conn: ConnId, code: ErrorCode, message: &str, client_id: Option<&str>) {
+        METRICS.error(code.as_str());
+        self.deliver(conn, protocol::error(code, message, client_id));
+    }
+
+    // --- sends and commits ----------------------------------------------------------------------
+
+    fn send(&mut self, conn: ConnId, client_id: String, content: String, received: Instant) {
+        let Some(member) = self.members.get(&conn) else { return };
+        let author = member.profile.clone();
+        if let Err((limit, wait)) = self.take_send_token(&author.author_id, member.client) {
+            METRICS.messages.with_label_values(&["rate_limited"]).inc();
+            METRICS.error(ErrorCode::RateLimited.as_str());
+            let retry_after_ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1);
+            self.deliver(conn, protocol::rate_limited(limit.message(), &client_id, retry_after_ms));
+            return;
+        }
+        if self.is_banned(&author.author_id) {
+            self.kick_banned(&author.author_id);
+            return;
+        }
+        self.pending.push(Pending { conn, author, client_id, content, received });
+        self.start_commit();
+    }
+
+    /// The send limits, in one place: the author's budget in this room, the room's ceiling and the
+    /// client address's budget across rooms. A send takes a token from each of them or from none;
+    /// refused, it learns the limit that holds it longest and for how long.
+    fn take_send_token(&mut self, author: &AuthorId, client: ClientKey) -> Result<(), (SendLimit, Duration)> {
+        let now = Instant::now();
+        let settings = &self.settings;
+        let author_sends =
+            self.author_sends.entry(author.clone()).or_insert_with(|| TokenBucket::new(settings.send_rate, settings.send_burst));
+        let (author_wait, room_wait) = (author_sends.wait(now), self.room_sends.wait(now));
+        let local = if author_wait >= room_wait { (SendLimit::Author, author_wait) } else { (SendLimit::Room, room_wait) };
+        if !local.1.is_zero() {
+            let address_wait = settings.clients.send_wait(client, now);
+            return Err(if address_wait > local.1 { (SendLimit::Address, address_wait) } else { local });
+        }
+        settings.clients.take_send(client, now).map_err(|wait| (SendLimit::Address, wait))?;
+        author_sends.take(now);
+        self.room_sends.take(now);
+        Ok(())
+    }
+
+    /// A reader's last tab left. Its send budget is dropped once refilled; the budgets of others
+    /// who left are swept when they outnumber the readers here.
+    fn sender_left(&mut self, author: &AuthorId) {
+        let now = Instant::now();
+        if self.author_sends.get(author).is_some_and(|b| b.is_full(now)) {
+            self.author_sends.remove(author);
+        }
+        if self.author_sends.len() > 2 * self.members.len() + 64 {
+            let presence = &self.presence;
+            self.author_sends.retain(|a, b| presence.is_here(a) || !b.is_full(now));
+        }
+    }
+
+    /// Hands the pending sends to the writer unless a batch of this room is already in flight.
+    fn start_commit(&mut self) {
+        if self.in_flight.is_some() || self.pending.is_empty() {
+            return;
+        }
+        let take = self.pending.len().min(ROOM_BATCH);
+        let sends: Vec<Pending> = self.pending.drain(..take).collect();
+        let messages = sends
+            .iter()
+            .map(|p| NewMessage { room_id: self.id.clone(), author: p.author.clone(), content: p.content.clone(), client_id: p.client_id.clone() })
+            .collect();
+        self.in_flight = Some(sends);
+        self.effects.push(Effect::Commit(messages));
+    }
+
+    fn committed(&mut self, result: AppendResult) {
+        let Some(sends) = self.in_flight.take() else { return };
+        match result {
+            Ok(appended) => {
+                for (send, stored) in sends.into_iter().zip(appended) {
+                    self.deliver(send.conn, protocol::ack(&send.client_id, stored.seq));
+                    if !stored.fresh {
+                        METRICS.messages.with_label_values(&["duplicate"]).inc();
+                        continue;
+                    }
+                    let message = Message {
+                        seq: stored.seq,
+                        room_id: self.id.clone(),
+                        author_id: send.author.author_id,
+                        nickname: send.author.nickname,
+                        avatar: send.author.avatar,
+                        content: send.content,
+                        created_at: stored.created_at,
+                        client_id: send.client_id,
+                    };
+                    let entry = Entry::new(&message);
+                    self.effects.push(Effect::Publish(RoomEvent::Message { seq: entry.seq, json: entry.json.clone() }));
+                    self.offer(entry);
+                    METRICS.messages.with_label_values(&["stored"]).inc();
+                    METRICS.send_broadcast_seconds.observe(send.received.elapsed().as_secs_f64());
+                    tracing::debug!(room = %self.id, seq = message.seq, "message stored");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(room = %self.id, error = %err, messages = sends.len(), "sends failed");
+                for send in sends {
+                    METRICS.messages.with_label_values(&["unavailable"]).inc();
+                    self.error(send.conn, ErrorCode::Unavailable, "message store unavailable; retry with the same clientId", Some(&send.client_id));
+                }
+            }
+        }
+        self.start_commit();
+    }
+
+    // --- seq order and repair -------------------------------------------------------------------
+
+    /// Takes a committed message (ours, or another pod's from the bus) and delivers every
+    /// message that is now next in seq order. Readers see each seq once, in order. One that
+    /// arrives ahead of a gap waits for it; a commit whose answer was lost but that landed
+    /// after all leaves such a gap too, and the repair reads it.
+    fn offer(&mut self, entry: Entry) {
+        let Some(last) = self.state.as_ref().map(|s| s.last_seq) else { return };
+        if entry.seq <= last {
+            return;
+        }
+        self.held.insert(entry.seq, entry.json);
+        self.deliver_ready();
+        if !self.held.is_empty() && self.repair_at.is_none() && self.repairing.is_none() {
+            self.repair_at = Some(Instant::now() + HOLD_BACK);
+        }
+    }
+
+    fn deliver_ready(&mut self) {
+        while let Some(state) = self.state.as_ref() {
+            let next = state.last_seq + 1;
+            let Some(json) = self.held.remove(&next) else { break };
+            self.broadcast_message(Entry { seq: next, json });
+        }
+    }
+
+    fn broadcast_message(&mut self, entry: Entry) {
+        let frame = protocol::message(&entry.json);
+        self.usage.touch();
+        if let Some(state) = self.state.as_mut() {
+            state.last_seq = state.last_seq.max(entry.seq);
+            state.ring.push(entry);
+        }
+        self.broadcast(&frame, None);
+    }
+
+    fn start_repair(&mut self) {
+        let Some(last) = self.state.as_ref().map(|s| s.last_seq) else { return };
+        if self.repairing.is_some() {
+            return;
+        }
+        self.repairing = Some(self.held.keys().next_back().copied().unwrap_or(last));
+        self.effects.push(Effect::Repair { after: last, page: REPAIR_PAGE });
+    }
+
+    /// Delivers what the store returned that this room had not. A seq only becomes visible once
+    /// every lower seq of its room is committed, so a seq below one known committed before the
+    /// read (returned by it, or held when it started) that the read did not return was deleted,
+    /// and is skipped. Messages delivered while the read ran are simply not delivered twice.
+    fn repaired(&mut self, result: Result<Vec<Message>, StoreError>) {
+        let Some(held_before) = self.repairing.take() else { return };
+        let Some(last) = self.state.as_ref().map(|s| s.last_seq) else { return };
+        let fetched = match result {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                tracing::warn!(room = %self.id, error = %err, "could not read missed messages");
+                self.repair_at = Some(Instant::now() + POLL_EVERY);
+                self.admit_behind();
+                return;
+            }
+        };
+        let more = fetched.len() == REPAIR_PAGE;
+        for message in fetched.iter().filter(|m| m.seq > last) {
+            if let btree_map::Entry::Vacant(slot) = self.held.entry(message.seq) {
+                METRICS.store_repairs.inc();
+                slot.insert(Entry::new(message).json);
+            }
+        }
+        // Everything up to the highest seq known committed is known now; what the page did not
+        // reach waits for the next one.
+        let read_upto = fetched.last().map_or(last, |m| m.seq);
+        let known = if more { read_upto } else { read_upto.max(held_before) };
+        for seq in last + 1..=known {
+            match self.held.remove(&seq) {
+                Some(json) => self.broadcast_message(Entry { seq, json }),
+                None => {
+                    if let Some(state) = self.state.as_mut() {
+                        state.last_seq = seq;
+                    }
+                }
+            }
+        }
+        self.deliver_ready();
+        self.repair_at = if more {
+            Some(Instant::now())
+        } else if !self.held.is_empty() {
+            Some(Instant::now() + HOLD_BACK)
+        } else if !self.bus_up {
+            Some(Instant::now() + POLL_EVERY)
+        } else {
+            None
+        };
+        self.admit_behind();
+    }
+
+    /// Joins that waited for a repair are answered with what the room has now.
+    fn admit_behind(&mut self) {
+        for request in std::mem::take(&mut self.behind) {
+            if self.is_banned(&request.profile.author_id) {
+                let _ = request.reply.send(Err(JoinError::Banned));
+            } else {
+                self.admit(request);
+            }
+        }
+    }
+
+    // --- the store's and the cluster's answers --------------------------------------------------
+
+    pub(super) fn done(&mut self, done: Done) {
+        match done {
+            Done::Loaded(result) => self.loaded(result),
+            Done::Committed(result) => self.committed(result),
+            Done::Repaired(result) => self.repaired(result),
+            Done::History { conn, read, result } => self.history_read(conn, read, result),
+            Done::Deleted { seq, requester, outcome } => self.deleted(seq, requester, outcome),
+            Done::Banned { author, until, reply, outcome } => {
+                if outcome.is_ok() {
+                    self.effects.push(Effect::Publish(RoomEvent::Banned { author: author.clone(), until }));
+                    tracing::info!(room = %self.id, author = %author.as_str(), until, "reader banned");
+                    self.apply_ban(author, until);
+                }
+                let _ = reply.send(outcome.map_err(|_| RoomError::Unavailable));
+            }
+            Done::PresenceSynced { sync, always, shared } => self.presence_synced(sync, always, shared),
+        }
+    }
+
+    fn loaded(&mut self, result: Result<crate::store::RoomSnapshot, StoreError>) {
+        self.loading = false;
+        let waiting = std::mem::take(&mut self.waiting);
+        let snapshot = match result {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                tracing::warn!(room = %self.id, error = %err, "room could not load its history");
+                for waiting in waiting {
+                    match waiting {
+                        Waiting::Join(join) => drop(join.reply.send(Err(JoinError::Unavailable))),
+                        Waiting::Info(reply) => drop(reply.send(Err(RoomError::Unavailable))),
+                    }
+                }
+                return;
+            }
+        };
+        let ring = self.settings.ring.clone();
+        let complete = snapshot.recent.len() < ring.count;
+        // The counter and the messages are read one after the other; with other pods writing,
+        // a message may land in between. The ring's newest message is then the truth.
+        let last_seq = snapshot.recent.last().map_or(snapshot.last_seq, |m| m.seq.max(snapshot.last_seq));
+        self.state = Some(Loaded {
+            ring: Ring::new(ring, self.usage.clone(), &snapshot.recent, complete),
+            last_seq,
+            bans: snapshot.bans.into_iter().collect(),
+        });
+        self.effects.push(Effect::Subscribe);
+        // What other pods published before the subscription took effect is read once.
+        self.repair_at = Some(Instant::now() + SETTLE);
+        for waiting in waiting {
+            match waiting {
+                Waiting::Join(join) => self.join(join),
+                Waiting::Info(reply) => {
+                    let _ = reply.send(Ok(RoomInfo { online: self.online(), last_seq }));
+                }
+            }
+        }
+    }
+
+    fn deleted(&mut self, seq: Seq, requester: Requester, outcome: Result<Deletion, StoreError>) {
+        if outcome.as_ref().is_ok_and(|d| *d == Deletion::Deleted) {
+            self.apply_deleted(seq);
+            self.effects.push(Effect::Publish(RoomEvent::Deleted { seq }));
+            tracing::info!(room = %self.id, seq, "message deleted");
+        }
+        match requester {
+            Requester::Admin(reply) => {
+                let _ = reply.send(outcome.map_err(|_| RoomError::Unavailable));
+            }
+            Requester::Member(conn) => match outcome {
+                Ok(Deletion::Deleted) => {}
+                Ok(Deletion::NotFound) => self.error(conn, ErrorCode::NotFound, "no such message", None),
+                Ok(Deletion::Forbidden) => self.error(conn, ErrorCode::Forbidden, "only the author may delete a message", None),
+                Err(_) => self.error(conn, ErrorCode::Unavailable, "message store unavailable", None),
+            },
+        }
+    }
+
+    /// An event another pod published for this room.
+    fn remote(&mut self, envelope: Envelope) {
+        if self.state.is_none() {
+            return;
+        }
+        match envelope.event {
+            RoomEvent::Message { seq, json } => self.offer(Entry { seq, json }),
+            RoomEvent::Deleted { seq } => self.apply_deleted(seq),
+            RoomEvent::Typing { author, frame } => self.broadcast(&frame, Some(&author)),
+            RoomEvent::Banned { author, until } => self.apply_ban(author, until),
+            RoomEvent::Presence => {
+                if self.presence_due.is_none() {
+                    self.presence_due = Some((self.last_presence + PRESENCE_EVERY).max(Instant::now()));
+                }
+            }
+        }
+    }
+
+    fn apply_deleted(&mut self, seq: Seq) {
+        if let Some(state) = self.state.as_mut() {
+            state.ring.remove(seq);
+        }
+        if self.held.remove(&seq).is_some() {
+            // Not delivered yet: readers never saw it, so there is nothing to take back, but the
+            // seq still counts as passed.
+            return;
+        }
+        self.broadcast(&protocol::deleted(seq), None);
+    }
+
+    fn apply_ban(&mut self, author: AuthorId, until: i64) {
+        if let Some(state) = self.state.as_mut() {
+            state.bans.insert(author.clone(), until);
+        }
+        self.kick_banned(&author);
+    }
+
+    fn kick_banned(&mut self, author: &AuthorId) {
+        let conns: Vec<ConnId> = self.members.iter().filter(|(_, m)| m.profile.author_id == *author).map(|(c, _)| *c).collect();
+        for conn in conns {
+            METRICS.error(ErrorCode::Banned.as_str());
+            let frame = protocol::error(ErrorCode::Banned, "you are banned from this room", None);
+            self.kick(conn, Kick { code: 1008, reason: "banned", frame: Some(frame) });
+        }
+    }
+
+    fn typing(&mut self, conn: ConnId) {
+        let now = Instant::now();
+        let Some(member) = self.members.get_mut(&conn) else { return };
+        if member.last_typing.is_some_and(|t| now.duration_since(t) < TYPING_EVERY) {
+            return;
+        }
+        member.last_typing = Some(now);
+        let frame = protocol::typing(&member.profile);
+        let author = member.profile.author_id.clone();
+        self.effects.push(Effect::Publish(RoomEvent::Typing { author: author.clone(), frame: frame.clone() }));
+        self.broadcast(&frame, Some(&author));
+    }
+
+    fn rename(&mut self, conn: ConnId, nickname: String, avatar: String) {
+        let Some(member) = self.members.get_mut(&conn) else { return };
+        member.profile.nickname = nickname;
+        member.profile.avatar = avatar;
+        let profile = member.profile.clone();
+        // Every tab of the reader takes the new name, so its next messages agree with presence.
+        for other in self.members.values_mut().filter(|m| m.profile.author_id == profile.author_id) {
+            other.profile = profile.clone();
+        }
+        if self.presence.rename(&profile) {
+            self.presence_changed();
+        }
+    }
+
+    // --- presence -------------------------------------------------------------------------------
+
+    /// Our reader list changed: tell the room (coalesced) and the other pods.
+    fn presence_changed(&mut self) {
+        self.local_dirty = true;
+        if self.presence_due.is_none() {
+            self.presence_due = Some((self.last_presence + PRESENCE_EVERY).max(Instant::now()));
+        }
+    }
+
+    /// Readers online room-wide (ours plus the other pods' as last read).
+    fn online(&self) -> usize {
+        self.presence.online_with(&self.remote)
+    }
+
+    /// Shares our readers (when they changed) and reads the other pods'; `always` shows the
+    /// result even when it did not change. One sync at a time: another one due meanwhile follows.
+    fn sync_presence(&mut self, always: bool) {
+        self.heartbeat_at = Instant::now() + HEARTBEAT;
+        if self.syncing {
+            self.sync_again = Some(self.sync_again.unwrap_or(false) || always);
+            return;
+        }
+        self.syncing = true;
+        let ours = std::mem::take(&mut self.local_dirty).then(|| self.presence.readers());
+        self.effects.push(Effect::SyncPresence { ours, always });
+    }
+
+    fn presence_synced(&mut self, sync: PresenceSync, always: bool, shared: bool) {
+        self.syncing = false;
+        if shared && !sync.wrote {
+            // Not shared: the next sync tries again.
+            self.local_dirty = true;
+        }
+        if let Some(others) = sync.others {
+            self.remote = others;
+        }
+        self.show_presence(always);
+        if let Some(always) = self.sync_again.take() {
+            self.sync_presence(always);
+        }
+    }
+
+    /// Broadcasts the room's presence; `always` false sends it only when it changed.
+    fn show_presence(&mut self, always: bool) {
+        let (online, listed) = room_wide(self.presence.readers(), &self.remote);
+        let shown = Some((online, listed.clone()));
+        if !always && self.last_shown == shown {
+            return;
+        }
+        self.last_shown = shown;
+        let refs: Vec<&Profile> = listed.iter().collect();
+        let frame = protocol::presence(online, &refs);
+        self.broadcast(&frame, None);
+    }
+}
+
+/// The newest of these entries whose JSON fits in `cap` bytes, oldest first.
+fn trim<'a>(entries: impl DoubleEndedIterator<Item = &'a Entry>, cap: usize) -> Vec<Utf8Bytes> {
+    within(entries.map(|e| e.json.clone()).collect(), cap, true).unwrap_or_default()
+}
+
+/// Messages (oldest first) whose JSON fits in `cap` bytes: all of them, or with `trim` the newest
+/// that fit; `None` when they do not all fit and `trim` is off.
+fn within(mut messages: Vec<Utf8Bytes>, cap: usize, trim: bool) -> Option<Vec<Utf8Bytes>> {
+    let mut total = 0;
+    let fit = messages.iter().rev().take_while(|m| {
+        total += m.len() + 1;
+        total <= cap
+    });
+    let keep = fit.count();
+    if keep < messages.len() && !trim {
+        return None;
+    }
+    messages.drain(..messages.len() - keep);
+    Some(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The room's rules without processes: events in, frames and effects out.
+
+    use super::*;
+    use crate::clients::{ClientLimits, Clients};
+    use crate::room::ring::RingLimits;
+    use crate::room::RingBudget;
+    use crate::store::Appended;
+
+    fn settings(send_burst: u32) -> Arc<RoomSettings> {
+        settings_with_ring(send_burst, 500)
+    }
+
+    fn settings_with_ring(send_burst: u32, ring: usize) -> Arc<RoomSettings> {
+        let limits = ClientLimits { max_sockets: 64, join_rate: 10.0, join_burst: 30, send_rate: 1000.0, send_burst: 1000 };
+        Arc::new(RoomSettings {
+            send_rate: 0.001,
+            send_burst,
+            room_send_rate: 1000.0,
+            room_send_burst: 1000,
+            idle: Duration::from_secs(60),
+            outbound_queue: 8,
+            welcome_max_bytes: 256 * 1024,
+            ring: RingLimits { count: ring, bytes: 1 << 20, budget: Arc::new(RingBudget::new(usize::MAX)) },
+            clients: Clients::new(limits),
+        })
+    }
+
+    fn message(seq: Seq) -> Message {
+        Message {
+            seq,
+            room_id: RoomId::parse("r").unwrap(),
+            author_id: AuthorId::from_store("0123456789abcdef"),
+            nickname: "수달".into(),
+            avatar: "otter".into(),
+            content: format!("m{seq}"),
+            created_at: 0,
+            client_id: format!("c{seq}"),
+        }
+    }
+
+    /// A reader's end of the room: its queue, its kick and its welcome.
+    struct Tab {
+        frames: mpsc::Receiver<Utf8Bytes>,
+        kick: oneshot::Receiver<Kick>,
+        welcome: oneshot::Receiver<Result<Utf8Bytes, JoinError>>,
+    }
+
+    impl Tab {
+        fn frames(&mut self) -> Vec<serde_json::Value> {
+            std::iter::from_fn(|| self.frames.try_recv().ok()).map(|f| serde_json::from_str(f.as_str()).unwrap()).collect()
+        }
+
+        fn of_type(&mut self, ty: &str) -> Vec<serde_json::Value> {
+            self.frames().into_iter().filter(|f| f["type"] == ty).collect()
+        }
+
+        fn welcome(&mut self) -> serde_json::Value {
+            let welcome = self.welcome.try_recv().expect("answered").expect("welcomed");
+            serde_json::from_str(welcome.as_str()).unwrap()
+        }
+    }
+
+    fn profile(name: &str) -> Profile {
+        Profile { author_id: AuthorId::derive(&uuid::Uuid::new_v4()), nickname: name.into(), avatar: "otter".into() }
+    }
+
+    fn join(core: &mut RoomCore, conn: ConnId, profile: Profile, last_seq: Option<Seq>) -> Tab {
+        let (outbox, frames) = mpsc::channel(8);
+        let (kick_tx, kick) = oneshot::channel();
+        let (reply, welcome) = oneshot::channel();
+        let client = ClientKey::of("127.0.0.1".parse().unwrap());
+        core.command(Command::Join { conn, profile, client, last_seq, outbox, kick: kick_tx, reply });
+        Tab { frames, kick, welcome }
+    }
+
+    /// A room loaded with `recent`, its counter at `last_seq`.
+    fn loaded(settings: Arc<RoomSettings>, recent: Vec<Message>, last_seq: Seq) -> RoomCore {
+        let mut core = RoomCore::new(RoomId::parse("r").unwrap(), settings, Arc::new(RingUsage::default()), true);
+        core.command(Command::Info { reply: oneshot::channel().0 });
+        assert!(matches!(core.take_effects().as_slice(), [Effect::Load { .. }]));
+        core.done(Done::Loaded(Ok(RoomSnapshot { last_seq, recent, bans: Vec::new() })));
+        // The read that covers what other pods published before the subscription: nothing.
+        core.tick(Instant::now() + SETTLE);
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Repair { .. })));
+        core.done(Done::Repaired(Ok(Vec::new())));
+        core.take_effects();
+        core
+    }
+
+    fn remote(core: &mut RoomCore, seq: Seq) {
+        let entry = Entry::new(&message(seq));
+        core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Message { seq, json: entry.json } }));
+    }
+
+    fn seqs(frames: &[serde_json::Value]) -> Vec<i64> {
+        frames.iter().map(|f| f["message"]["seq"].as_i64().unwrap()).collect()
+    }
+
+    #[test]
+    fn joins_wait_for_the_load_and_are_answered_in_order() {
+        let mut core = RoomCore::new(RoomId::parse("r").unwrap(), settings(10), Arc::new(RingUsage::default()), true);
+        let mut first = join(&mut core, 1, profile("하나"), None);
+        let mut second = join(&mut core, 2, profile("둘"), None);
+        let effects = core.take_effects();
+        assert_eq!(effects.iter().filter(|e| matches!(e, Effect::Load { .. })).count(), 1, "one load for both");
+        assert!(first.welcome.try_recv().is_err(), "no welcome before the load");
+        core.done(Done::Loaded(Ok(RoomSnapshot { last_seq: 2, recent: vec![message(1), message(2)], bans: Vec::new() })));
+        assert_eq!(seqs(&first.welcome()["history"].as_array().unwrap().iter().map(|m| serde_json::json!({ "message": m })).collect::<Vec<_>>()), vec![1, 2]);
+        assert_eq!(second.welcome()["online"], 2);
+    }
+
+    #[test]
+    fn messages_ahead_of_a_gap_wait_and_the_repair_fills_it_once_in_order() {
+        let mut core = loaded(settings(10), vec![message(1)], 1);
+        let mut tab = join(&mut core, 1, profile("독자"), None);
+        tab.welcome();
+        remote(&mut core, 3);
+        remote(&mut core, 4);
+        assert!(tab.of_type("message").is_empty(), "3 and 4 wait for 2");
+        core.tick(Instant::now() + HOLD_BACK);
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Repair { after: 1, .. })));
+        // While the store is read, 2 arrives after all, and 5 behind it.
+        remote(&mut core, 2);
+        remote(&mut core, 5);
+        assert_eq!(seqs(&tab.of_type("message")), vec![2, 3, 4, 5]);
+        // The read returns 2 and 3 (4 was committed later): nothing is delivered twice.
+        core.done(Done::Repaired(Ok(vec![message(2), message(3)])));
+        assert!(tab.of_type("message").is_empty());
+        remote(&mut core, 5);
+        remote(&mut core, 6);
+        assert_eq!(seqs(&tab.of_type("message")), vec![6], "duplicates are dropped");
+    }
+
+    #[test]
+    fn a_seq_the_repair_does_not_return_below_a_known_one_was_deleted() {
+        let mut core = loaded(settings(10), vec![message(1)], 1);
+        let mut tab = join(&mut core, 1, profile("독자"), None);
+        tab.welcome();
+        remote(&mut core, 4);
+        core.tick(Instant::now() + HOLD_BACK);
+        core.take_effects();
+        // 5 is published while the read runs; 2 was deleted, 3 is in the store.
+        remote(&mut core, 6);
+        core.done(Done::Repaired(Ok(vec![message(3), message(4)])));
+        assert_eq!(seqs(&tab.of_type("message")), vec![3, 4], "2 skipped as deleted; 6 still waits for 5");
+        remote(&mut core, 5);
+        assert_eq!(seqs(&tab.of_type("message")), vec![5, 6]);
+    }
+
+    #[test]
+    fn a_commit_acks_then_broadcasts_and_a_duplicate_only_acks() {
+        let mut core = loaded(settings(10), Vec::new(), 0);
+        let mut tab = join(&mut core, 1, profile("작가"), None);
+        tab.welcome();
+        core.command(Command::Send { conn: 1, client_id: "a".into(), content: "hi".into(), received: Instant::now() });
+        core.command(Command::Send { conn: 1, client_id: "b".into(), content: "again".into(), received: Instant::now() });
+        let effects = core.take_effects();
+        assert!(matches!(effects.as_slice(), [Effect::Commit(batch)] if batch.len() == 1), "one batch in flight at a time");
+        core.done(Done::Committed(Ok(vec![Appended { seq: 1, created_at: 0, fresh: true }])));
+        assert!(matches!(core.take_effects().as_slice(), [Effect::Publish(_), Effect::Commit(batch)] if batch.len() == 1));
+        core.done(Done::Committed(Ok(vec![Appended { seq: 1, created_at: 0, fresh: false }])));
+        let frames = tab.frames();
+        let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).filter(|t| *t != "presence").collect();
+        assert_eq!(kinds, vec!["ack", "message", "ack"]);
+    }
+
+    #[test]
+    fn sends_over_the_authors_budget_are_refused_with_a_wait() {
+        let mut core = loaded(settings(2), Vec::new(), 0);
+        let mut tab = join(&mut core, 1, profile("성급한"), None);
+        tab.welcome();
+        for id in ["a", "b", "c"] {
+            core.command(Command::Send { conn: 1, client_id: id.into(), content: "x".into(), received: Instant::now() });
+        }
+        let refused = tab.of_type("error");
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0]["code"], "rate_limited");
+        assert_eq!(refused[0]["clientId"], "c");
+        assert!(refused[0]["retryAfterMs"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn deletes_leave_the_ring_so_later_joins_never_see_them() {
+        let mut core = loaded(settings(10), vec![message(1), message(2), message(3)], 3);
+        core.done(Done::Deleted { seq: 2, requester: Requester::Admin(oneshot::channel().0), outcome: Ok(Deletion::Deleted) });
+        let mut tab = join(&mut core, 1, profile("늦은"), None);
+        let history = tab.welcome()["history"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect::<Vec<_>>();
+        assert_eq!(history, vec![1, 3]);
+    }
+
+    #[test]
+    fn presence_is_coalesced_and_synced_one_at_a_time() {
+        let mut core = loaded(settings(10), Vec::new(), 0);
+        let mut tabs: Vec<Tab> = (0..5).map(|i| join(&mut core, i, profile("손님"), None)).collect();
+        let start = Instant::now();
+        core.tick(start + PRESENCE_EVERY);
+        let syncs = core.take_effects().into_iter().filter(|e| matches!(e, Effect::SyncPresence { .. })).count();
+        assert_eq!(syncs, 1, "five arrivals, one sync");
+        // More churn while it runs waits for it.
+        tabs.push(join(&mut core, 9, profile("또"), None));
+        core.tick(start + PRESENCE_EVERY * 3);
+        assert!(core.take_effects().iter().all(|e| !matches!(e, Effect::SyncPresence { .. })));
+        core.done(Done::PresenceSynced { sync: PresenceSync { wrote: true, others: None }, always: true, shared: true });
+        assert!(matches!(core.take_effects().as_slice(), [Effect::SyncPresence { .. }]), "the one that waited");
+        let presence = tabs[0].of_type("presence");
+        assert_eq!(presence.len(), 1);
+        assert_eq!(presence[0]["online"], 6);
+    }
+
+    #[test]
+    fn a_reader_who_cannot_keep_up_is_kicked_and_the_others_are_not_held_up() {
+        let mut core = loaded(settings(10), Vec::new(), 0);
+        let mut slow = join(&mut core, 1, profile("느린"), None);
+        let mut quick = join(&mut core, 2, profile("빠른"), None);
+        slow.welcome();
+        quick.welcome();
+        for seq in 1..=12 {
+            remote(&mut core, seq);
+            quick.frames();
+        }
+        let kick = slow.kick.try_recv().expect("kicked");
+        assert_eq!(kick.code, 1013);
+        assert!(quick.kick.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_banned_reader_is_kicked_and_refused_on_its_next_join() {
+        let mut core = loaded(settings(10), Vec::new(), 0);
+        let troll = profile("트롤");
+        let mut tab = join(&mut core, 1, troll.clone(), None);
+        tab.welcome();
+        let until = now_millis() + 60_000;
+        core.done(Done::Banned { author: troll.author_id.clone(), until, reply: oneshot::channel().0, outcome: Ok(()) });
+        assert_eq!(tab.kick.try_recv().expect("kicked").code, 1008);
+        let mut again = join(&mut core, 2, troll, None);
+        assert_eq!(again.welcome.try_recv().unwrap().unwrap_err(), JoinError::Banned);
+    }
+
+    #[test]
+    fn a_welcome_the_ring_cannot_answer_is_read_from_the_store_and_cut_at_the_join() {
+        // The ring holds 8..=10 only (the room has 10 messages).
+        let mut core = loaded(settings_with_ring(10, 3), vec![message(8), message(9), message(10)], 10);
+        let mut tab = join(&mut core, 1, profile("돌아온"), Some(2));
+        let effects = core.take_effects();
+        assert!(effects.iter().any(|e| matches!(e, Effect::History { conn: 1, read: HistoryRead::After(2) })));
+        // Message 11 is broadcast while the store is read; the store already has it too.
+        remote(&mut core, 11);
+        core.done(Done::History { conn: 1, read: HistoryRead::After(2), result: Ok((3..=11).map(message).collect()) });
+        let welcome = tab.welcome();
+        assert_eq!(welcome["resumed"], true);
+        let history: Vec<i64> = welcome["history"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+        assert_eq!(history, (3..=10).collect::<Vec<_>>(), "11 comes as a message, not twice");
+        assert_eq!(seqs(&tab.of_type("message")), vec![11]);
+    }
+}
