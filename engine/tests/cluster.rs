@@ -661,3 +661,111 @@ async fn a_rolling_restart_under_sends_delivers_every_acked_message() {
     let reconnects: usize = outcomes.iter().map(|o| o.reconnects).sum();
     assert!(reconnects >= 3, "readers were handed to other pods during the rollout ({reconnects} reconnects)");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Slow Redis: a room never waits on it
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP proxy in front of Redis that holds every reply back by `delay` (requests pass at once):
+/// a Redis far away or overloaded.
+async fn slow_proxy(upstream: SocketAddr, delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(upstream).await else { return };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let (replies, mut due) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+                let requests = tokio::io::copy(&mut client_read, &mut server_write);
+                let read_replies = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                        if replies.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                };
+                let write_replies = async move {
+                    while let Some((at, bytes)) = due.recv().await {
+                        tokio::time::sleep_until(at).await;
+                        if client_write.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = requests => {}
+                    _ = async { tokio::join!(read_replies, write_replies) } => {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Send → ack times of `sends` messages, one at a time, in a room where readers keep coming and
+/// going (so presence is written to Redis all the while).
+async fn ack_times_under_presence_churn(engine: &Engine, sends: usize) -> Vec<Duration> {
+    let room = room("churn");
+    let (mut sender, _) = engine.join(&room, &Reader::new("말하는 수달")).await;
+    let (stop, stopped) = watch::channel(false);
+    let addr = engine.addr;
+    let churn_room = room.clone();
+    let churn = tokio::spawn(async move {
+        let mut i = 0;
+        while !*stopped.borrow() {
+            let mut reader = Client::connect(addr, &churn_room).await;
+            reader.hello(&Reader::new(&format!("손님 {i}")), None).await;
+            reader.close().await;
+            i += 1;
+        }
+    });
+    let mut times = Vec::with_capacity(sends);
+    for i in 0..sends {
+        let started = Instant::now();
+        let client_id = sender.send_message(&format!("message {i}")).await;
+        sender.ack_for(&client_id).await;
+        times.push(started.elapsed());
+    }
+    stop.send_replace(true);
+    churn.await.expect("churn task");
+    times.sort();
+    times
+}
+
+fn p99(sorted: &[Duration]) -> Duration {
+    sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_never_holds_up_a_rooms_sends() {
+    let redis = RedisServer::start().await;
+    let upstream: SocketAddr = format!("127.0.0.1:{}", redis.port).parse().unwrap();
+    let slow = slow_proxy(upstream, Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = postgres_database_for(&postgres_server(), dir.path());
+    let start = |redis_url: String, name: &str| {
+        let pod_dir = dir.path().join(name);
+        std::fs::create_dir_all(&pod_dir).expect("pod dir");
+        let args = [FAST, &["--redis-url", &redis_url, "--pod-name", name, "--max-connections-per-ip", "1000", "--joins-per-ip", "1000"]].concat();
+        Engine::start_on(&database_url, &pod_dir, &args)
+    };
+
+    let direct = start(redis.url(), "direct");
+    let baseline = ack_times_under_presence_churn(&direct, 150).await;
+    drop(direct);
+    let delayed = start(format!("redis://{slow}"), "delayed");
+    let behind_slow_redis = ack_times_under_presence_churn(&delayed, 150).await;
+
+    let (base, slowed) = (p99(&baseline), p99(&behind_slow_redis));
+    eprintln!("send → ack p99: {base:?} with Redis direct, {slowed:?} with every Redis reply 300 ms late");
+    // Each presence write and read waits 300 ms; a room that waited on them would ack late by
+    // at least that much.
+    assert!(
+        slowed <= (base * 2).max(Duration::from_millis(150)),
+        "send → ack p99 {slowed:?} behind a slow Redis, {base:?} without"
+    );
+}

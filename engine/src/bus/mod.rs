@@ -4,8 +4,8 @@
 //! the pod's live rooms on one pub/sub connection, pipelines publications, and reconnects with
 //! backoff (a pub/sub connection does not reconnect by itself), re-subscribing every live room.
 //!
-//! A single pod needs none of this: its room actors broadcast to their members directly, which is
-//! why the bus is optional rather than a no-op implementation.
+//! Rooms reach it through `room::Cluster` (`RedisCluster`); a single pod uses `SinglePod`, which
+//! does nothing.
 
 mod event;
 pub mod presence;

@@ -1208,8 +1208,14 @@ mod tests {
         let mut tab = join(&mut core, 1, profile("돌아온"), Some(2));
         let effects = core.take_effects();
         assert!(effects.iter().any(|e| matches!(e, Effect::History { conn: 1, read: HistoryRead::After(2) })));
-        // Message 11 is broadcast while the store is read; the store already has it too.
-        remote(&mut core, 11);
+        // However long the read takes, the room goes on: another reader's send is committed
+        // and acked meanwhile, and message 11 is broadcast (the store already has it too).
+        let mut writer = join(&mut core, 2, profile("쓰는"), Some(10));
+        writer.welcome();
+        core.command(Command::Send { conn: 2, client_id: "w".into(), content: "meanwhile".into(), received: Instant::now() });
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Commit(_))));
+        core.done(Done::Committed(Ok(vec![Appended { seq: 11, created_at: 0, fresh: true }])));
+        assert_eq!(writer.of_type("ack").len(), 1);
         core.done(Done::History { conn: 1, read: HistoryRead::After(2), result: Ok((3..=11).map(message).collect()) });
         let welcome = tab.welcome();
         assert_eq!(welcome["resumed"], true);
