@@ -68,7 +68,7 @@ pub const FAST: &[&str] = &[
     "1000",
 ];
 
-
+/// Whether the engines of this test run use Postgres (`CHAT_TEST_POSTGRES`) rather than SQLite.
 pub fn on_postgres() -> bool {
     std::env::var("CHAT_TEST_POSTGRES").is_ok_and(|s| !s.is_empty())
 }

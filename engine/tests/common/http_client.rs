@@ -17,9 +17,6 @@ use super::{seq_of, seqs, Engine, FRAME_TIMEOUT};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-// HTTP/1.1 client
-// ---------------------------------------------------------------------------------------------
-
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub status: u16,
