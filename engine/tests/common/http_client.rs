@@ -92,7 +92,7 @@ pub async fn try_http(
 
 /// The request as a tool would send it. Unless the test sets them itself: `Host` names the
 /// engine, the connection closes after the answer, and a body is JSON. The length is always
-/// stated, `0` for a POST without a body, as proxies in front require.
+/// stated, `0` for a POST without a body, as browsers send it.
 fn request(
     addr: SocketAddr,
     method: &str,
