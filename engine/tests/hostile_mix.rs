@@ -95,7 +95,8 @@ async fn a_hostile_mix_stays_within_the_memory_budget() {
         client.send_json(&Reader::new("안 읽는 수달").hello_frame(Some(0))).await;
         resumers.push(client);
     }
-    // 300 request heads of 380 KB that never end (the engine answers 431 once it has 16 KiB).
+    // 300 request heads of 380 KB that never end (the engine answers 431 once it has 16 KiB),
+    // and below pipelines never read: raw bytes, as no HTTP client would send them.
     let heads = (0..300).map(|i| async move {
         let mut stream = TcpStream::connect(addr).await.ok()?;
         let mut head = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad-{i}: ").into_bytes();

@@ -115,6 +115,8 @@ async fn readers_that_never_read_their_welcome_are_cut_off_and_others_carry_on()
 #[tokio::test]
 async fn plain_http_clients_that_never_read_are_cut_off() {
     let engine = Engine::start(&["--write-timeout", "2"]);
+    // Raw bytes, not the HTTP client: a client reads each answer, these pipeline 200 requests
+    // and read none.
     let request = format!("GET /assets/widget.js HTTP/1.1\r\nHost: {}\r\n\r\n", engine.addr).repeat(200);
     let mut pipelines = Vec::new();
     let before = engine.metric("chat_write_timeouts_total").await;
@@ -142,7 +144,8 @@ async fn request_heads_are_capped() {
     let long = "a".repeat(9 * 1024);
     let response = engine.http("GET", "/healthz", &[("X-Long", &long)], None).await;
     assert_eq!(response.status, 431, "{response:?}");
-    // A head that keeps growing past 16 KiB is answered without waiting for its end.
+    // A head that keeps growing past 16 KiB is answered without waiting for its end (raw bytes:
+    // a client sends whole requests).
     let mut stream = TcpStream::connect(engine.addr).await.unwrap();
     let mut head = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n", engine.addr);
     for i in 0..40 {

@@ -2,6 +2,7 @@
 //! holds their messages. The embedded default is a SQLite file; `writer` adds group commit on top.
 
 pub mod postgres;
+mod reads;
 pub mod retention;
 pub mod sqlite;
 pub mod writer;
@@ -133,28 +134,4 @@ pub async fn open(url: &str, timeout: std::time::Duration, pool: u32) -> Result<
     }
     // Only the scheme: the rest of a database URL may hold a password.
     Err(StoreError::UnsupportedUrl(url.split(':').next().unwrap_or_default().to_string()))
-}
-
-/// The columns `message_from` reads, in its order.
-const MESSAGE_COLUMNS: &str = "seq, room_id, author_id, nickname, avatar, content, created_at, client_id";
-
-/// A `Message` from a row of `MESSAGE_COLUMNS`, whichever database it came from.
-fn message_from<R>(row: &R, room_id: &RoomId) -> Message
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    Message {
-        seq: row.get(0),
-        room_id: room_id.clone(),
-        author_id: AuthorId::from_store(row.get(2)),
-        nickname: row.get(3),
-        avatar: row.get(4),
-        content: row.get(5),
-        created_at: row.get(6),
-        client_id: row.get(7),
-    }
 }

@@ -12,7 +12,8 @@ use futures_util::FutureExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
-use super::{message_from, Appended, Deletion, NewMessage, RoomSnapshot, Store, StoreError, MESSAGE_COLUMNS};
+use super::reads::Reads;
+use super::{Appended, Deletion, NewMessage, RoomSnapshot, Store, StoreError};
 use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
 
 pub struct PgStore {
@@ -79,65 +80,19 @@ impl Store for PgStore {
     }
 
     fn load_room(&self, room: RoomId, recent: usize) -> BoxFuture<'_, Result<RoomSnapshot, StoreError>> {
-        async move {
-            let last_seq = self.last_seq(room.clone()).await?;
-            let recent = self.history(room.clone(), None, recent).await?;
-            let bans = sqlx::query("SELECT author_id, until FROM bans WHERE room_id = $1 AND until > $2")
-                .bind(room.as_str())
-                .bind(now_millis())
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|row| (AuthorId::from_store(row.get(0)), row.get::<i64, _>(1)))
-                .collect();
-            Ok(RoomSnapshot { last_seq, recent, bans })
-        }
-        .boxed()
+        async move { Ok(Reads(&self.pool).load_room(&room, recent).await?) }.boxed()
     }
 
     fn history(&self, room: RoomId, before: Option<Seq>, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
-        async move {
-            let rows = sqlx::query(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages
-                 WHERE room_id = $1 AND seq < $2 AND deleted_at IS NULL
-                 ORDER BY seq DESC LIMIT $3"
-            ))
-            .bind(room.as_str())
-            .bind(before.unwrap_or(Seq::MAX))
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().rev().map(|row| message_from(row, &room)).collect())
-        }
-        .boxed()
+        async move { Ok(Reads(&self.pool).history(&room, before, limit).await?) }.boxed()
     }
 
     fn after(&self, room: RoomId, after: Seq, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
-        async move {
-            let rows = sqlx::query(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages
-                 WHERE room_id = $1 AND seq > $2 AND deleted_at IS NULL
-                 ORDER BY seq LIMIT $3"
-            ))
-            .bind(room.as_str())
-            .bind(after)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.iter().map(|row| message_from(row, &room)).collect())
-        }
-        .boxed()
+        async move { Ok(Reads(&self.pool).after(&room, after, limit).await?) }.boxed()
     }
 
     fn last_seq(&self, room: RoomId) -> BoxFuture<'_, Result<Seq, StoreError>> {
-        async move {
-            let seq = sqlx::query_scalar::<_, Seq>("SELECT last_seq FROM rooms WHERE id = $1")
-                .bind(room.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(seq.unwrap_or(0))
-        }
-        .boxed()
+        async move { Ok(Reads(&self.pool).last_seq(&room).await?) }.boxed()
     }
 
     fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>> {
