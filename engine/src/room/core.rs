@@ -384,6 +384,9 @@ impl RoomCore {
                 Some(Some(missed)) => Some(Ok((missed, true))),
                 // Missed messages that do not fit: the latest, starting over.
                 Some(None) => state.ring.latest(HISTORY_ON_JOIN).map(|e| Ok((trim(e, cap), false))),
+                // The ring holds only the newest of the missed messages; when even those do not
+                // fit, the rest need not be read to know the resume will not either.
+                None if state.ring.json_bytes() > cap => state.ring.latest(HISTORY_ON_JOIN).map(|e| Ok((trim(e, cap), false))),
                 None => Some(Err(HistoryRead::After(since))),
             },
             None => Some(state.ring.latest(HISTORY_ON_JOIN).map_or(Err(HistoryRead::Latest), |e| Ok((trim(e, cap), false)))),

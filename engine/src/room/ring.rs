@@ -113,6 +113,11 @@ impl Ring {
         self.limits.budget.sub(n);
     }
 
+    /// Bytes of JSON the ring holds (its messages as a welcome would carry them).
+    pub fn json_bytes(&self) -> usize {
+        self.bytes - self.entries.len() * ENTRY_OVERHEAD
+    }
+
     /// The newest `n` messages, oldest first, when the ring is sure to have them.
     pub fn latest(&self, n: usize) -> Option<impl DoubleEndedIterator<Item = &Entry>> {
         (self.entries.len() >= n || self.floor == 0).then(|| self.entries.iter().skip(self.entries.len().saturating_sub(n)))
