@@ -1,6 +1,10 @@
-// Chat widget: runs inside the iframe at /room/{roomId}. Speaks the v1 wire protocol
-// (docs/PROTOCOL.md) to /ws/{roomId} and a small `{chat: ...}` postMessage protocol to the host page.
+// The view: the page at /room/{roomId} (DOM, layout, scrolling, the nickname prompt) and the
+// `{chat: ...}` postMessage protocol with the host page. The page's entry module: the socket is
+// client.js's, the saved identity storage.js's, the texts strings.js's.
 // Rule kept throughout: user data (nicknames, content) reaches the DOM only as text nodes.
+import { createClient } from "./client.js";
+import { loadIdentity, hasNickname, persistent, saveProfile } from "./storage.js";
+import { ANIMALS, STRINGS, pickLang } from "./strings.js";
 
 const MAX_LEN = 2000;          // server rule: content 1..2000 characters after trimming
 const COUNTER_FROM = 1800;     // show the counter only when it matters
@@ -8,67 +12,9 @@ const PAGE = 50;               // older-history page size
 const TYPING_EVERY = 2000;     // send `typing` at most this often
 const TYPING_SHOWN = 3000;     // hide someone's indicator after this long without a new frame
 
-const ANIMALS = {
-  otter: "🦦", fox: "🦊", panda: "🐼", koala: "🐨", rabbit: "🐰", cat: "🐱", dog: "🐶",
-  owl: "🦉", tiger: "🐯", whale: "🐳", seal: "🦭", bear: "🐻", frog: "🐸", wolf: "🐺",
-};
-
-// English animal names stay at <= 5 letters so "Anonymous {animal}" fits the 15-character limit.
-const STRINGS = {
-  en: {
-    title: "Post discussion", placeholder: "Write a message…", inputLabel: "Message", send: "Send",
-    online: (n) => `${n} online`, typing: (who) => `${who} is typing…`,
-    people: "People in this chat", more: (n) => `and ${n} more`, you: "you",
-    tabOnly: "Your name is kept in this tab only: this browser blocks storage for embedded pages.",
-    connecting: "Connecting…", reconnecting: "Reconnecting…", offline: "Not connected.",
-    badRoom: "This chat room does not exist.",
-    newMsgs: (n) => (n === 1 ? "1 new message ↓" : `${n} new messages ↓`), newMany: (n) => `${n} new messages`,
-    sending: "Sending…", retry: "Retry", discard: "Discard", del: "Delete", delSure: "Delete?", justNow: "just now",
-    nickLabel: "Choose a nickname", nickSave: "Save", cancel: "Cancel", changeNick: "Change nickname",
-    avatarLabel: (a) => `Avatar: ${a}. Pick another`,
-    nickRule: "Nickname must be 2–15 characters, without control characters.",
-    slowDown: (s) => `Slow down — try again in ${s} s`,
-    anon: (a) => `Anonymous ${a}`,
-    animals: {
-      otter: "Otter", fox: "Fox", panda: "Panda", koala: "Koala", rabbit: "Bunny", cat: "Cat", dog: "Dog",
-      owl: "Owl", tiger: "Tiger", whale: "Whale", seal: "Seal", bear: "Bear", frog: "Frog", wolf: "Wolf",
-    },
-    errors: {
-      rate_limited: "You're sending too fast. Try again in a moment.", invalid_content: "Messages must be 1–2000 characters.",
-      banned: "You can't take part in this chat.", forbidden: "You can only delete your own messages.",
-      not_found: "That message no longer exists.", unavailable: "Chat is temporarily unavailable.", internal: "Something went wrong.",
-    },
-  },
-  ko: {
-    title: "게시글 토론", placeholder: "메시지를 입력하세요…", inputLabel: "메시지", send: "보내기",
-    online: (n) => `${n}명 접속 중`, typing: (who) => `${who}님이 입력 중…`,
-    people: "이 채팅의 참여자", more: (n) => `외 ${n}명`, you: "나",
-    tabOnly: "이 브라우저가 삽입된 페이지의 저장소를 막아서, 닉네임은 이 탭에서만 유지돼요.",
-    connecting: "연결 중…", reconnecting: "다시 연결하는 중…", offline: "연결되어 있지 않아요.",
-    badRoom: "존재하지 않는 채팅방이에요.",
-    newMsgs: (n) => `새 메시지 ${n}개 ↓`, newMany: (n) => `새 메시지 ${n}개`,
-    sending: "보내는 중…", retry: "다시 시도", discard: "지우기", del: "삭제", delSure: "삭제할까요?", justNow: "방금",
-    nickLabel: "닉네임을 정해 주세요", nickSave: "저장", cancel: "취소", changeNick: "닉네임 바꾸기",
-    avatarLabel: (a) => `아바타: ${a}. 다른 동물 고르기`,
-    nickRule: "닉네임은 제어 문자 없이 2–15자여야 해요.",
-    slowDown: (s) => `천천히 보내 주세요 — ${s}초 후에 다시 시도하세요`,
-    anon: (a) => `익명의 ${a}`,
-    animals: {
-      otter: "수달", fox: "여우", panda: "판다", koala: "코알라", rabbit: "토끼", cat: "고양이", dog: "강아지",
-      owl: "부엉이", tiger: "호랑이", whale: "고래", seal: "물범", bear: "곰", frog: "개구리", wolf: "늑대",
-    },
-    errors: {
-      rate_limited: "너무 빨리 보내고 있어요. 잠시 후 다시 시도하세요.", invalid_content: "메시지는 1–2000자여야 해요.",
-      banned: "이 채팅에 참여할 수 없어요.", forbidden: "내 메시지만 삭제할 수 있어요.",
-      not_found: "이미 없는 메시지예요.", unavailable: "채팅을 일시적으로 사용할 수 없어요.", internal: "문제가 발생했어요.",
-    },
-  },
-};
-
 // ---- page parameters ---------------------------------------------------------------------------
 const params = new URLSearchParams(location.search);
-const lang = ["ko", "en"].includes(params.get("lang")) ? params.get("lang")
-  : /^ko\b/i.test(navigator.language || "") ? "ko" : "en";
+const lang = pickLang(params.get("lang"), navigator.language);
 const T = STRINGS[lang];
 document.documentElement.lang = lang;
 
@@ -115,38 +61,6 @@ function button(text, onclick) {
 const chars = (s) => [...s].length;  // Unicode scalar values, as the server counts
 const reduceMotion = matchMedia("(prefers-reduced-motion: reduce)");
 
-// Storage can throw (blocked or partitioned third-party storage, private mode): every access is
-// wrapped. Order: localStorage (kept across visits), else this tab's sessionStorage, else memory.
-// `persistent` tells the reader discreetly when their identity will not outlive the tab.
-const memory = new Map();
-const areas = [];
-for (const name of ["localStorage", "sessionStorage"]) {
-  try {
-    const area = window[name];
-    area.setItem("chat.probe", "1");
-    area.removeItem("chat.probe");
-    areas.push(area);
-  } catch { /* blocked: try the next one */ }
-}
-const persistent = areas.length > 0 && (() => { try { return areas[0] === window.localStorage; } catch { return false; } })();
-const store = {
-  get(k) {
-    try { const v = areas[0]?.getItem(k); if (v != null) return v; } catch { /* memory */ }
-    return memory.get(k) ?? null;
-  },
-  set(k, v) { memory.set(k, v); try { areas[0]?.setItem(k, v); } catch { /* memory only */ } },
-};
-
-function uuid() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  // randomUUID needs a secure context; plain http on a LAN host still deserves a v4 UUID.
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const x = [...b].map((n) => n.toString(16).padStart(2, "0")).join("");
-  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
-}
-
 // ---- identity ---------------------------------------------------------------------------------
 const animalKeys = Object.keys(ANIMALS);
 const defaultNick = (a) => T.anon(T.animals[a]);
@@ -160,30 +74,25 @@ const nickProblem = (s) => {
 // A name inside running text is isolated (FSI…PDI), so a right-to-left name cannot reorder the words around it.
 const iso = (name) => `\u2068${name}\u2069`;
 
-let anonymousId = store.get("chat.anonymousId");
-if (!/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i.test(anonymousId || "")) {
-  anonymousId = uuid();
-  store.set("chat.anonymousId", anonymousId);
-}
-let avatar = store.get("chat.avatar");
-if (!Object.hasOwn(ANIMALS, avatar || "")) avatar = animalKeys[Math.floor(Math.random() * animalKeys.length)];
-let nickname = store.get("chat.nickname") || "";
+const identity = loadIdentity(animalKeys);
+const { anonymousId } = identity;
+let { avatar, nickname } = identity;
 const firstVisit = !nickname || !!nickProblem(nickname);
 if (firstVisit) nickname = defaultNick(avatar);  // joins under the suggested name until one is saved
 
 // ---- state ------------------------------------------------------------------------------------
+const client = createClient({
+  url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/${encodeURIComponent(roomId)}`,
+  hello: () => ({ anonymousId, nickname, avatar }),
+  on: { welcome: onWelcome, message: (m) => addLive([m], true), ack: onAck, deleted: removeSeq, error: onError, close: onClose, frame: onFrame },
+});
+const send = client.send;
 let me = null;              // welcome.you
-let ws = null;
-let welcomed = false;       // the current socket has had its welcome
-let everWelcomed = false;   // a later hello carries `lastSeq` (resume)
-let maxSeq = 0;             // highest seq received as a message (never from an ack: see onAck)
-let attempt = 0, retryTimer = 0, drainAt = 0;
-let banned = false, holdForNick = false;
 let hasOlder = false, loadingOlder = false, olderRetryAt = 0, listGen = 0;
 let unread = 0;
 const items = new Map();    // seq -> { el, msg, local }
-const gone = new Set();     // deleted seqs, so a late frame cannot bring one back
-const pending = new Map();  // clientId -> { el, content, failed }
+const gone = new Set();     // deleted seqs: older history fetched later cannot bring one back
+const pending = new Map();  // clientId -> { el, content, failed }: this page's sends the client holds
 const typers = new Map();   // authorId -> { nickname, timer }
 
 // ---- time -------------------------------------------------------------------------------------
@@ -261,8 +170,8 @@ function renderPending(clientId, p) {
   if (p.failed) {
     extra.push(
       // Same clientId: if the first attempt was stored after all, the server acks without a duplicate.
-      button(T.retry, () => { p.failed = null; renderPending(clientId, p); send({ type: "send", clientId, content: p.content }); }),
-      button(T.discard, () => { pending.delete(clientId); li.remove(); input.focus(); }),
+      button(T.retry, () => { p.failed = null; renderPending(clientId, p); client.retry(clientId); }),
+      button(T.discard, () => { pending.delete(clientId); client.discard(clientId); li.remove(); input.focus(); }),
     );
   }
   li.replaceChildren(...bubble({ content: p.content, nickname, avatar }, extra));
@@ -303,7 +212,6 @@ function addMessage(m) {
   el = renderMessage(m, el);
   items.set(m.seq, { el, msg: m });
   place(el, m.seq);
-  if (m.seq > maxSeq) maxSeq = m.seq;
   const t = typers.get(m.authorId);
   if (t) { clearTimeout(t.timer); typers.delete(m.authorId); renderTyping(); }
   return true;
@@ -334,7 +242,6 @@ function removeSeq(seq) {
 function clearList() {
   for (const { el } of items.values()) el.remove();
   items.clear();
-  maxSeq = 0;
   listGen++;  // an older-history fetch still in flight belongs to the old list
 }
 
@@ -482,143 +389,68 @@ onlineEl.addEventListener("click", () => togglePeople());
 peopleBox.addEventListener("keydown", (e) => { if (e.key === "Escape") { togglePeople(false); onlineEl.focus(); } });
 onlineEl.addEventListener("keydown", (e) => { if (e.key === "Escape" && !peopleBox.hidden) togglePeople(false); });
 
-// ---- socket -----------------------------------------------------------------------------------
-function send(frame) {
-  if (!ws || ws.readyState !== WebSocket.OPEN || !welcomed) return false;
-  ws.send(JSON.stringify(frame));
-  return true;
-}
-
-function connect() {
-  clearTimeout(retryTimer);
-  retryTimer = 0;
-  if (banned || holdForNick) return;
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/${encodeURIComponent(roomId)}`;
-  let sock;
-  try { sock = new WebSocket(url); } catch { scheduleReconnect(); return; }
-  ws = sock;
-  welcomed = false;
-  sock.onopen = () => {
-    const hello = { type: "hello", anonymousId, nickname, avatar };
-    if (everWelcomed) hello.lastSeq = maxSeq;
-    sock.send(JSON.stringify(hello));
-  };
-  sock.onmessage = (e) => {
-    if (sock !== ws) return;
-    let f;
-    try { f = JSON.parse(e.data); } catch { return; }
-    if (f && typeof f.type === "string") onFrame(f);
-  };
-  sock.onclose = (e) => { if (sock === ws) onClose(e); };
-}
-
+// ---- what the client reports ----------------------------------------------------------------------
 function onFrame(f) {
-  switch (f.type) {
-    case "welcome": onWelcome(f); break;
-    case "message": addLive([f.message], true); break;
-    case "ack": onAck(f); break;
-    case "deleted": removeSeq(f.seq); break;
-    case "presence": onPresence(f); break;
-    case "typing": onTyping(f); break;
-    case "error": onError(f); break;
-    case "reconnect": onDrain(f.afterMs); break;
-    default: break;  // the engine may add frame types
-  }
+  if (f.type === "presence") onPresence(f);
+  else if (f.type === "typing") onTyping(f);
 }
 
-function onWelcome(f) {
+// `history`: what the client had not passed on before. Not resumed: a fresh page of the latest
+// messages, whatever we showed may have a gap before it, so start over.
+function onWelcome(f, history) {
   me = f.you || me;
-  welcomed = true;
-  attempt = 0;
   setState("");
   setOnline(f.online);
-  const history = Array.isArray(f.history) ? f.history : [];
   if (f.resumed) {
     addLive(history, false);
   } else {
-    // A fresh page of the latest messages: whatever we showed may have a gap before it, so start over.
     clearList();
     for (const m of history) addMessage(m);
-    hasOlder = history.length > 0 && history[0].seq > 1;
+    hasOlder = Array.isArray(f.history) && f.history.length > 0 && f.history[0].seq > 1;
     toBottom(false);
   }
-  // Sends that were in flight when the socket dropped: same clientId, so the server stores them once.
-  for (const [clientId, p] of pending) if (!p.failed) send({ type: "send", clientId, content: p.content });
-  everWelcomed = true;
   fillViewport();
 }
 
-function onAck(f) {
-  const p = pending.get(f.clientId);
-  if (!p || typeof f.seq !== "number") return;
-  pending.delete(f.clientId);
-  if (items.has(f.seq) || gone.has(f.seq)) { p.el.remove(); return; }
-  // Shown as confirmed now; the matching `message` frame replaces the local timestamp. maxSeq is
-  // left alone: resuming from an ack's seq could skip others' messages still in flight before it.
-  const m = { seq: f.seq, roomId, authorId: me.authorId, nickname, avatar, content: p.content,
-    createdAt: new Date().toISOString(), clientId: f.clientId };
+function onAck(clientId, seq) {
+  const p = pending.get(clientId);
+  if (!p) return;
+  pending.delete(clientId);
+  if (items.has(seq) || gone.has(seq)) { p.el.remove(); return; }
+  // Shown as confirmed now; the matching `message` frame replaces the local timestamp.
+  const m = { seq, roomId, authorId: me.authorId, nickname, avatar, content: p.content,
+    createdAt: new Date().toISOString(), clientId };
   renderMessage(m, p.el);
-  items.set(f.seq, { el: p.el, msg: m, local: true });
-  place(p.el, f.seq);
+  items.set(seq, { el: p.el, msg: m, local: true });
+  place(p.el, seq);
 }
 
-function onError(f) {
+function onError(f, { clientId, retryAfterMs }) {
   // A refused send says when a send will go through again (the reader's, the network's or the
   // room's limit); the message stays in its bubble with Retry, so nothing typed is lost.
-  const wait = f.code === "rate_limited" && Number(f.retryAfterMs) > 0 ? Math.ceil(f.retryAfterMs / 1000) : 0;
+  const wait = Math.ceil(retryAfterMs / 1000);
   const reason = (wait && T.slowDown(wait)) || T.errors[f.code]
     || (f.code === "invalid_nickname" ? T.nickRule : f.message) || T.errors.internal;
   if (f.code === "banned") {
-    banned = true;
     setState(reason);
     sendBtn.disabled = input.disabled = true;
   }
-  const p = f.clientId && pending.get(f.clientId);
-  if (p) { p.failed = reason; renderPending(f.clientId, p); return; }
-  if (f.code === "invalid_nickname") {
-    // Rejected in hello: wait for a valid name rather than retrying the same one forever.
-    if (!welcomed) { holdForNick = true; ws?.close(1000); }
-    openNick(reason);
-    return;
-  }
+  const p = clientId && pending.get(clientId);
+  if (p) { p.failed = reason; renderPending(clientId, p); return; }
+  if (f.code === "invalid_nickname") { openNick(reason); return; }
   if (f.code !== "banned") note(reason);
 }
 
-// The pod is draining: keep reading until afterMs, then reconnect with lastSeq.
-function onDrain(afterMs) {
-  const wait = Math.min(Math.max(Number(afterMs) || 0, 0), 60000);
-  drainAt = Date.now() + wait;
-  const sock = ws;
-  setTimeout(() => { if (ws === sock) sock?.close(1000); }, wait);
-}
-
-function onClose(e) {
-  ws = null;
-  welcomed = false;
+// `next`: what the client does now (see client.js); only a failure shows the banner.
+function onClose(next) {
   for (const t of typers.values()) clearTimeout(t.timer);
   typers.clear();
   renderTyping();
-  if (banned) { setState(T.errors.banned); return; }  // the server closes with 1008 after `banned`
-  if (holdForNick) return;
-  if (drainAt) {
-    const wait = Math.max(0, drainAt - Date.now());
-    drainAt = 0;
-    retryTimer = setTimeout(connect, wait);  // planned: no banner unless this attempt fails
-    return;
-  }
-  setState(T.reconnecting);
-  scheduleReconnect();
+  if (next === "banned") setState(T.errors.banned);  // the server closes with 1008 after `banned`
+  else if (next === "retry") setState(T.reconnecting);
 }
 
-// Exponential backoff with jitter: about 0.5 s, 1 s, 2 s ... capped at 30 s.
-function scheduleReconnect() {
-  const delay = Math.min(30000, 500 * 2 ** Math.min(attempt, 10) * (0.5 + Math.random()));
-  attempt++;
-  clearTimeout(retryTimer);
-  retryTimer = setTimeout(connect, delay);
-}
-
-addEventListener("online", () => { if (retryTimer) connect(); });
+addEventListener("online", () => client.wake());
 
 // ---- composing ----------------------------------------------------------------------------------
 let lastTypingSent = 0;
@@ -626,15 +458,14 @@ let lastTypingSent = 0;
 function submit() {
   const content = input.value.trim();
   const n = chars(content);
-  if (!n || n > MAX_LEN || banned) return;
-  const clientId = uuid();
+  if (!n || n > MAX_LEN || client.banned) return;
+  const clientId = client.submit(content);  // offline: stays pending, goes out after the next welcome
   const p = { el: h("li"), content, failed: null };
   pending.set(clientId, p);
   renderPending(clientId, p);
   list.append(p.el);
   input.value = "";
   onInput();
-  send({ type: "send", clientId, content });  // offline: stays pending, goes out after the next welcome
   toBottom(false);
 }
 
@@ -645,7 +476,7 @@ function onInput() {
   count.hidden = n < COUNTER_FROM;
   count.textContent = `${n}/${MAX_LEN}`;
   count.classList.toggle("over", n > MAX_LEN);
-  sendBtn.disabled = banned || n === 0 || n > MAX_LEN;
+  sendBtn.disabled = client.banned || n === 0 || n > MAX_LEN;
   if (n && Date.now() - lastTypingSent > TYPING_EVERY && send({ type: "typing" })) lastTypingSent = Date.now();
 }
 
@@ -677,7 +508,7 @@ function openNick(message = "") {
   renderDraftAvatar();
   nickInput.value = nickname;
   showNickProblem(message);
-  nickCancel.hidden = !store.get("chat.nickname");  // the first choice cannot be skipped
+  nickCancel.hidden = !hasNickname();  // the first choice cannot be skipped
   nickForm.hidden = false;
   composer.hidden = true;
 }
@@ -706,12 +537,11 @@ nickForm.addEventListener("submit", (e) => {
   const changed = nickInput.value.trim() !== nickname || draftAvatar !== avatar;
   nickname = nickInput.value.trim();
   avatar = draftAvatar;
-  store.set("chat.nickname", nickname);
-  store.set("chat.avatar", avatar);
+  saveProfile(nickname, avatar);
   closeNick();
   renderMe();
   input.focus();
-  if (holdForNick) { holdForNick = false; connect(); } else if (changed) send({ type: "rename", nickname, avatar });
+  if (client.held) client.release(); else if (changed) send({ type: "rename", nickname, avatar });
 });
 nickCancel.addEventListener("click", () => { closeNick(); meBtn.focus(); });
 nickForm.addEventListener("keydown", (e) => {
@@ -790,5 +620,5 @@ if (!roomOk) {
   renderMe();
   if (firstVisit) openNick();
   setState(T.connecting);
-  connect();
+  client.connect();
 }

@@ -1,6 +1,12 @@
 //! The widget's static files, compiled into the binary: the page at `/room/{roomId}`, its script
-//! and style under `/assets/`, and `/embed.js` for host pages. Served with ETags so browsers
-//! revalidate cheaply.
+//! modules and style under `/assets/`, and `/embed.js` for host pages. Served with ETags so
+//! browsers revalidate cheaply.
+//!
+//! The script is plain ES modules, one file per job (`widget.js`, the view, imports `client.js`,
+//! `storage.js` and `strings.js`), served as they are in the repository: the page has always loaded
+//! it with `<script type="module">`, so every browser that runs the widget also resolves static
+//! imports, and nothing needs a build step or a bundler. The page preloads the modules
+//! (`modulepreload`), so they do not wait for the entry one; all come from `'self'`.
 
 use std::sync::{Arc, LazyLock};
 
@@ -36,6 +42,9 @@ macro_rules! asset {
 // briefly and are revalidated by ETag after that.
 static PAGE: Asset = asset!("index.html", "text/html; charset=utf-8", "no-cache");
 static WIDGET_JS: Asset = asset!("widget.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static CLIENT_JS: Asset = asset!("client.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static STORAGE_JS: Asset = asset!("storage.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static STRINGS_JS: Asset = asset!("strings.js", "text/javascript; charset=utf-8", "public, max-age=300");
 static WIDGET_CSS: Asset = asset!("widget.css", "text/css; charset=utf-8", "public, max-age=300");
 pub static EMBED_JS: Asset = asset!("embed.js", "text/javascript; charset=utf-8", "public, max-age=300");
 
@@ -45,11 +54,22 @@ fn etag(body: &str) -> String {
     format!("\"{hex}\"")
 }
 
-pub fn asset(req: &Request<impl Sized>, name: &str) -> Response<Body> {
+/// The file at `/assets/{name}`.
+fn named(name: &str) -> Option<&'static Asset> {
     match name {
-        "widget.js" => serve(req, &WIDGET_JS),
-        "widget.css" => serve(req, &WIDGET_CSS),
-        _ => error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such asset"),
+        "widget.js" => Some(&WIDGET_JS),
+        "client.js" => Some(&CLIENT_JS),
+        "storage.js" => Some(&STORAGE_JS),
+        "strings.js" => Some(&STRINGS_JS),
+        "widget.css" => Some(&WIDGET_CSS),
+        _ => None,
+    }
+}
+
+pub fn asset(req: &Request<impl Sized>, name: &str) -> Response<Body> {
+    match named(name) {
+        Some(asset) => serve(req, asset),
+        None => error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such asset"),
     }
 }
 
@@ -120,4 +140,36 @@ pub fn widget_page(app: &Arc<App>, req: &Request<impl Sized>, _room: RoomId) -> 
         h.insert(CONTENT_SECURITY_POLICY, value);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The relative module specifiers (`from "./x.js"`) a script imports.
+    fn imports(script: &str) -> Vec<&str> {
+        script.split("from \"./").skip(1).filter_map(|rest| rest.split_once('"').map(|(name, _)| name)).collect()
+    }
+
+    /// Every module the page's entry reaches through imports is served here and preloaded by the
+    /// page, and the page preloads nothing else.
+    #[test]
+    fn every_module_the_page_loads_is_served_and_preloaded() {
+        let mut modules = vec!["widget.js"];
+        let mut i = 0;
+        while let Some(&name) = modules.get(i) {
+            let script = named(name).unwrap_or_else(|| panic!("{name} is imported but not served"));
+            for import in imports(script.body) {
+                if !modules.contains(&import) {
+                    modules.push(import);
+                }
+            }
+            i += 1;
+        }
+        assert!(modules.len() > 1, "the entry imports its modules: {modules:?}");
+        for name in &modules[1..] {
+            assert!(PAGE.body.contains(&format!(r#"<link rel="modulepreload" href="/assets/{name}">"#)), "{name} is not preloaded");
+        }
+        assert_eq!(PAGE.body.matches(r#"rel="modulepreload""#).count(), modules.len() - 1, "the page preloads a module nothing imports");
+    }
 }

@@ -224,6 +224,8 @@ mod tests {
         assert_eq!(parse_route(&Method::GET, "/metrics"), Route::Metrics);
         assert_eq!(parse_route(&Method::POST, "/metrics"), Route::MethodNotAllowed);
         assert_eq!(parse_route(&Method::GET, "/assets/widget.js"), Route::Asset("widget.js"));
+        assert_eq!(parse_route(&Method::GET, "/assets/client.js"), Route::Asset("client.js"));
+        assert_eq!(parse_route(&Method::GET, "/assets/x/client.js"), Route::NotFound);
         assert_eq!(parse_route(&Method::GET, "/room/a%2Fb"), Route::InvalidRoom);
         assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/messages/7"), Route::DeleteMessage(RoomId::parse("p").unwrap(), "7"));
         assert_eq!(parse_route(&Method::GET, "/room/a/b"), Route::NotFound);

@@ -1,0 +1,61 @@
+// Strings: every text the widget shows, in Korean and English, and the avatar animals. Data only.
+
+export const ANIMALS = {
+  otter: "🦦", fox: "🦊", panda: "🐼", koala: "🐨", rabbit: "🐰", cat: "🐱", dog: "🐶",
+  owl: "🦉", tiger: "🐯", whale: "🐳", seal: "🦭", bear: "🐻", frog: "🐸", wolf: "🐺",
+};
+
+// English animal names stay at <= 5 letters so "Anonymous {animal}" fits the 15-character limit.
+export const STRINGS = {
+  en: {
+    title: "Post discussion", placeholder: "Write a message…", inputLabel: "Message", send: "Send",
+    online: (n) => `${n} online`, typing: (who) => `${who} is typing…`,
+    people: "People in this chat", more: (n) => `and ${n} more`, you: "you",
+    tabOnly: "Your name is kept in this tab only: this browser blocks storage for embedded pages.",
+    connecting: "Connecting…", reconnecting: "Reconnecting…", offline: "Not connected.",
+    badRoom: "This chat room does not exist.",
+    newMsgs: (n) => (n === 1 ? "1 new message ↓" : `${n} new messages ↓`), newMany: (n) => `${n} new messages`,
+    sending: "Sending…", retry: "Retry", discard: "Discard", del: "Delete", delSure: "Delete?", justNow: "just now",
+    nickLabel: "Choose a nickname", nickSave: "Save", cancel: "Cancel", changeNick: "Change nickname",
+    avatarLabel: (a) => `Avatar: ${a}. Pick another`,
+    nickRule: "Nickname must be 2–15 characters, without control characters.",
+    slowDown: (s) => `Slow down — try again in ${s} s`,
+    anon: (a) => `Anonymous ${a}`,
+    animals: {
+      otter: "Otter", fox: "Fox", panda: "Panda", koala: "Koala", rabbit: "Bunny", cat: "Cat", dog: "Dog",
+      owl: "Owl", tiger: "Tiger", whale: "Whale", seal: "Seal", bear: "Bear", frog: "Frog", wolf: "Wolf",
+    },
+    errors: {
+      rate_limited: "You're sending too fast. Try again in a moment.", invalid_content: "Messages must be 1–2000 characters.",
+      banned: "You can't take part in this chat.", forbidden: "You can only delete your own messages.",
+      not_found: "That message no longer exists.", unavailable: "Chat is temporarily unavailable.", internal: "Something went wrong.",
+    },
+  },
+  ko: {
+    title: "게시글 토론", placeholder: "메시지를 입력하세요…", inputLabel: "메시지", send: "보내기",
+    online: (n) => `${n}명 접속 중`, typing: (who) => `${who}님이 입력 중…`,
+    people: "이 채팅의 참여자", more: (n) => `외 ${n}명`, you: "나",
+    tabOnly: "이 브라우저가 삽입된 페이지의 저장소를 막아서, 닉네임은 이 탭에서만 유지돼요.",
+    connecting: "연결 중…", reconnecting: "다시 연결하는 중…", offline: "연결되어 있지 않아요.",
+    badRoom: "존재하지 않는 채팅방이에요.",
+    newMsgs: (n) => `새 메시지 ${n}개 ↓`, newMany: (n) => `새 메시지 ${n}개`,
+    sending: "보내는 중…", retry: "다시 시도", discard: "지우기", del: "삭제", delSure: "삭제할까요?", justNow: "방금",
+    nickLabel: "닉네임을 정해 주세요", nickSave: "저장", cancel: "취소", changeNick: "닉네임 바꾸기",
+    avatarLabel: (a) => `아바타: ${a}. 다른 동물 고르기`,
+    nickRule: "닉네임은 제어 문자 없이 2–15자여야 해요.",
+    slowDown: (s) => `천천히 보내 주세요 — ${s}초 후에 다시 시도하세요`,
+    anon: (a) => `익명의 ${a}`,
+    animals: {
+      otter: "수달", fox: "여우", panda: "판다", koala: "코알라", rabbit: "토끼", cat: "고양이", dog: "강아지",
+      owl: "부엉이", tiger: "호랑이", whale: "고래", seal: "물범", bear: "곰", frog: "개구리", wolf: "늑대",
+    },
+    errors: {
+      rate_limited: "너무 빨리 보내고 있어요. 잠시 후 다시 시도하세요.", invalid_content: "메시지는 1–2000자여야 해요.",
+      banned: "이 채팅에 참여할 수 없어요.", forbidden: "내 메시지만 삭제할 수 있어요.",
+      not_found: "이미 없는 메시지예요.", unavailable: "채팅을 일시적으로 사용할 수 없어요.", internal: "문제가 발생했어요.",
+    },
+  },
+};
+
+// `lang=ko|en` from the page's query wins; otherwise the browser's language.
+export const pickLang = (asked, browser) => (["ko", "en"].includes(asked) ? asked : /^ko\b/i.test(browser || "") ? "ko" : "en");
