@@ -1,17 +1,16 @@
 //! chat-engine: real-time chat for blog posts in one process.
 //!
-//! A map of the crate, in the order a message travels:
-//! - `http`: routes of PROTOCOL.md (widget page, JSON API, health, metrics) and the WebSocket
-//!   upgrade that hands a connection to `ws`.
-//! - `ws`: `protocol` (frame types) and the `session` of one connection: hello, validation, relay.
-//! - `room`: the registry and one actor per live room: members, presence, ring buffer, seq
-//!   order, rate limits; sends go to group commit and are acked and broadcast after it.
-//! - `store`: the `Store` trait, SQLite and Postgres implementations, the group-commit `writer`.
-//! - `bus`: cross-pod fan-out and room-wide presence over Redis (only with several pods).
-//! - `chat`: the domain types and the rules on client input; `metrics`, `config`, `app`, `server`;
-//!   `write_deadline` cuts connections whose peer stopped reading; `heap` returns freed memory.
-//! - `client_ip` (who a request comes from, behind trusted proxies) and `clients` (fair share per
-//!   client address: sockets, joins, sends).
+//! The layers, bottom up (each uses only those below it):
+//! - `protocol` (the wire contract: frames, error and close codes, inbound checks) and `chat`
+//!   (domain types and the rules on client input).
+//! - `store` (the `Store` trait, SQLite and Postgres, the group-commit `writer`, retention) and
+//!   `bus` (cross-pod fan-out and room-wide presence over Redis).
+//! - `room`: the registry and one actor per live room around a synchronous core (members,
+//!   presence, ring, seq order, send limits); sends are acked and broadcast after the commit.
+//! - `http` (routes, JSON API, assets, the upgrade) and `ws` (the session of one socket).
+//! - Around them: `config`, `app`, `server`, `metrics`, `client_ip` (who a request comes from,
+//!   behind trusted proxies), `clients` (fair share per client address), `write_deadline` (cuts
+//!   connections whose peer stopped reading) and `heap` (returns freed memory).
 
 pub mod app;
 pub mod bus;
@@ -22,6 +21,7 @@ pub mod config;
 pub mod heap;
 pub mod http;
 pub mod metrics;
+pub mod protocol;
 pub mod room;
 pub mod server;
 pub mod store;

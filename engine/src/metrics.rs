@@ -7,6 +7,8 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
+use crate::protocol::ErrorCode;
+
 pub struct Metrics {
     registry: Registry,
     pub connections: IntGauge,
@@ -133,22 +135,61 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         registry: r,
     };
     // Pre-create the label values an operator alerts on, so the series exist before the first event.
-    for result in ["stored", "duplicate", "rate_limited", "unavailable", "invalid"] {
-        m.messages.with_label_values(&[result]);
+    for outcome in SendOutcome::ALL {
+        m.messages.with_label_values(&[outcome.as_str()]);
     }
-    for code in crate::ws::protocol::ErrorCode::ALL {
+    for code in ErrorCode::ALL {
         m.errors.with_label_values(&[code.as_str()]);
     }
-    m.errors.with_label_values(&["flood"]);
+    m.errors.with_label_values(&[FLOOD]);
     for rule in ["age", "count"] {
         m.messages_pruned.with_label_values(&[rule]);
     }
     m
 });
 
+/// What became of a send: the `result` label of `chat_messages_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    Stored,
+    Duplicate,
+    RateLimited,
+    Unavailable,
+    Invalid,
+}
+
+impl SendOutcome {
+    const ALL: [SendOutcome; 5] =
+        [SendOutcome::Stored, SendOutcome::Duplicate, SendOutcome::RateLimited, SendOutcome::Unavailable, SendOutcome::Invalid];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            SendOutcome::Stored => "stored",
+            SendOutcome::Duplicate => "duplicate",
+            SendOutcome::RateLimited => "rate_limited",
+            SendOutcome::Unavailable => "unavailable",
+            SendOutcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// The `code` label of `chat_errors_total` for a connection closed for flooding (not an error
+/// code of the contract: the client gets a close, not an error frame).
+const FLOOD: &str = "flood";
+
 impl Metrics {
-    pub fn error(&self, code: &str) {
-        self.errors.with_label_values(&[code]).inc();
+    /// An error answered to a client, by its contract code.
+    pub fn error(&self, code: ErrorCode) {
+        self.errors.with_label_values(&[code.as_str()]).inc();
+    }
+
+    /// A connection closed for flooding.
+    pub fn flood(&self) {
+        self.errors.with_label_values(&[FLOOD]).inc();
+    }
+
+    pub fn send(&self, outcome: SendOutcome) {
+        self.messages.with_label_values(&[outcome.as_str()]).inc();
     }
 
     /// The text exposition format served at `/metrics`.

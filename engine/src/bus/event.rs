@@ -1,17 +1,17 @@
 //! What pods tell each other about a room, and its wire form on the room's Redis channel:
 //! `pod \n sent_at_ms \n kind \n payload`. Plain text, so a message's JSON travels unchanged.
 
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use crate::protocol::{Frame, MessageJson};
 
 use crate::chat::{AuthorId, Seq};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomEvent {
     /// A committed message: its seq and its `Message` JSON.
-    Message { seq: Seq, json: Utf8Bytes },
+    Message { seq: Seq, json: MessageJson },
     Deleted { seq: Seq },
     /// A typing frame, passed on to the room's readers other than its author.
-    Typing { author: AuthorId, frame: Utf8Bytes },
+    Typing { author: AuthorId, frame: Frame },
     Banned { author: AuthorId, until: i64 },
     /// Some pod's reader list for the room changed: re-read the room-wide presence.
     Presence,
@@ -27,7 +27,7 @@ pub struct Envelope {
 
 pub fn encode(pod: &str, sent_at_ms: i64, event: &RoomEvent) -> String {
     let (kind, payload) = match event {
-        RoomEvent::Message { seq, json } => ("message", format!("{seq}\n{}", json.as_str())),
+        RoomEvent::Message { seq, json } => ("message", format!("{seq}\n{json}")),
         RoomEvent::Deleted { seq } => ("deleted", seq.to_string()),
         RoomEvent::Typing { author, frame } => ("typing", format!("{}\n{}", author.as_str(), frame.as_str())),
         RoomEvent::Banned { author, until } => ("banned", format!("{}\n{until}", author.as_str())),
@@ -72,7 +72,7 @@ mod tests {
         let events = [
             RoomEvent::Message { seq: 7, json: r#"{"seq":7,"content":"two\nlines"}"#.into() },
             RoomEvent::Deleted { seq: 3 },
-            RoomEvent::Typing { author: author.clone(), frame: r#"{"type":"typing"}"#.into() },
+            RoomEvent::Typing { author: author.clone(), frame: r#"{"type":"typing"}"#.to_string().into() },
             RoomEvent::Banned { author, until: 1_800_000_000_000 },
             RoomEvent::Presence,
         ];

@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::chat::{now_millis, AuthorId, RoomId, Seq};
 use crate::room::{RoomError, HISTORY_ON_JOIN};
 use crate::store::Deletion;
-use crate::ws::protocol::ErrorCode;
+use crate::protocol::ErrorCode;
 
 /// Largest page of the history API.
 const HISTORY_MAX: usize = 100;
@@ -26,14 +26,15 @@ const BAN_MAX_MINUTES: u64 = 10 * 365 * 24 * 60;
 const BODY_MAX: usize = 4096;
 
 fn unavailable() -> Response<Body> {
-    error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "message store unavailable")
+    error_response(ErrorCode::Unavailable, "message store unavailable")
 }
 
 fn room_error(err: RoomError) -> Response<Body> {
-    match err {
-        RoomError::Unavailable => unavailable(),
-        RoomError::Closed => error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "this pod is shutting down"),
-    }
+    let message = match err {
+        RoomError::Unavailable => "message store unavailable",
+        RoomError::Closed => "this pod is shutting down",
+    };
+    error_response(ErrorCode::from(err), message)
 }
 
 /// `{ id, online, lastSeq }`. A room nobody has written in yet is simply empty.
@@ -72,7 +73,7 @@ fn parse_history_query(query: Option<&str>) -> Result<HistoryQuery, String> {
 pub async fn history(app: &Arc<App>, room: RoomId, query: Option<&str>) -> Response<Body> {
     let query = match parse_history_query(query) {
         Ok(q) => q,
-        Err(message) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &message),
+        Err(message) => return error_response(ErrorCode::BadRequest, &message),
     };
     match app.store.history(room, query.before, query.limit).await {
         Ok(messages) => json(&json!({ "messages": messages })),
@@ -96,7 +97,7 @@ fn authorized(app: &App, req: &Request<impl Sized>) -> bool {
 }
 
 fn forbidden() -> Response<Body> {
-    error_response(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "moderation needs the admin token")
+    error_response(ErrorCode::Forbidden, "moderation needs the admin token")
 }
 
 pub async fn admin_delete(app: &Arc<App>, room: RoomId, seq: &str, req: &Request<Incoming>) -> Response<Body> {
@@ -104,14 +105,14 @@ pub async fn admin_delete(app: &Arc<App>, room: RoomId, seq: &str, req: &Request
         return forbidden();
     }
     let Some(seq) = seq.parse::<Seq>().ok().filter(|s| *s >= 1) else {
-        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "seq must be a positive integer");
+        return error_response(ErrorCode::BadRequest, "seq must be a positive integer");
     };
     match app.rooms.admin_delete(&room, seq).await {
         Ok(Deletion::Deleted) => {
             tracing::info!(room = %room, seq, "message deleted by a moderator");
             json(&json!({ "deleted": seq }))
         }
-        Ok(_) => error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such message"),
+        Ok(_) => error_response(ErrorCode::NotFound, "no such message"),
         Err(err) => room_error(err),
     }
 }
@@ -129,17 +130,17 @@ pub async fn ban(app: &Arc<App>, room: RoomId, req: Request<Incoming>) -> Respon
     }
     let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
         Ok(body) => body.aggregate(),
-        Err(_) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "body missing or larger than 4 KiB"),
+        Err(_) => return error_response(ErrorCode::BadRequest, "body missing or larger than 4 KiB"),
     };
     let request: BanRequest = match serde_json::from_reader(body.reader()) {
         Ok(r) => r,
-        Err(err) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &format!("body: {err}")),
+        Err(err) => return error_response(ErrorCode::BadRequest, &format!("body: {err}")),
     };
     let Some(author) = AuthorId::parse(&request.author_id) else {
-        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "authorId must be 16 lowercase hex digits");
+        return error_response(ErrorCode::BadRequest, "authorId must be 16 lowercase hex digits");
     };
     if !(1..=BAN_MAX_MINUTES).contains(&request.minutes) {
-        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "minutes must be 1 to 5256000");
+        return error_response(ErrorCode::BadRequest, "minutes must be 1 to 5256000");
     }
     let until = now_millis() + (request.minutes as i64) * 60_000;
     match app.rooms.ban(&room, &author, until).await {

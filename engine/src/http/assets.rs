@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::{error_response, Body};
 use crate::app::App;
 use crate::chat::RoomId;
-use crate::ws::protocol::ErrorCode;
+use crate::protocol::ErrorCode;
 
 pub struct Asset {
     body: &'static str,
@@ -69,7 +69,7 @@ fn named(name: &str) -> Option<&'static Asset> {
 pub fn asset(req: &Request<impl Sized>, name: &str) -> Response<Body> {
     match named(name) {
         Some(asset) => serve(req, asset),
-        None => error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such asset"),
+        None => error_response(ErrorCode::NotFound, "no such asset"),
     }
 }
 

@@ -5,6 +5,7 @@ mod api;
 mod assets;
 pub mod metrics_port;
 mod ops;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::chat::RoomId;
 use crate::metrics::METRICS;
-use crate::ws::protocol::ErrorCode;
+use crate::protocol::ErrorCode;
 
 pub type Body = Full<Bytes>;
 
@@ -81,7 +82,7 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
 /// response.
 pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     if req.headers().iter().any(|(name, value)| name.as_str().len() + value.len() > MAX_HEADER_LINE) {
-        let res = error_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ErrorCode::BadRequest, "a header line is over 8 KiB");
+        let res = error_response_with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ErrorCode::BadRequest, "a header line is over 8 KiB");
         return Ok(res);
     }
     let path = req.uri().path().to_string();
@@ -98,14 +99,14 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> R
         Route::EmbedJs => assets::serve(&req, &assets::EMBED_JS),
         Route::Asset(name) => assets::asset(&req, name),
         Route::WidgetPage(room) => assets::widget_page(&app, &req, room),
-        Route::Socket(room) => crate::ws::upgrade(&app, room, req, peer),
+        Route::Socket(room) => upgrade::upgrade(&app, room, req, peer),
         Route::RoomInfo(room) => api::room_info(&app, room).await,
         Route::History(room) => api::history(&app, room, req.uri().query()).await,
         Route::DeleteMessage(room, seq) => api::admin_delete(&app, room, seq, &req).await,
         Route::Ban(room) => api::ban(&app, room, req).await,
         Route::InvalidRoom => invalid_room(),
         Route::MethodNotAllowed => {
-            error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed on this route")
+            error_response_with_status(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed on this route")
         }
         Route::NotFound => not_found(),
     };
@@ -113,11 +114,11 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> R
 }
 
 pub fn not_found() -> Response<Body> {
-    error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+    error_response(ErrorCode::NotFound, "no such route")
 }
 
 fn invalid_room() -> Response<Body> {
-    error_response(StatusCode::BAD_REQUEST, ErrorCode::InvalidRoomId, "roomId: 1 to 128 characters from A-Z a-z 0-9 . _ -")
+    error_response(ErrorCode::InvalidRoomId, "roomId: 1 to 128 characters from A-Z a-z 0-9 . _ -")
 }
 
 fn redirect(to: &'static str) -> Response<Body> {
@@ -127,9 +128,15 @@ fn redirect(to: &'static str) -> Response<Body> {
     res
 }
 
-/// `{ "error": { "code", "message" } }` with the given status.
-pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response<Body> {
-    METRICS.error(code.as_str());
+/// `{ "error": { "code", "message" } }` with the code's own status (`ErrorCode::http_status`).
+pub fn error_response(code: ErrorCode, message: &str) -> Response<Body> {
+    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error_response_with_status(status, code, message)
+}
+
+/// The error shape with a status the code does not imply (431, 405).
+pub fn error_response_with_status(status: StatusCode, code: ErrorCode, message: &str) -> Response<Body> {
+    METRICS.error(code);
     #[derive(Serialize)]
     struct Inner<'a> {
         code: ErrorCode,

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::budget::RingUsage;
 use super::cluster::PresenceSync;
@@ -22,10 +21,10 @@ use crate::bus::presence::{Present, HEARTBEAT};
 use crate::bus::{Envelope, RoomEvent};
 use crate::chat::{now_millis, AuthorId, Message, Profile, RoomId, Seq};
 use crate::client_ip::ClientKey;
-use crate::metrics::METRICS;
+use crate::metrics::{SendOutcome, METRICS};
 use crate::store::writer::AppendResult;
 use crate::store::{Deletion, NewMessage, RoomSnapshot, StoreError};
-use crate::ws::protocol::{self, ErrorCode};
+use crate::protocol::{self, CloseCode, ErrorCode, Frame, MessageJson};
 
 /// Presence frames go out at most this often per room, whatever the churn.
 const PRESENCE_EVERY: Duration = Duration::from_millis(500);
@@ -93,7 +92,7 @@ struct Member {
     profile: Profile,
     /// The address its sends are charged to, across rooms.
     client: ClientKey,
-    outbox: mpsc::Sender<Utf8Bytes>,
+    outbox: mpsc::Sender<Frame>,
     kick: Option<oneshot::Sender<Kick>>,
     last_typing: Option<Instant>,
 }
@@ -104,9 +103,9 @@ struct JoinRequest {
     profile: Profile,
     client: ClientKey,
     last_seq: Option<Seq>,
-    outbox: mpsc::Sender<Utf8Bytes>,
+    outbox: mpsc::Sender<Frame>,
     kick: oneshot::Sender<Kick>,
-    reply: oneshot::Sender<Result<Utf8Bytes, JoinError>>,
+    reply: oneshot::Sender<Result<Frame, JoinError>>,
 }
 
 enum Waiting {
@@ -117,7 +116,7 @@ enum Waiting {
 /// A member whose welcome history is being read from the store. Messages after `upto` reach it
 /// as broadcasts, so the store's answer is cut there.
 struct Welcoming {
-    reply: oneshot::Sender<Result<Utf8Bytes, JoinError>>,
+    reply: oneshot::Sender<Result<Frame, JoinError>>,
     profile: Profile,
     upto: Seq,
 }
@@ -189,7 +188,7 @@ pub(super) struct RoomCore {
     pending: Vec<Pending>,
     in_flight: Option<Vec<Pending>>,
     /// Messages that arrived ahead of a missing seq, waiting for it (or for a repair).
-    held: BTreeMap<Seq, Utf8Bytes>,
+    held: BTreeMap<Seq, MessageJson>,
     /// When the store is next read for messages the bus did not bring.
     repair_at: Option<Instant>,
     /// A repair is running; the highest held seq when it started (those were committed before
@@ -425,7 +424,7 @@ impl RoomCore {
             }
         };
         let cap = self.settings.welcome_max_bytes;
-        let history: Vec<Utf8Bytes> = messages.iter().filter(|m| m.seq <= welcoming.upto).map(|m| Entry::new(m).json).collect();
+        let history: Vec<MessageJson> = messages.iter().filter(|m| m.seq <= welcoming.upto).map(|m| Entry::new(m).json).collect();
         let (history, resumed) = match read {
             HistoryRead::After(_) => match within(history, cap, false) {
                 Some(missed) => (missed, true),
@@ -477,7 +476,7 @@ impl RoomCore {
     }
 
     /// Queues a frame for one member; a member whose queue is full cannot keep up and is closed.
-    fn deliver(&mut self, conn: ConnId, frame: Utf8Bytes) {
+    fn deliver(&mut self, conn: ConnId, frame: Frame) {
         let Some(member) = self.members.get(&conn) else { return };
         match member.outbox.try_send(frame) {
             Ok(()) => METRICS.frames_delivered.inc(),
@@ -487,7 +486,7 @@ impl RoomCore {
     }
 
     /// Queues the same bytes for every member (except one reader's own tabs, for typing).
-    fn broadcast(&mut self, frame: &Utf8Bytes, except: Option<&AuthorId>) {
+    fn broadcast(&mut self, frame: &Frame, except: Option<&AuthorId>) {
         let mut slow = Vec::new();
         let mut gone = Vec::new();
         let mut delivered = 0;
@@ -513,11 +512,11 @@ impl RoomCore {
     fn slow_consumer(&mut self, conn: ConnId) {
         METRICS.slow_consumer_closes.inc();
         tracing::info!(room = %self.id, conn, "slow consumer closed");
-        self.kick(conn, Kick { code: 1013, reason: "too slow; resume with lastSeq", frame: None });
+        self.kick(conn, Kick { code: CloseCode::TryAgainLater, reason: "too slow; resume with lastSeq", frame: None });
     }
 
     fn error(&mut self, conn: ConnId, code: ErrorCode, message: &str, client_id: Option<&str>) {
-        METRICS.error(code.as_str());
+        METRICS.error(code);
         self.deliver(conn, protocol::error(code, message, client_id));
     }
 
@@ -527,8 +526,8 @@ impl RoomCore {
         let Some(member) = self.members.get(&conn) else { return };
         let author = member.profile.clone();
         if let Err((limit, wait)) = self.take_send_token(&author.author_id, member.client) {
-            METRICS.messages.with_label_values(&["rate_limited"]).inc();
-            METRICS.error(ErrorCode::RateLimited.as_str());
+            METRICS.send(SendOutcome::RateLimited);
+            METRICS.error(ErrorCode::RateLimited);
             let retry_after_ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1);
             self.deliver(conn, protocol::rate_limited(limit.message(), &client_id, retry_after_ms));
             return;
@@ -596,7 +595,7 @@ impl RoomCore {
                 for (send, stored) in sends.into_iter().zip(appended) {
                     self.deliver(send.conn, protocol::ack(&send.client_id, stored.seq));
                     if !stored.fresh {
-                        METRICS.messages.with_label_values(&["duplicate"]).inc();
+                        METRICS.send(SendOutcome::Duplicate);
                         continue;
                     }
                     let message = Message {
@@ -612,7 +611,7 @@ impl RoomCore {
                     let entry = Entry::new(&message);
                     self.effects.push(Effect::Publish(RoomEvent::Message { seq: entry.seq, json: entry.json.clone() }));
                     self.offer(entry);
-                    METRICS.messages.with_label_values(&["stored"]).inc();
+                    METRICS.send(SendOutcome::Stored);
                     METRICS.send_broadcast_seconds.observe(send.received.elapsed().as_secs_f64());
                     tracing::debug!(room = %self.id, seq = message.seq, "message stored");
                 }
@@ -620,7 +619,7 @@ impl RoomCore {
             Err(err) => {
                 tracing::warn!(room = %self.id, error = %err, messages = sends.len(), "sends failed");
                 for send in sends {
-                    METRICS.messages.with_label_values(&["unavailable"]).inc();
+                    METRICS.send(SendOutcome::Unavailable);
                     self.error(send.conn, ErrorCode::Unavailable, "message store unavailable; retry with the same clientId", Some(&send.client_id));
                 }
             }
@@ -853,9 +852,9 @@ impl RoomCore {
     fn kick_banned(&mut self, author: &AuthorId) {
         let conns: Vec<ConnId> = self.members.iter().filter(|(_, m)| m.profile.author_id == *author).map(|(c, _)| *c).collect();
         for conn in conns {
-            METRICS.error(ErrorCode::Banned.as_str());
+            METRICS.error(ErrorCode::Banned);
             let frame = protocol::error(ErrorCode::Banned, "you are banned from this room", None);
-            self.kick(conn, Kick { code: 1008, reason: "banned", frame: Some(frame) });
+            self.kick(conn, Kick { code: CloseCode::Policy, reason: "banned", frame: Some(frame) });
         }
     }
 
@@ -944,13 +943,13 @@ impl RoomCore {
 }
 
 /// The newest of these entries whose JSON fits in `cap` bytes, oldest first.
-fn trim<'a>(entries: impl DoubleEndedIterator<Item = &'a Entry>, cap: usize) -> Vec<Utf8Bytes> {
+fn trim<'a>(entries: impl DoubleEndedIterator<Item = &'a Entry>, cap: usize) -> Vec<MessageJson> {
     within(entries.map(|e| e.json.clone()).collect(), cap, true).unwrap_or_default()
 }
 
 /// Messages (oldest first) whose JSON fits in `cap` bytes: all of them, or with `trim` the newest
 /// that fit; `None` when they do not all fit and `trim` is off.
-fn within(mut messages: Vec<Utf8Bytes>, cap: usize, trim: bool) -> Option<Vec<Utf8Bytes>> {
+fn within(mut messages: Vec<MessageJson>, cap: usize, trim: bool) -> Option<Vec<MessageJson>> {
     let mut total = 0;
     let fit = messages.iter().rev().take_while(|m| {
         total += m.len() + 1;
@@ -1008,9 +1007,9 @@ mod tests {
 
     /// A reader's end of the room: its queue, its kick and its welcome.
     struct Tab {
-        frames: mpsc::Receiver<Utf8Bytes>,
+        frames: mpsc::Receiver<Frame>,
         kick: oneshot::Receiver<Kick>,
-        welcome: oneshot::Receiver<Result<Utf8Bytes, JoinError>>,
+        welcome: oneshot::Receiver<Result<Frame, JoinError>>,
     }
 
     impl Tab {
@@ -1187,7 +1186,7 @@ mod tests {
             quick.frames();
         }
         let kick = slow.kick.try_recv().expect("kicked");
-        assert_eq!(kick.code, 1013);
+        assert_eq!(kick.code, CloseCode::TryAgainLater);
         assert!(quick.kick.try_recv().is_err());
     }
 
@@ -1199,7 +1198,7 @@ mod tests {
         tab.welcome();
         let until = now_millis() + 60_000;
         core.done(Done::Banned { author: troll.author_id.clone(), until, reply: oneshot::channel().0, outcome: Ok(()) });
-        assert_eq!(tab.kick.try_recv().expect("kicked").code, 1008);
+        assert_eq!(tab.kick.try_recv().expect("kicked").code, CloseCode::Policy);
         let mut again = join(&mut core, 2, troll, None);
         assert_eq!(again.welcome.try_recv().unwrap().unwrap_err(), JoinError::Banned);
     }

@@ -16,10 +16,10 @@ mod ring;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::chat::{AuthorId, Profile, Seq};
 use crate::client_ip::ClientKey;
+use crate::protocol::Frame;
 use crate::store::{writer::Writer, Deletion, Store};
 
 pub use budget::RingBudget;
@@ -66,9 +66,9 @@ pub struct RoomContext {
 /// Why the room closes a member's connection, with an optional last frame to send first.
 #[derive(Debug)]
 pub struct Kick {
-    pub code: u16,
+    pub code: crate::protocol::CloseCode,
     pub reason: &'static str,
-    pub frame: Option<Utf8Bytes>,
+    pub frame: Option<Frame>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -81,12 +81,28 @@ pub enum JoinError {
     Closed,
 }
 
+impl From<JoinError> for crate::protocol::ErrorCode {
+    fn from(err: JoinError) -> Self {
+        match err {
+            JoinError::Banned => Self::Banned,
+            JoinError::Unavailable | JoinError::Closed => Self::Unavailable,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RoomError {
     #[error("the message store is unavailable")]
     Unavailable,
     #[error("the pod is shutting down")]
     Closed,
+}
+
+impl From<RoomError> for crate::protocol::ErrorCode {
+    fn from(_: RoomError) -> Self {
+        // Either way the room could not answer now; the client may try again.
+        Self::Unavailable
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +117,9 @@ pub enum Command {
         profile: Profile,
         client: ClientKey,
         last_seq: Option<Seq>,
-        outbox: mpsc::Sender<Utf8Bytes>,
+        outbox: mpsc::Sender<Frame>,
         kick: oneshot::Sender<Kick>,
-        reply: oneshot::Sender<Result<Utf8Bytes, JoinError>>,
+        reply: oneshot::Sender<Result<Frame, JoinError>>,
     },
     Leave {
         conn: ConnId,

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::actor::RoomActor;
 use super::budget::RingUsage;
 use super::{Command, ConnId, JoinError, Kick, RoomContext, RoomError, RoomHandle, RoomInfo};
 use crate::chat::{AuthorId, Profile, RoomId, Seq};
 use crate::client_ip::ClientKey;
+use crate::protocol::Frame;
 use crate::store::Deletion;
 
 /// A request that meets a stopping actor is retried this often before giving up.
@@ -37,7 +37,7 @@ pub(super) struct Inner {
 /// A session's membership in a room.
 pub struct Joined {
     pub room: RoomHandle,
-    pub outbox: mpsc::Receiver<Utf8Bytes>,
+    pub outbox: mpsc::Receiver<Frame>,
     pub kick: oneshot::Receiver<Kick>,
 }
 
@@ -105,7 +105,7 @@ impl Rooms {
         client: ClientKey,
         last_seq: Option<Seq>,
         queue: usize,
-    ) -> Result<(Joined, Utf8Bytes), JoinError> {
+    ) -> Result<(Joined, Frame), JoinError> {
         for _ in 0..ATTEMPTS {
             let handle = self.handle(room).ok_or(JoinError::Closed)?;
             let (outbox_tx, outbox) = mpsc::channel(queue.max(1));

@@ -8,10 +8,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::budget::{RingBudget, RingUsage};
 use crate::chat::{Message, Seq};
+use crate::protocol::MessageJson;
 
 /// What an entry costs besides its JSON: the slot in the deque and the shared bytes' header.
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 32;
@@ -19,14 +19,14 @@ const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 32;
 pub struct Entry {
     pub seq: Seq,
     /// The `Message` object as JSON, shared by every welcome and history answer.
-    pub json: Utf8Bytes,
+    pub json: MessageJson,
 }
 
 impl Entry {
     pub fn new(message: &Message) -> Entry {
-        let mut json = serde_json::to_string(message).unwrap_or_default();
-        // The serializer grows its buffer by doubling; a ring entry should cost its length only.
-        json.shrink_to_fit();
+        // Into an exactly sized `Arc<str>`: the serializer's buffer grew by doubling, and a ring
+        // entry should cost its length only.
+        let json = serde_json::to_string(message).unwrap_or_default();
         Entry { seq: message.seq, json: json.into() }
     }
 

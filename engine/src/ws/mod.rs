@@ -1,26 +1,21 @@
-//! WebSocket: the upgrade on `/ws/{roomId}` and the per-connection session.
+//! WebSocket: a connection hyper has upgraded becomes a session (`session.rs`) speaking the
+//! contract's frames over tokio-tungstenite. The library's types stay in this module.
 
-pub mod inbound;
-pub mod protocol;
 mod session;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
-use hyper::{Request, Response, StatusCode};
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::app::App;
 use crate::chat::RoomId;
-use crate::client_ip::ClientKey;
-use crate::clients::Refusal;
-use crate::http::{error_response, Body};
-use protocol::{ErrorCode, MAX_FRAME_BYTES};
+use crate::clients::ClientSocket;
+use crate::protocol::MAX_FRAME_BYTES;
 
 /// Small buffers: an idle reader should cost a few KiB, not tungstenite's 128 KiB default.
 fn socket_config() -> WebSocketConfig {
@@ -32,68 +27,13 @@ fn socket_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_FRAME_BYTES))
 }
 
-/// Answers the upgrade request and, once hyper hands over the connection, runs the session.
-pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let headers = req.headers();
-    let is_upgrade = headers.get(UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let version_ok = headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let Some(key) = headers.get(SEC_WEBSOCKET_KEY).filter(|_| is_upgrade && version_ok) else {
-        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "expected a WebSocket upgrade (version 13)");
-    };
-    if !app.origin_allowed(headers.get(hyper::header::ORIGIN), headers.get(hyper::header::HOST)) {
-        return error_response(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "this origin may not open sockets here");
-    }
-    if app.is_draining() {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "this pod is shutting down");
-    }
-    let client = ClientKey::of(app.trusted_proxies.client_ip(peer.ip(), headers));
-    let client = match app.clients.open_socket(client) {
-        Ok(client) => client,
-        Err(refusal) => return refused(refusal),
-    };
-    let Some(slot) = app.connection_slot() else {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "this pod is at its connection limit");
-    };
-    let accept = derive_accept_key(key.as_bytes());
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let app = app.clone();
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config())).await;
-                session::run(app, room, ws, slot, client).await;
-            }
-            Err(err) => tracing::debug!(error = %err, "upgrade failed"),
-        }
-    });
-    let mut res = Response::new(Body::default());
-    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = res.headers_mut();
-    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&accept) {
-        h.insert(SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    res
+/// The `Sec-WebSocket-Accept` answer to a handshake's key.
+pub fn accept_key(key: &[u8]) -> String {
+    derive_accept_key(key)
 }
 
-/// HTTP 429 for an address over its socket cap or join rate; `Retry-After` in whole seconds.
-fn refused(refusal: Refusal) -> Response<Body> {
-    match refusal {
-        Refusal::TooManySockets => error_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TooManyConnections,
-            "too many open connections from your address; close some tabs",
-        ),
-        Refusal::TooManyJoins { retry_after } => {
-            let mut res = error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
-                "too many new connections from your address; try again shortly",
-            );
-            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-            res
-        }
-    }
+/// Runs the session of an upgraded connection until it ends.
+pub async fn serve(app: Arc<App>, room: RoomId, upgraded: Upgraded, slot: OwnedSemaphorePermit, client: ClientSocket) {
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config())).await;
+    session::run(app, room, ws, slot, client).await;
 }

@@ -12,18 +12,18 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode as WsCloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame, FrameHeader};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use super::inbound::{self, Inbound, Refusal};
-use super::protocol::{self, ErrorCode};
+use crate::protocol::inbound::{self, Inbound, Refusal};
+use crate::protocol::{self, CloseCode, ErrorCode, Frame};
 use crate::app::App;
 use crate::chat::{AuthorId, Profile, RoomId, Seq};
 use crate::client_ip::ClientKey;
 use crate::clients::ClientSocket;
-use crate::metrics::METRICS;
+use crate::metrics::{SendOutcome, METRICS};
 use crate::room::{Command, ConnId, JoinError, Joined, Kick, TokenBucket};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -51,7 +51,7 @@ enum Exit {
     /// The peer sent a close frame: send the reply the library queued (1002 for a bad code), then end.
     PeerClosed,
     /// Close with this code and reason, after an optional last frame.
-    Close(u16, &'static str, Option<Utf8Bytes>),
+    Close(CloseCode, &'static str, Option<Frame>),
 }
 
 struct Session {
@@ -99,7 +99,7 @@ impl Session {
         loop {
             let text = tokio::select! {
                 incoming = self.ws.next() => self.text_of(incoming).await?,
-                _ = sleep_until(deadline) => return Err(Exit::Close(1008, "no hello within 10 s", None)),
+                _ = sleep_until(deadline) => return Err(Exit::Close(CloseCode::Policy, "no hello within 10 s", None)),
                 _ = drain_started(&mut draining) => return Err(self.reconnect_exit()),
             };
             let Some(text) = text else { continue };
@@ -131,17 +131,14 @@ impl Session {
                 }
                 Ok(joined)
             }
-            Err(JoinError::Banned) => {
-                METRICS.error(ErrorCode::Banned.as_str());
-                let frame = protocol::error(ErrorCode::Banned, "you are banned from this room", None);
-                Err(Exit::Close(1008, "banned", Some(frame)))
-            }
-            Err(JoinError::Unavailable) => {
-                METRICS.error(ErrorCode::Unavailable.as_str());
-                let frame = protocol::error(ErrorCode::Unavailable, "message store unavailable; try again", None);
-                Err(Exit::Close(1011, "store unavailable", Some(frame)))
-            }
             Err(JoinError::Closed) => Err(self.reconnect_exit()),
+            // Banned or unavailable: the error frame, then the close its code calls for.
+            Err(refused) => {
+                let code = ErrorCode::from(refused);
+                METRICS.error(code);
+                let frame = protocol::error(code, code.default_message(), None);
+                Err(Exit::Close(code.close_code(), code.as_str(), Some(frame)))
+            }
         }
     }
 
@@ -185,7 +182,7 @@ impl Session {
                 }
                 _ = sleep_until(tick) => {
                     if close_at.is_some_and(|c| c <= tokio::time::Instant::now()) {
-                        return Exit::Close(1001, "server restarting; reconnect", None);
+                        return Exit::Close(CloseCode::GoingAway, "server restarting; reconnect", None);
                     }
                     if next_ping <= tokio::time::Instant::now() {
                         if self.last_heard.elapsed() > PING_EVERY * 3 {
@@ -211,7 +208,7 @@ impl Session {
             }
             Err(refusal) => {
                 if refusal.code == ErrorCode::InvalidContent {
-                    METRICS.messages.with_label_values(&["invalid"]).inc();
+                    METRICS.send(SendOutcome::Invalid);
                 }
                 return self.refuse(refusal).await;
             }
@@ -220,7 +217,7 @@ impl Session {
             Ok(Inbound::Typing) => Command::Typing { conn },
             Ok(Inbound::Rename { nickname, avatar }) => Command::Rename { conn, nickname, avatar },
         };
-        joined.room.send(cmd).await.map_err(|_| Exit::Close(1011, "room stopped", None))
+        joined.room.send(cmd).await.map_err(|_| Exit::Close(CloseCode::Internal, "room stopped", None))
     }
 
     /// Reads the next data frame as text. `Ok(None)`: a control frame or a frame answered with an
@@ -234,8 +231,8 @@ impl Session {
         self.last_heard = Instant::now();
         if matches!(message, WsMessage::Text(_) | WsMessage::Binary(_)) && !self.frames.take(Instant::now()) {
             tracing::info!(room = %self.room, conn = self.conn, "flood closed");
-            METRICS.error("flood");
-            return Err(Exit::Close(1008, "too many frames", None));
+            METRICS.flood();
+            return Err(Exit::Close(CloseCode::Policy, "too many frames", None));
         }
         match message {
             WsMessage::Text(text) => Ok(Some(text)),
@@ -253,17 +250,17 @@ impl Session {
     }
 
     async fn error(&mut self, code: ErrorCode, message: &str, client_id: Option<&str>) -> Result<(), Exit> {
-        METRICS.error(code.as_str());
+        METRICS.error(code);
         self.write(protocol::error(code, message, client_id)).await
     }
 
     /// Writes one frame.
-    async fn write(&mut self, frame: Utf8Bytes) -> Result<(), Exit> {
+    async fn write(&mut self, frame: Frame) -> Result<(), Exit> {
         self.write_frames(std::slice::from_ref(&frame)).await
     }
 
     /// Writes a queued frame and whatever else is already queued behind it, in one write.
-    async fn write_queued(&mut self, first: Utf8Bytes, outbox: &mut tokio::sync::mpsc::Receiver<Utf8Bytes>) -> Result<(), Exit> {
+    async fn write_queued(&mut self, first: Frame, outbox: &mut tokio::sync::mpsc::Receiver<Frame>) -> Result<(), Exit> {
         let mut frames = vec![first];
         let mut bytes = frames[0].len();
         while bytes < BATCH_BYTES {
@@ -280,7 +277,7 @@ impl Session {
     /// life of the connection, and it would cost a write per frame. Server frames are unmasked
     /// and stateless, so only what tungstenite itself queued (a pong) must go first. The whole
     /// write has a deadline: a reader that does not take a welcome in time is cut off.
-    async fn write_frames(&mut self, frames: &[Utf8Bytes]) -> Result<(), Exit> {
+    async fn write_frames(&mut self, frames: &[Frame]) -> Result<(), Exit> {
         let deadline = self.app.config.write_timeout;
         let write = async {
             self.ws.flush().await?;
@@ -313,7 +310,7 @@ impl Session {
     }
 
     fn reconnect_exit(&self) -> Exit {
-        Exit::Close(1001, "server restarting; reconnect", Some(protocol::reconnect(self.app.reconnect_after_ms())))
+        Exit::Close(CloseCode::GoingAway, "server restarting; reconnect", Some(protocol::reconnect(self.app.reconnect_after_ms())))
     }
 
     /// Sends the close frame, ends our side of the TCP connection and reads what the client
@@ -322,13 +319,13 @@ impl Session {
     /// Reading until the client's end (rather than until its close frame) keeps every byte it
     /// sent from sitting unread when the socket is dropped, which would make the kernel reset the
     /// connection and could destroy the close frame before the client reads it.
-    async fn close(&mut self, code: u16, reason: &'static str, frame: Option<Utf8Bytes>) {
+    async fn close(&mut self, code: CloseCode, reason: &'static str, frame: Option<Frame>) {
         let close = async {
             if let Some(frame) = frame {
                 self.write(frame).await.ok()?;
             }
             let mut buf = Vec::with_capacity(4 + reason.len());
-            Frame::close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() })).format(&mut buf).ok()?;
+            WsFrame::close(Some(CloseFrame { code: WsCloseCode::from(code.code()), reason: reason.into() })).format(&mut buf).ok()?;
             let socket = self.ws.get_mut();
             socket.write_all(&buf).await.ok()?;
             socket.shutdown().await.ok()?;
@@ -351,10 +348,10 @@ impl Session {
 /// reserved bits, unknown opcode, bad close code...). A dropped connection has nobody to tell.
 fn read_failed(err: WsError) -> Exit {
     match err {
-        WsError::Capacity(_) => Exit::Close(1009, "frame larger than 16 KiB", None),
-        WsError::Utf8(_) => Exit::Close(1007, "text frame is not UTF-8", None),
+        WsError::Capacity(_) => Exit::Close(CloseCode::TooBig, "frame larger than 16 KiB", None),
+        WsError::Utf8(_) => Exit::Close(CloseCode::InvalidData, "text frame is not UTF-8", None),
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Exit::Gone,
-        WsError::Protocol(_) | WsError::AttackAttempt => Exit::Close(1002, "protocol error", None),
+        WsError::Protocol(_) | WsError::AttackAttempt => Exit::Close(CloseCode::ProtocolError, "protocol error", None),
         _ => Exit::Gone,
     }
 }
@@ -366,7 +363,7 @@ async fn drain_started(draining: &mut tokio::sync::watch::Receiver<bool>) {
 fn kicked(kick: Result<Kick, tokio::sync::oneshot::error::RecvError>) -> Exit {
     match kick {
         Ok(kick) => Exit::Close(kick.code, kick.reason, kick.frame),
-        Err(_) => Exit::Close(1011, "room stopped", None),
+        Err(_) => Exit::Close(CloseCode::Internal, "room stopped", None),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::protocol::{self, ClientFrame, ErrorCode, Parsed};
+use super::{self as protocol, ClientFrame, ErrorCode, Parsed};
 use crate::chat::{self, Seq};
 
 /// A client frame that passed every check a room does not need to make.

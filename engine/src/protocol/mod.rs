@@ -1,10 +1,53 @@
-//! The WebSocket frames of PROTOCOL.md: what clients send (parsed strictly, unknown fields
-//! ignored) and what the server sends (serialized once, shared as bytes by every reader).
+//! The wire contract (docs/PROTOCOL.md) in one place: the frames clients send (parsed strictly,
+//! unknown fields ignored, then checked by `inbound`), the frames the server sends (serialized
+//! once, shared as `Frame` bytes by every reader), and the error codes and close codes with
+//! what each means on HTTP and on a socket (`error`). Everything above it (rooms, HTTP, the
+//! WebSocket session) speaks these types; none of it depends on the WebSocket library.
 
+mod error;
+pub mod inbound;
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+pub use error::{CloseCode, ErrorCode};
 
 use crate::chat::{Profile, Seq};
+
+/// One server frame, serialized: UTF-8 JSON text, shared (not copied) by every reader it goes to.
+/// Only this module builds frames, from strings, so the bytes are always valid UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Built from `String`s only (see `From<String>`); a failure here would be a bug, and
+        // shows as an empty frame rather than a crash.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl From<String> for Frame {
+    fn from(text: String) -> Frame {
+        Frame(Bytes::from(text))
+    }
+}
+
+/// A stored message as JSON (the `Message` object of the contract), serialized once when it is
+/// stored or loaded and shared by every welcome, history answer and `message` frame.
+pub type MessageJson = std::sync::Arc<str>;
 
 /// Largest frame a client may send (PROTOCOL.md: 16 KiB, else close 1009).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
@@ -68,60 +111,6 @@ pub fn parse(text: &str) -> Parsed {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadRequest,
-    InvalidRoomId,
-    BadFrame,
-    HelloRequired,
-    InvalidNickname,
-    InvalidContent,
-    RateLimited,
-    TooManyConnections,
-    Banned,
-    NotFound,
-    Forbidden,
-    Unavailable,
-    Internal,
-}
-
-impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
-        ErrorCode::BadRequest,
-        ErrorCode::InvalidRoomId,
-        ErrorCode::BadFrame,
-        ErrorCode::HelloRequired,
-        ErrorCode::InvalidNickname,
-        ErrorCode::InvalidContent,
-        ErrorCode::RateLimited,
-        ErrorCode::TooManyConnections,
-        ErrorCode::Banned,
-        ErrorCode::NotFound,
-        ErrorCode::Forbidden,
-        ErrorCode::Unavailable,
-        ErrorCode::Internal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::InvalidRoomId => "invalid_room_id",
-            ErrorCode::BadFrame => "bad_frame",
-            ErrorCode::HelloRequired => "hello_required",
-            ErrorCode::InvalidNickname => "invalid_nickname",
-            ErrorCode::InvalidContent => "invalid_content",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::TooManyConnections => "too_many_connections",
-            ErrorCode::Banned => "banned",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
-}
-
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum ServerFrame<'a> {
@@ -157,49 +146,49 @@ enum ServerFrame<'a> {
     },
 }
 
-fn encode(frame: &ServerFrame<'_>) -> Utf8Bytes {
+fn encode(frame: &ServerFrame<'_>) -> Frame {
     // These frames hold only strings and numbers, which always serialize.
     serde_json::to_string(frame).unwrap_or_default().into()
 }
 
-pub fn ack(client_id: &str, seq: Seq) -> Utf8Bytes {
+pub fn ack(client_id: &str, seq: Seq) -> Frame {
     encode(&ServerFrame::Ack { client_id, seq })
 }
 
-pub fn deleted(seq: Seq) -> Utf8Bytes {
+pub fn deleted(seq: Seq) -> Frame {
     encode(&ServerFrame::Deleted { seq })
 }
 
-pub fn presence(online: usize, members: &[&Profile]) -> Utf8Bytes {
+pub fn presence(online: usize, members: &[&Profile]) -> Frame {
     encode(&ServerFrame::Presence { online, members })
 }
 
-pub fn typing(author: &Profile) -> Utf8Bytes {
+pub fn typing(author: &Profile) -> Frame {
     encode(&ServerFrame::Typing { author_id: author.author_id.as_str(), nickname: &author.nickname })
 }
 
-pub fn error(code: ErrorCode, message: &str, client_id: Option<&str>) -> Utf8Bytes {
+pub fn error(code: ErrorCode, message: &str, client_id: Option<&str>) -> Frame {
     encode(&ServerFrame::Error { code, message, client_id, retry_after_ms: None })
 }
 
 /// `rate_limited` for a send, with when to try again.
-pub fn rate_limited(message: &str, client_id: &str, retry_after_ms: u64) -> Utf8Bytes {
+pub fn rate_limited(message: &str, client_id: &str, retry_after_ms: u64) -> Frame {
     let client_id = Some(client_id);
     encode(&ServerFrame::Error { code: ErrorCode::RateLimited, message, client_id, retry_after_ms: Some(retry_after_ms) })
 }
 
-pub fn reconnect(after_ms: u64) -> Utf8Bytes {
+pub fn reconnect(after_ms: u64) -> Frame {
     encode(&ServerFrame::Reconnect { after_ms })
 }
 
 /// `message` frame around a message already serialized to JSON (see `room::ring`).
-pub fn message(message_json: &str) -> Utf8Bytes {
+pub fn message(message_json: &str) -> Frame {
     format!(r#"{{"type":"message","message":{message_json}}}"#).into()
 }
 
 /// `welcome` frame; the history entries are message JSON serialized when they were stored.
 /// Sized up front: a welcome can be large, and a grown buffer would be kept until it is written.
-pub fn welcome(you: &Profile, history: &[Utf8Bytes], resumed: bool, online: usize) -> Utf8Bytes {
+pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: usize) -> Frame {
     let you = serde_json::to_string(you).unwrap_or_default();
     let size = 96 + you.len() + history.iter().map(|m| m.len() + 1).sum::<usize>();
     let mut out = String::with_capacity(size);
