@@ -73,9 +73,7 @@ pub struct Joined {
 
 /// Connects and joins `room` within `JOIN_TIMEOUT`.
 pub async fn join(proto: Proto, base: &str, room: &str, source: Ipv4Addr, anonymous_id: &str) -> Result<Joined, Error> {
-    tokio::time::timeout(JOIN_TIMEOUT, join_inner(proto, base, room, source, anonymous_id))
-        .await
-        .map_err(|_| "join timed out")?
+    tokio::time::timeout(JOIN_TIMEOUT, join_inner(proto, base, room, source, anonymous_id)).await.map_err(|_| "join timed out")?
 }
 
 async fn join_inner(proto: Proto, base: &str, room: &str, source: Ipv4Addr, anonymous_id: &str) -> Result<Joined, Error> {

@@ -58,12 +58,12 @@ impl Proto {
     /// The hello frame. Socket.IO has no room in its URL, so the room travels in the event.
     pub fn hello(self, room: &str, anonymous_id: &str, nickname: &str) -> String {
         match self {
-            Proto::Ours | Proto::Ws => format!(
-                r#"{{"type":"hello","anonymousId":"{anonymous_id}","nickname":"{nickname}","avatar":"otter"}}"#
-            ),
-            Proto::Socketio => format!(
-                r#"42["hello",{{"room":"{room}","anonymousId":"{anonymous_id}","nickname":"{nickname}","avatar":"otter"}}]"#
-            ),
+            Proto::Ours | Proto::Ws => {
+                format!(r#"{{"type":"hello","anonymousId":"{anonymous_id}","nickname":"{nickname}","avatar":"otter"}}"#)
+            }
+            Proto::Socketio => {
+                format!(r#"42["hello",{{"room":"{room}","anonymousId":"{anonymous_id}","nickname":"{nickname}","avatar":"otter"}}]"#)
+            }
         }
     }
 

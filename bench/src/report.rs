@@ -44,7 +44,8 @@ pub fn run(args: ReportArgs) {
     let _ = writeln!(out, "# Benchmark run\n");
     let _ = writeln!(out, "Machine: {}\n", machine());
     let _ = writeln!(out, "Command: `{}`\n", args.command);
-    let _ = writeln!(out, "Ratios are ours ÷ peer: above 1 is better for throughput and rates, below 1 is better for latency and memory.\n");
+    let _ =
+        writeln!(out, "Ratios are ours ÷ peer: above 1 is better for throughput and rates, below 1 is better for latency and memory.\n");
     out.push_str(&table);
     let _ = writeln!(out, "\n## What limited each run\n");
     out.push_str(&limits(&runs));
@@ -129,25 +130,89 @@ fn rows() -> Vec<Row> {
         Row { scenario: "idle capacity", figure: "sockets held", pick: |r, s| idle(r, s, "held") },
         Row { scenario: "idle capacity", figure: "server RSS per socket, KiB", pick: |r, s| idle(r, s, "rss_per_socket_kib") },
         Row { scenario: "idle capacity", figure: "connects/s", pick: |r, s| idle(r, s, "connects_per_s") },
-        Row { scenario: "hot post 1 × 5000", figure: "deliveries/s delivered, best step (all sends of the window, by the end of the drain)", pick: |r, s| hot_best(r, s).map(|r| num(r, "deliveries_per_s")) },
-        Row { scenario: "hot post 1 × 5000", figure: "frames still undelivered 3 s after that step", pick: |r, s| hot_best(r, s).map(|r| num(r, "lost")) },
-        Row { scenario: "hot post 1 × 5000", figure: "p50 / p99 / p99.9 ms at 10 msg/s (50k deliveries/s offered)", pick: |r, s| hot_low(r, s).map(|r| num(r, "latency.p99_ms")) },
-        Row { scenario: "hot post 1 × 5000", figure: "server CPU cores at 10 msg/s", pick: |r, s| hot_low(r, s).map(|r| num(r, "server_cpu_cores")) },
+        Row {
+            scenario: "hot post 1 × 5000",
+            figure: "deliveries/s delivered, best step (all sends of the window, by the end of the drain)",
+            pick: |r, s| hot_best(r, s).map(|r| num(r, "deliveries_per_s")),
+        },
+        Row {
+            scenario: "hot post 1 × 5000",
+            figure: "frames still undelivered 3 s after that step",
+            pick: |r, s| hot_best(r, s).map(|r| num(r, "lost")),
+        },
+        Row {
+            scenario: "hot post 1 × 5000",
+            figure: "p50 / p99 / p99.9 ms at 10 msg/s (50k deliveries/s offered)",
+            pick: |r, s| hot_low(r, s).map(|r| num(r, "latency.p99_ms")),
+        },
+        Row {
+            scenario: "hot post 1 × 5000",
+            figure: "server CPU cores at 10 msg/s",
+            pick: |r, s| hot_low(r, s).map(|r| num(r, "server_cpu_cores")),
+        },
         Row { scenario: "blog mix 2000 × 5", figure: "p50 / p99 / p99.9 ms", pick: |r, s| single(r, "mix", s, "latency.p99_ms") },
         Row { scenario: "blog mix 2000 × 5", figure: "server CPU cores", pick: |r, s| single(r, "mix", s, "server_cpu_cores") },
         Row { scenario: "join storm", figure: "join p50 / p99 ms (50 history)", pick: |r, s| single(r, "join", s, "latency.p99_ms") },
-        Row { scenario: "durable writes, SQLite", figure: "committed msgs/s at 5,000/s offered", pick: |r, s| durable(r, "sqlite", 5000, s, "acked_per_s") },
-        Row { scenario: "durable writes, SQLite", figure: "commit (send → ack) p50 / p99 ms at 5,000/s", pick: |r, s| durable(r, "sqlite", 5000, s, "ack_latency.p99_ms") },
-        Row { scenario: "durable writes, SQLite", figure: "committed msgs/s at 20,000/s offered", pick: |r, s| durable(r, "sqlite", 20000, s, "acked_per_s") },
-        Row { scenario: "durable writes, SQLite", figure: "commit (send → ack) p50 / p99 ms at 20,000/s", pick: |r, s| durable(r, "sqlite", 20000, s, "ack_latency.p99_ms") },
-        Row { scenario: "durable writes, Postgres", figure: "committed msgs/s at 5,000/s offered", pick: |r, s| durable(r, "postgres", 5000, s, "acked_per_s") },
-        Row { scenario: "durable writes, Postgres", figure: "commit (send → ack) p50 / p99 ms at 5,000/s", pick: |r, s| durable(r, "postgres", 5000, s, "ack_latency.p99_ms") },
-        Row { scenario: "durable writes, Postgres", figure: "committed msgs/s at 20,000/s offered", pick: |r, s| durable(r, "postgres", 20000, s, "acked_per_s") },
-        Row { scenario: "durable writes, Postgres", figure: "commit (send → ack) p50 / p99 ms at 20,000/s", pick: |r, s| durable(r, "postgres", 20000, s, "ack_latency.p99_ms") },
-        Row { scenario: "3 pods + Redis", figure: "cross-pod send → deliver p50 / p99 ms", pick: |r, s| single(r, "xpod", s, "cross_pod_latency.p99_ms") },
-        Row { scenario: "blog network soak", figure: "server RSS MiB at the start / half / end of the window", pick: |r, s| soak_rss(r, s, 10) },
-        Row { scenario: "blog network soak", figure: "send → deliver p50 / p99 / p99.9 ms", pick: |r, s| single(r, "soak", s, "latency.p99_ms") },
-        Row { scenario: "blog network soak", figure: "messages lost or duplicated", pick: |r, s| one(r, "soak", s).map(|r| num(r, "lost") + num(r, "duplicated")) },
+        Row {
+            scenario: "durable writes, SQLite",
+            figure: "committed msgs/s at 5,000/s offered",
+            pick: |r, s| durable(r, "sqlite", 5000, s, "acked_per_s"),
+        },
+        Row {
+            scenario: "durable writes, SQLite",
+            figure: "commit (send → ack) p50 / p99 ms at 5,000/s",
+            pick: |r, s| durable(r, "sqlite", 5000, s, "ack_latency.p99_ms"),
+        },
+        Row {
+            scenario: "durable writes, SQLite",
+            figure: "committed msgs/s at 20,000/s offered",
+            pick: |r, s| durable(r, "sqlite", 20000, s, "acked_per_s"),
+        },
+        Row {
+            scenario: "durable writes, SQLite",
+            figure: "commit (send → ack) p50 / p99 ms at 20,000/s",
+            pick: |r, s| durable(r, "sqlite", 20000, s, "ack_latency.p99_ms"),
+        },
+        Row {
+            scenario: "durable writes, Postgres",
+            figure: "committed msgs/s at 5,000/s offered",
+            pick: |r, s| durable(r, "postgres", 5000, s, "acked_per_s"),
+        },
+        Row {
+            scenario: "durable writes, Postgres",
+            figure: "commit (send → ack) p50 / p99 ms at 5,000/s",
+            pick: |r, s| durable(r, "postgres", 5000, s, "ack_latency.p99_ms"),
+        },
+        Row {
+            scenario: "durable writes, Postgres",
+            figure: "committed msgs/s at 20,000/s offered",
+            pick: |r, s| durable(r, "postgres", 20000, s, "acked_per_s"),
+        },
+        Row {
+            scenario: "durable writes, Postgres",
+            figure: "commit (send → ack) p50 / p99 ms at 20,000/s",
+            pick: |r, s| durable(r, "postgres", 20000, s, "ack_latency.p99_ms"),
+        },
+        Row {
+            scenario: "3 pods + Redis",
+            figure: "cross-pod send → deliver p50 / p99 ms",
+            pick: |r, s| single(r, "xpod", s, "cross_pod_latency.p99_ms"),
+        },
+        Row {
+            scenario: "blog network soak",
+            figure: "server RSS MiB at the start / half / end of the window",
+            pick: |r, s| soak_rss(r, s, 10),
+        },
+        Row {
+            scenario: "blog network soak",
+            figure: "send → deliver p50 / p99 / p99.9 ms",
+            pick: |r, s| single(r, "soak", s, "latency.p99_ms"),
+        },
+        Row {
+            scenario: "blog network soak",
+            figure: "messages lost or duplicated",
+            pick: |r, s| one(r, "soak", s).map(|r| num(r, "lost") + num(r, "duplicated")),
+        },
     ]
 }
 
@@ -227,7 +292,13 @@ fn table(runs: &[Value]) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} |",
-            row.scenario, row.figure, cells[0], cells[1], cells[2], ratio(values[1]), ratio(values[2])
+            row.scenario,
+            row.figure,
+            cells[0],
+            cells[1],
+            cells[2],
+            ratio(values[1]),
+            ratio(values[2])
         );
     }
     out

@@ -25,9 +25,7 @@ pub struct RoomId(Arc<str>);
 
 impl RoomId {
     pub fn parse(raw: &str) -> Option<RoomId> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 128
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        let ok = !raw.is_empty() && raw.len() <= 128 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         ok.then(|| RoomId(raw.into()))
     }
 
@@ -155,8 +153,7 @@ pub fn avatar(raw: Option<&str>) -> Option<String> {
 pub fn content(raw: &str) -> Option<String> {
     let trimmed = raw.trim();
     let chars = trimmed.chars().count();
-    let ok = (1..=CONTENT_MAX).contains(&chars)
-        && !trimmed.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+    let ok = (1..=CONTENT_MAX).contains(&chars) && !trimmed.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
     ok.then(|| trimmed.to_string())
 }
 
@@ -183,9 +180,7 @@ impl Serialize for RoomId {
 
 /// Milliseconds since the epoch, as RFC 3339 UTC with milliseconds ("2026-11-24T09:30:00.123Z").
 pub fn format_millis(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn serialize_millis<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
@@ -232,7 +227,10 @@ mod tests {
 
     #[test]
     fn nicknames_refuse_bidi_controls() {
-        for c in ['\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}'] {
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{200E}',
+            '\u{200F}', '\u{061C}',
+        ] {
             assert!(nickname(&format!("ab{c}cd")).is_none(), "U+{:04X}", c as u32);
             assert!(nickname(&format!("{c}수달")).is_none(), "U+{:04X}", c as u32);
         }
@@ -259,7 +257,9 @@ mod tests {
     #[test]
     fn nicknames_with_letters_and_marks_are_fine() {
         // "é" as e + combining acute, and Korean written as conjoining jamo.
-        for name in ["Rene\u{0301}e", "\u{1112}\u{1161}\u{11AB}\u{1100}\u{1173}\u{11AF}", "익명의 수달", "a\u{200D}b", "\u{3164}수달", "zoë 🦦"] {
+        for name in
+            ["Rene\u{0301}e", "\u{1112}\u{1161}\u{11AB}\u{1100}\u{1173}\u{11AF}", "익명의 수달", "a\u{200D}b", "\u{3164}수달", "zoë 🦦"]
+        {
             assert_eq!(nickname(name).as_deref(), Some(name), "{name:?}");
         }
     }

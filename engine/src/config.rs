@@ -201,10 +201,6 @@ impl Config {
 
     /// Origins normalised for comparison with a browser's `Origin` header.
     pub fn origins(&self) -> Vec<String> {
-        self.allowed_origins
-            .iter()
-            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
-            .filter(|o| !o.is_empty())
-            .collect()
+        self.allowed_origins.iter().map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase()).filter(|o| !o.is_empty()).collect()
     }
 }

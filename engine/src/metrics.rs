@@ -3,9 +3,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::protocol::ErrorCode;
 
@@ -67,14 +65,12 @@ fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> 
     h
 }
 
-const LATENCY_BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let r = Registry::new();
     #[cfg(target_os = "linux")]
-    r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
-        .expect("process metrics");
+    r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("process metrics");
     let m = Metrics {
         connections: gauge(&r, "chat_connections", "Open WebSocket connections."),
         rooms_active: gauge(&r, "chat_rooms_active", "Rooms with a running actor on this pod."),

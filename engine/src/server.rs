@@ -16,15 +16,20 @@ use crate::app::App;
 use crate::bus::Bus;
 use crate::clients::Clients;
 use crate::config::Config;
-use crate::write_deadline::WriteDeadline;
 use crate::room::{Cluster, RedisCluster, RingBudget, RingLimits, RoomContext, RoomSettings, Rooms, SinglePod, RING_CAPACITY};
 use crate::store::{self, writer::Writer, StoreError};
+use crate::write_deadline::WriteDeadline;
 
 /// Slow or idle HTTP clients may take this long to send their request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves on `listener`, and `/metrics` on `metrics` instead when `--metrics-bind` gave one.
-pub async fn serve(config: Config, listener: TcpListener, metrics: Option<TcpListener>, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StoreError> {
     let store = store::open(&config.database_url, config.store_timeout, config.db_max_connections).await?;
     let (writer, writer_task) = Writer::spawn(store.clone(), config.store_timeout);
     let (bus, deliveries) = match &config.redis_url {

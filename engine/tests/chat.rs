@@ -55,19 +55,9 @@ async fn welcome_describes_the_reader_and_the_room() {
     assert_eq!(welcome["you"]["nickname"], "익명의 수달");
     assert_eq!(welcome["you"]["avatar"], "fox");
     assert_author_id(&welcome["you"]["authorId"], &alice);
-    assert_eq!(
-        welcome["online"], 1,
-        "the reader itself is online: {welcome}"
-    );
-    assert_eq!(
-        welcome["history"],
-        json!([]),
-        "a new room has no history: {welcome}"
-    );
-    assert_ne!(
-        welcome["resumed"], true,
-        "nothing to resume without lastSeq: {welcome}"
-    );
+    assert_eq!(welcome["online"], 1, "the reader itself is online: {welcome}");
+    assert_eq!(welcome["history"], json!([]), "a new room has no history: {welcome}");
+    assert_ne!(welcome["resumed"], true, "nothing to resume without lastSeq: {welcome}");
     assert!(!welcome.to_string().contains(&alice.anonymous_id));
     let alice_id = welcome["you"]["authorId"].clone();
 
@@ -75,23 +65,14 @@ async fn welcome_describes_the_reader_and_the_room() {
 
     // Another tab of the same browser: same authorId, and its own message is recognisable.
     let (_tab, again) = engine.join(&room, &alice).await;
-    assert_eq!(
-        again["you"]["authorId"], alice_id,
-        "authorId is stable per anonymousId"
-    );
-    assert_eq!(
-        again["online"], 1,
-        "two tabs of one reader count once: {again}"
-    );
+    assert_eq!(again["you"]["authorId"], alice_id, "authorId is stable per anonymousId");
+    assert_eq!(again["online"], 1, "two tabs of one reader count once: {again}");
     assert_eq!(again["history"][0]["authorId"], alice_id);
 
     let bob = Reader::new("익명의 여우");
     let (_b, bob_welcome) = engine.join(&room, &bob).await;
     assert_author_id(&bob_welcome["you"]["authorId"], &bob);
-    assert_ne!(
-        bob_welcome["you"]["authorId"], alice_id,
-        "readers get distinct authorIds"
-    );
+    assert_ne!(bob_welcome["you"]["authorId"], alice_id, "readers get distinct authorIds");
     assert_eq!(bob_welcome["online"], 2);
     let history = bob_welcome["history"].as_array().expect("history array");
     assert_eq!(history.len(), 1);
@@ -148,10 +129,7 @@ async fn reconnect_with_last_seq_resumes_up_to_500_missed_messages() {
 
     // 501 missed: too far behind, the latest 50 instead.
     let welcome = resume(1).await;
-    assert_eq!(
-        welcome["resumed"], false,
-        "501 missed messages do not resume"
-    );
+    assert_eq!(welcome["resumed"], false, "501 missed messages do not resume");
     let history = welcome["history"].as_array().expect("history array");
     assert_eq!(history.len(), 50);
     assert_consecutive(&seqs(history), 453);
@@ -179,11 +157,7 @@ async fn resent_client_id_is_stored_and_broadcast_once() {
     let seq = a.ack_for(&client_id).await;
     // Same connection, same clientId: acked again with the same seq.
     a.send_with_id(&client_id, "only once").await;
-    assert_eq!(
-        a.ack_for(&client_id).await,
-        seq,
-        "a resend is acked with the original seq"
-    );
+    assert_eq!(a.ack_for(&client_id).await, seq, "a resend is acked with the original seq");
     let (next, _) = a.say("after the resend").await;
     assert_eq!(next, seq + 1, "the resend took no seq");
 
@@ -191,11 +165,7 @@ async fn resent_client_id_is_stored_and_broadcast_once() {
         let first = client.next_of_type("message").await;
         assert_eq!(seq_of(&first["message"]), seq, "{who}");
         let second = client.next_of_type("message").await;
-        assert_eq!(
-            seq_of(&second["message"]),
-            next,
-            "{who} got the resend broadcast again"
-        );
+        assert_eq!(seq_of(&second["message"]), next, "{who} got the resend broadcast again");
         assert_eq!(second["message"]["content"], "after the resend");
     }
 
@@ -203,30 +173,15 @@ async fn resent_client_id_is_stored_and_broadcast_once() {
     a.close().await;
     let (mut a, _) = engine.join(&room, &alice).await;
     a.send_with_id(&client_id, "only once").await;
-    assert_eq!(
-        a.ack_for(&client_id).await,
-        seq,
-        "a resend on a new connection is acked with the original seq"
-    );
+    assert_eq!(a.ack_for(&client_id).await, seq, "a resend on a new connection is acked with the original seq");
     let (last, _) = a.say("third").await;
     assert_eq!(last, seq + 2);
     let at_bob = b.next_of_type("message").await;
-    assert_eq!(
-        seq_of(&at_bob["message"]),
-        last,
-        "bob must not see the resend again: {at_bob}"
-    );
+    assert_eq!(seq_of(&at_bob["message"]), last, "bob must not see the resend again: {at_bob}");
 
     let history = engine.full_history(&room).await;
     assert_eq!(seqs(&history), vec![seq, seq + 1, seq + 2]);
-    assert_eq!(
-        history
-            .iter()
-            .filter(|m| m["clientId"] == client_id.as_str())
-            .count(),
-        1,
-        "one stored message for the clientId"
-    );
+    assert_eq!(history.iter().filter(|m| m["clientId"] == client_id.as_str()).count(), 1, "one stored message for the clientId");
 }
 
 #[tokio::test]
@@ -245,27 +200,14 @@ async fn every_member_sees_the_same_gapless_seq_order() {
         let mut order = Vec::new();
         for _ in 0..40 {
             let frame = client.next_of_type("message").await;
-            order.push((
-                seq_of(&frame["message"]),
-                frame["message"]["content"].clone(),
-            ));
+            order.push((seq_of(&frame["message"]), frame["message"]["content"].clone()));
         }
         orders.push(order);
     }
-    assert_eq!(
-        orders[0], orders[1],
-        "both members see the same messages in the same order"
-    );
+    assert_eq!(orders[0], orders[1], "both members see the same messages in the same order");
     let seqs: Vec<u64> = orders[0].iter().map(|(s, _)| *s).collect();
     assert_consecutive(&seqs, 1);
-    let from_a: Vec<String> = orders[0]
-        .iter()
-        .filter_map(|(_, c)| {
-            c.as_str()
-                .filter(|c| c.starts_with('a'))
-                .map(str::to_string)
-        })
-        .collect();
+    let from_a: Vec<String> = orders[0].iter().filter_map(|(_, c)| c.as_str().filter(|c| c.starts_with('a')).map(str::to_string)).collect();
     let expected: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
     assert_eq!(from_a, expected, "one sender's messages keep their order");
 }
@@ -291,10 +233,7 @@ async fn messages_survive_a_restart_and_seq_continues() {
     let engine = Engine::start_in(dir.path(), &[]);
     assert_eq!(engine.room_info(&room).await["lastSeq"], 3);
     let (mut a, welcome) = engine.join(&room, &alice).await;
-    assert_eq!(
-        welcome["you"]["authorId"], alice_id,
-        "authorId is stable across restarts"
-    );
+    assert_eq!(welcome["you"]["authorId"], alice_id, "authorId is stable across restarts");
     let history = welcome["history"].as_array().expect("history array");
     assert_eq!(seqs(history), vec![1, 2, 3]);
     for (message, content) in history.iter().zip(["one", "two", "three"]) {
@@ -317,8 +256,7 @@ async fn rename_changes_the_name_on_later_messages() {
     let (mut b, _) = engine.join(&room, &Reader::new("구경꾼")).await;
 
     let (before, _) = a.say("before").await;
-    a.send_json(&json!({"type": "rename", "nickname": "새 이름 <&>", "avatar": "fox"}))
-        .await;
+    a.send_json(&json!({"type": "rename", "nickname": "새 이름 <&>", "avatar": "fox"})).await;
     let (after, _) = a.say("after").await;
 
     let old = b.next_of_type("message").await;
@@ -329,16 +267,10 @@ async fn rename_changes_the_name_on_later_messages() {
     assert_eq!(seq_of(&new["message"]), after);
     assert_eq!(new["message"]["nickname"], "새 이름 <&>");
     assert_eq!(new["message"]["avatar"], "fox");
-    assert_eq!(
-        new["message"]["authorId"], welcome["you"]["authorId"],
-        "same author after a rename"
-    );
+    assert_eq!(new["message"]["authorId"], welcome["you"]["authorId"], "same author after a rename");
 
     let history = engine.history(&room, "").await;
-    assert_eq!(
-        history[0]["nickname"], "옛 이름",
-        "stored messages keep the old name"
-    );
+    assert_eq!(history[0]["nickname"], "옛 이름", "stored messages keep the old name");
     assert_eq!(history[1]["nickname"], "새 이름 <&>");
 }
 
@@ -355,18 +287,12 @@ async fn typing_reaches_the_others_once_and_not_the_sender() {
     let client_id = a.send_message("done typing").await;
 
     let typing = b.next_non_presence().await;
-    assert_eq!(
-        typing["type"], "typing",
-        "bob first sees alice typing: {typing}"
-    );
+    assert_eq!(typing["type"], "typing", "bob first sees alice typing: {typing}");
     assert_eq!(typing["authorId"], welcome["you"]["authorId"]);
     assert_eq!(typing["nickname"], "타자치는 수달");
     assert!(!typing.to_string().contains(&alice.anonymous_id));
     let next = b.next_non_presence().await;
-    assert_eq!(
-        next["type"], "message",
-        "a second typing right after the first must be throttled; got {next}"
-    );
+    assert_eq!(next["type"], "message", "a second typing right after the first must be throttled; got {next}");
     assert_eq!(next["message"]["clientId"], client_id.as_str());
 
     // The sender only gets its ack and its message, never its own typing.
@@ -376,11 +302,7 @@ async fn typing_reaches_the_others_once_and_not_the_sender() {
         got.push(frame_type(&frame).to_string());
     }
     got.sort();
-    assert_eq!(
-        got,
-        ["ack", "message"],
-        "the typing reader gets no typing frame of its own"
-    );
+    assert_eq!(got, ["ack", "message"], "the typing reader gets no typing frame of its own");
 }
 
 #[tokio::test]
@@ -392,11 +314,9 @@ async fn a_room_that_went_idle_keeps_its_history_and_seq() {
     let (first, _) = a.say("before the room went idle").await;
     a.close().await;
 
-    eventually(
-        "the idle room stopped (chat_rooms_active 0)",
-        Duration::from_secs(10),
-        || async { engine.metric("chat_rooms_active").await == 0.0 },
-    )
+    eventually("the idle room stopped (chat_rooms_active 0)", Duration::from_secs(10), || async {
+        engine.metric("chat_rooms_active").await == 0.0
+    })
     .await;
 
     let (mut a, welcome) = engine.join(&room, &alice).await;

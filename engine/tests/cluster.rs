@@ -286,7 +286,8 @@ impl Participant {
                 return out;
             }
             if Instant::now() > deadline {
-                out.unfinished = Some(format!("sent {next_send}/{}, unacked {}, seen {}/{}", self.sends, unacked.len(), out.seen.len(), self.total));
+                out.unfinished =
+                    Some(format!("sent {next_send}/{}, unacked {}, seen {}/{}", self.sends, unacked.len(), out.seen.len(), self.total));
                 return out;
             }
             let pods = live.borrow().clone();
@@ -570,7 +571,12 @@ async fn deletes_typing_and_bans_reach_every_pod() {
 
     let response = cluster
         .pod(2)
-        .http("POST", &format!("/api/rooms/{room}/bans"), &[("authorization", "Bearer secret")], Some(&json!({"authorId": bob_welcome["you"]["authorId"], "minutes": 5}).to_string()))
+        .http(
+            "POST",
+            &format!("/api/rooms/{room}/bans"),
+            &[("authorization", "Bearer secret")],
+            Some(&json!({"authorId": bob_welcome["you"]["authorId"], "minutes": 5}).to_string()),
+        )
         .await;
     assert!(response.status / 100 == 2, "{response:?}");
     bob.expect_error("banned").await;
@@ -750,7 +756,8 @@ async fn a_slow_redis_never_holds_up_a_rooms_sends() {
     let start = |redis_url: String, name: &str| {
         let pod_dir = dir.path().join(name);
         std::fs::create_dir_all(&pod_dir).expect("pod dir");
-        let args = [FAST, &["--redis-url", &redis_url, "--pod-name", name, "--max-connections-per-ip", "1000", "--joins-per-ip", "1000"]].concat();
+        let args =
+            [FAST, &["--redis-url", &redis_url, "--pod-name", name, "--max-connections-per-ip", "1000", "--joins-per-ip", "1000"]].concat();
         Engine::start_on(&database_url, &pod_dir, &args)
     };
 
@@ -764,8 +771,5 @@ async fn a_slow_redis_never_holds_up_a_rooms_sends() {
     eprintln!("send → ack p99: {base:?} with Redis direct, {slowed:?} with every Redis reply 300 ms late");
     // Each presence write and read waits 300 ms; a room that waited on them would ack late by
     // at least that much.
-    assert!(
-        slowed <= (base * 2).max(Duration::from_millis(150)),
-        "send → ack p99 {slowed:?} behind a slow Redis, {base:?} without"
-    );
+    assert!(slowed <= (base * 2).max(Duration::from_millis(150)), "send → ack p99 {slowed:?} behind a slow Redis, {base:?} without");
 }

@@ -138,19 +138,13 @@ async fn a_hostile_mix_stays_within_the_memory_budget() {
     for keeper in keepers {
         keeper.close().await;
     }
-    eventually("the loaded rooms unload", Duration::from_secs(20), || async {
-        engine.metric("chat_rooms_active").await <= 1.0
-    })
-    .await;
+    eventually("the loaded rooms unload", Duration::from_secs(20), || async { engine.metric("chat_rooms_active").await <= 1.0 }).await;
     sampling.abort();
     let during = during.max(peak.load(Ordering::Relaxed));
     assert!(during < RSS_BUDGET_MIB * 1024, "peak RSS {} MiB over the {RSS_BUDGET_MIB} MiB budget", during / 1024);
     // The engine gives freed memory back a few seconds after load falls (see `heap.rs`).
     let grown = during.saturating_sub(baseline);
-    eventually("RSS falls back towards its baseline", Duration::from_secs(30), || async {
-        rss_kib(pid) < baseline + grown / 3
-    })
-    .await;
+    eventually("RSS falls back towards its baseline", Duration::from_secs(30), || async { rss_kib(pid) < baseline + grown / 3 }).await;
     eprintln!("RSS: baseline {} MiB, peak under the hostile mix {} MiB, after {} MiB", baseline / 1024, during / 1024, rss_kib(pid) / 1024);
 
     // And the room still works.

@@ -18,11 +18,7 @@ async fn history_api_pages_back_with_limit_and_before() {
     assert_consecutive(&a.send_many(&contents).await, 1);
 
     let latest = engine.history(&room, "").await;
-    assert!(
-        (1..=100).contains(&latest.len()),
-        "default page of {} messages",
-        latest.len()
-    );
+    assert!((1..=100).contains(&latest.len()), "default page of {} messages", latest.len());
     assert_consecutive(&seqs(&latest), 121 - latest.len() as u64);
     for message in &latest {
         assert_message(message, &room, &alice, &format!("m{}", seq_of(message)));
@@ -36,14 +32,8 @@ async fn history_api_pages_back_with_limit_and_before() {
     assert_eq!(page("?limit=5").await, (116..=120).collect::<Vec<_>>());
     assert_eq!(page("?limit=100").await, (21..=120).collect::<Vec<_>>());
     assert_eq!(page("?limit=1").await, vec![120]);
-    assert_eq!(
-        page("?before=21&limit=100").await,
-        (1..=20).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        page("?before=50&limit=10").await,
-        (40..=49).collect::<Vec<_>>()
-    );
+    assert_eq!(page("?before=21&limit=100").await, (1..=20).collect::<Vec<_>>());
+    assert_eq!(page("?before=50&limit=10").await, (40..=49).collect::<Vec<_>>());
     assert_eq!(page("?limit=3&before=4").await, vec![1, 2, 3]);
     assert_eq!(page("?before=1").await, Vec::<u64>::new());
 
@@ -52,29 +42,15 @@ async fn history_api_pages_back_with_limit_and_before() {
     assert_eq!(all.len(), 120);
 
     let unused = common::room("never-used");
-    assert!(
-        engine.history(&unused, "").await.is_empty(),
-        "a room nobody used has no history"
-    );
+    assert!(engine.history(&unused, "").await.is_empty(), "a room nobody used has no history");
 }
 
 #[tokio::test]
 async fn history_api_rejects_a_bad_query() {
     let engine = Engine::start(&[]);
     let room = room("post");
-    for query in [
-        "limit=0",
-        "limit=101",
-        "limit=abc",
-        "limit=-5",
-        "before=-1",
-        "before=abc",
-        "limit=1.5",
-    ] {
-        engine
-            .get(&format!("/api/rooms/{room}/messages?{query}"))
-            .await
-            .assert_error(400, "bad_request");
+    for query in ["limit=0", "limit=101", "limit=abc", "limit=-5", "before=-1", "before=abc", "limit=1.5"] {
+        engine.get(&format!("/api/rooms/{room}/messages?{query}")).await.assert_error(400, "bad_request");
     }
 }
 
@@ -100,12 +76,7 @@ async fn room_info_shows_online_and_last_seq() {
 #[tokio::test]
 async fn unknown_routes_are_404_json() {
     let engine = Engine::start(&[]);
-    for path in [
-        "/nope",
-        "/api/rooms/post-1/nope",
-        "/api",
-        "/nope/deeper.txt",
-    ] {
+    for path in ["/nope", "/api/rooms/post-1/nope", "/api", "/nope/deeper.txt"] {
         engine.get(path).await.assert_error(404, "not_found");
     }
 }
@@ -126,20 +97,9 @@ async fn metrics_are_valid_prometheus_text() {
     let response = engine.get("/metrics").await;
     assert_eq!(response.status, 200, "{response:?}");
     let content_type = response.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("text/plain"),
-        "Content-Type {content_type:?}"
-    );
-    for name in [
-        "chat_connections",
-        "chat_messages_total",
-        "chat_commit_seconds_bucket",
-    ] {
-        assert!(
-            metric_sum(&response.body, name).is_some(),
-            "no `{name}` sample in /metrics:\n{}",
-            response.body
-        );
+    assert!(content_type.starts_with("text/plain"), "Content-Type {content_type:?}");
+    for name in ["chat_connections", "chat_messages_total", "chat_commit_seconds_bucket"] {
+        assert!(metric_sum(&response.body, name).is_some(), "no `{name}` sample in /metrics:\n{}", response.body);
     }
     assert!(metric_sum(&response.body, "chat_connections").unwrap() >= 1.0);
     assert!(metric_sum(&response.body, "chat_messages_total").unwrap() >= 1.0);
@@ -154,62 +114,29 @@ async fn metrics_are_valid_prometheus_text() {
         Ok(child) => child,
         Err(e) => panic!("promtool is not on PATH ({e}): run ./scripts/test, which installs it"),
     };
-    promtool
-        .stdin
-        .take()
-        .expect("promtool stdin")
-        .write_all(response.body.as_bytes())
-        .expect("feed promtool");
+    promtool.stdin.take().expect("promtool stdin").write_all(response.body.as_bytes()).expect("feed promtool");
     let output = promtool.wait_with_output().expect("run promtool");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && said.trim().is_empty(),
-        "promtool check metrics ({}):\n{said}",
-        output.status
-    );
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics ({}):\n{said}", output.status);
 }
 
 #[tokio::test]
 async fn widget_page_and_embed_script_are_served_safely() {
     let engine = Engine::start(&[]);
-    for path in [
-        "/room/post-1",
-        "/room/post-1?theme=dark&lang=en&title=Hello&parentOrigin=https%3A%2F%2Fblog.example",
-    ] {
+    for path in ["/room/post-1", "/room/post-1?theme=dark&lang=en&title=Hello&parentOrigin=https%3A%2F%2Fblog.example"] {
         let page = engine.get(path).await;
         assert_eq!(page.status, 200, "{path}: {page:?}");
         let content_type = page.header("content-type").unwrap_or_default();
-        assert!(
-            content_type.starts_with("text/html"),
-            "{path}: Content-Type {content_type:?}"
-        );
-        assert_eq!(
-            page.header("x-content-type-options"),
-            Some("nosniff"),
-            "{path}"
-        );
-        assert!(
-            page.header("referrer-policy")
-                .is_some_and(|v| !v.is_empty()),
-            "{path}: no Referrer-Policy"
-        );
-        assert!(
-            page.body.to_ascii_lowercase().contains("<html"),
-            "{path}: not an HTML page"
-        );
+        assert!(content_type.starts_with("text/html"), "{path}: Content-Type {content_type:?}");
+        assert_eq!(page.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert!(page.header("referrer-policy").is_some_and(|v| !v.is_empty()), "{path}: no Referrer-Policy");
+        assert!(page.body.to_ascii_lowercase().contains("<html"), "{path}: not an HTML page");
     }
 
     let script = engine.get("/embed.js").await;
     assert_eq!(script.status, 200, "{script:?}");
     let content_type = script.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.contains("javascript"),
-        "embed.js Content-Type {content_type:?}"
-    );
+    assert!(content_type.contains("javascript"), "embed.js Content-Type {content_type:?}");
     assert!(
         script.body.contains("data-chat-room") || script.body.contains("chatRoom"),
         "embed.js does not look for data-chat-room elements"
@@ -218,10 +145,7 @@ async fn widget_page_and_embed_script_are_served_safely() {
 
 #[tokio::test]
 async fn allowed_origins_limit_framing_and_sockets() {
-    let engine = Engine::start(&[
-        "--allowed-origins",
-        "https://blog.example,https://other.example",
-    ]);
+    let engine = Engine::start(&["--allowed-origins", "https://blog.example,https://other.example"]);
     let page = engine.get("/room/x").await;
     assert_eq!(page.status, 200);
     let csp = page.header("content-security-policy").unwrap_or_default();
@@ -231,28 +155,17 @@ async fn allowed_origins_limit_framing_and_sockets() {
         .find(|d| d.starts_with("frame-ancestors"))
         .unwrap_or_else(|| panic!("no frame-ancestors in Content-Security-Policy {csp:?}"));
     for origin in ["https://blog.example", "https://other.example"] {
-        assert!(
-            frame_ancestors.contains(origin),
-            "{origin} missing from {frame_ancestors:?}"
-        );
+        assert!(frame_ancestors.contains(origin), "{origin} missing from {frame_ancestors:?}");
     }
     assert!(!frame_ancestors.contains('*'), "{frame_ancestors:?}");
 
     let room = room("post");
     assert_eq!(
-        Client::connect_with_origin(engine.addr, &room, "https://evil.example")
-            .await
-            .err(),
+        Client::connect_with_origin(engine.addr, &room, "https://evil.example").await.err(),
         Some(403),
         "a socket from a foreign origin"
     );
-    assert_eq!(
-        engine
-            .raw_upgrade(&format!("/ws/{room}"), Some("https://evil.example"))
-            .await
-            .status,
-        403
-    );
+    assert_eq!(engine.raw_upgrade(&format!("/ws/{room}"), Some("https://evil.example")).await.status, 403);
 
     for origin in ["https://blog.example", "https://other.example"] {
         let mut client = Client::connect_with_origin(engine.addr, &room, origin)

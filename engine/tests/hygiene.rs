@@ -29,10 +29,8 @@ async fn raw_socket(addr: SocketAddr, room: &str) -> TcpStream {
     stream.write_all(request.as_bytes()).await.expect("send upgrade");
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
-        let byte = tokio::time::timeout(FRAME_TIMEOUT, stream.read_u8())
-            .await
-            .expect("upgrade answer in time")
-            .expect("read upgrade answer");
+        let byte =
+            tokio::time::timeout(FRAME_TIMEOUT, stream.read_u8()).await.expect("upgrade answer in time").expect("read upgrade answer");
         head.push(byte);
     }
     let head = String::from_utf8_lossy(&head);
@@ -88,10 +86,8 @@ async fn join(stream: &mut TcpStream, nickname: &str) {
     let hello = Reader::new(nickname).hello_frame(None);
     stream.write_all(&text(&hello)).await.expect("send hello");
     loop {
-        let (opcode, payload) = tokio::time::timeout(FRAME_TIMEOUT, read_frame(stream))
-            .await
-            .expect("welcome in time")
-            .expect("read a frame");
+        let (opcode, payload) =
+            tokio::time::timeout(FRAME_TIMEOUT, read_frame(stream)).await.expect("welcome in time").expect("read a frame");
         let frame: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
         if opcode == TEXT && frame_type(&frame) == "welcome" {
             return;
@@ -264,20 +260,12 @@ async fn nicknames_that_reorder_or_hide_are_refused() {
     let welcome = client.hello(&Reader::new("Rene\u{0301}e"), None).await;
     assert_eq!(welcome["you"]["nickname"], "Rene\u{0301}e");
 
-    client
-        .send_json(&json!({"type": "rename", "nickname": "\u{200B}\u{3164}", "avatar": "fox"}))
-        .await;
+    client.send_json(&json!({"type": "rename", "nickname": "\u{200B}\u{3164}", "avatar": "fox"})).await;
     client.expect_error("invalid_nickname").await;
-    client
-        .send_json(&json!({"type": "rename", "nickname": "\u{2067}fox\u{2069}", "avatar": "fox"}))
-        .await;
+    client.send_json(&json!({"type": "rename", "nickname": "\u{2067}fox\u{2069}", "avatar": "fox"})).await;
     client.expect_error("invalid_nickname").await;
     client.send_json(&json!({"type": "rename", "nickname": "한글 여우", "avatar": "fox"})).await;
-    client
-        .next_where("presence with the new name", |f| {
-            frame_type(f) == "presence" && f.to_string().contains("한글 여우")
-        })
-        .await;
+    client.next_where("presence with the new name", |f| frame_type(f) == "presence" && f.to_string().contains("한글 여우")).await;
 }
 
 // ---------------------------------------------------------------------------------------------

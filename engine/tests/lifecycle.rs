@@ -16,17 +16,11 @@ async fn wait_for_readyz(engine: &Engine, status: u16) {
     loop {
         let response = try_http(engine.addr, "GET", "/readyz", &[], None)
             .await
-            .unwrap_or_else(|e| {
-                panic!("GET /readyz while draining: {e} (PROTOCOL.md: it answers 503)")
-            });
+            .unwrap_or_else(|e| panic!("GET /readyz while draining: {e} (PROTOCOL.md: it answers 503)"));
         if response.status == status {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz still {} instead of {status}",
-            response.status
-        );
+        assert!(Instant::now() < deadline, "/readyz still {} instead of {status}", response.status);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -41,26 +35,15 @@ async fn sigterm_sends_reconnect_turns_unready_and_exits_within_the_grace() {
     let signalled = Instant::now();
     engine.sigterm();
     let reconnect = stubborn.next_of_type("reconnect").await;
-    assert!(
-        reconnect["afterMs"].as_u64().is_some_and(|ms| ms > 0),
-        "afterMs is not a positive integer: {reconnect}"
-    );
+    assert!(reconnect["afterMs"].as_u64().is_some_and(|ms| ms > 0), "afterMs is not a positive integer: {reconnect}");
 
     // The client ignores the hint and stays, so the pod keeps draining.
     wait_for_readyz(&engine, 503).await;
-    assert_eq!(
-        engine.get("/healthz").await.status,
-        200,
-        "alive while draining"
-    );
+    assert_eq!(engine.get("/healthz").await.status, 200, "alive while draining");
 
     let status = engine.wait_exit(Duration::from_secs(5 + 5)).await;
     assert!(status.success(), "exit status after SIGTERM: {status}");
-    assert!(
-        signalled.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        signalled.elapsed()
-    );
+    assert!(signalled.elapsed() < Duration::from_secs(10), "took {:?}", signalled.elapsed());
     stubborn.expect_close(FRAME_TIMEOUT).await;
 }
 
@@ -74,10 +57,7 @@ async fn sigterm_exits_as_soon_as_members_have_left() {
     engine.sigterm();
     for client in [&mut a, &mut b] {
         let reconnect = client.next_of_type("reconnect").await;
-        assert!(
-            reconnect["afterMs"].as_u64().is_some_and(|ms| ms > 0),
-            "{reconnect}"
-        );
+        assert!(reconnect["afterMs"].as_u64().is_some_and(|ms| ms > 0), "{reconnect}");
     }
     a.close().await;
     b.close().await;
@@ -102,8 +82,7 @@ async fn acked_messages_survive_kill_9() {
     let mut killed = false;
     loop {
         while !killed && sent < TOTAL && sent - acked.len() < WINDOW {
-            let frame =
-                json!({"type": "send", "clientId": client_ids[sent], "content": content(sent)});
+            let frame = json!({"type": "send", "clientId": client_ids[sent], "content": content(sent)});
             if a.try_send(Message::text(frame.to_string())).await.is_err() {
                 break;
             }
@@ -139,22 +118,13 @@ async fn acked_messages_survive_kill_9() {
         let stored = history
             .iter()
             .find(|m| seq_of(m) == *seq)
-            .unwrap_or_else(|| {
-                panic!(
-                    "acked seq {seq} is missing after kill -9 ({} stored)",
-                    history.len()
-                )
-            });
+            .unwrap_or_else(|| panic!("acked seq {seq} is missing after kill -9 ({} stored)", history.len()));
         assert_eq!(stored["content"], content(*i), "seq {seq}");
         assert_eq!(stored["clientId"], client_ids[*i].as_str(), "seq {seq}");
     }
     let (mut a, _) = engine.join(&room, &alice).await;
     let (next, _) = a.say("after the crash").await;
-    assert_eq!(
-        next,
-        history.len() as u64 + 1,
-        "seq continues after the crash"
-    );
+    assert_eq!(next, history.len() as u64 + 1, "seq continues after the crash");
 }
 
 /// A `python3` process holding an exclusive write lock on a SQLite file until it is killed.
@@ -229,16 +199,9 @@ async fn a_locked_store_answers_unavailable_and_leaves_no_gap() {
         if !matches!(frame_type(&frame), "presence" | "typing" | "message") {
             break frame;
         }
-        assert_ne!(
-            frame["message"]["clientId"],
-            refused.as_str(),
-            "broadcast while the store was locked: {frame}"
-        );
+        assert_ne!(frame["message"]["clientId"], refused.as_str(), "broadcast while the store was locked: {frame}");
     };
-    assert_eq!(
-        answer["type"], "error",
-        "a send the store did not take: {answer}"
-    );
+    assert_eq!(answer["type"], "error", "a send the store did not take: {answer}");
     assert_eq!(answer["code"], "unavailable", "{answer}");
     assert_eq!(answer["clientId"], refused.as_str(), "{answer}");
     lock.release();
@@ -246,24 +209,13 @@ async fn a_locked_store_answers_unavailable_and_leaves_no_gap() {
     let (after, _) = a.say("after the lock").await;
     assert_eq!(after, before + 1, "no seq was used up by the refused send");
     let next_at_bob: Value = b.next_of_type("message").await;
-    assert_eq!(
-        seq_of(&next_at_bob["message"]),
-        after,
-        "bob got {next_at_bob}"
-    );
+    assert_eq!(seq_of(&next_at_bob["message"]), after, "bob got {next_at_bob}");
     assert_eq!(next_at_bob["message"]["content"], "after the lock");
 
     let history = engine.full_history(&room).await;
     assert_eq!(seqs(&history), vec![before, after]);
-    assert!(
-        history.iter().all(|m| m["clientId"] != refused.as_str()),
-        "the refused send was stored"
-    );
-    assert_eq!(
-        engine.get("/readyz").await.status,
-        200,
-        "ready again once the store answers"
-    );
+    assert!(history.iter().all(|m| m["clientId"] != refused.as_str()), "the refused send was stored");
+    assert_eq!(engine.get("/readyz").await.status, 200, "ready again once the store answers");
 }
 
 /// Joins, chats and breaks a few rules with several readers, then checks no log line has any of
@@ -278,8 +230,7 @@ async fn exercise_and_check_logs(engine: &Engine) {
     let (seq, _) = a.say("hello").await;
     b.send_json(&json!({"type": "delete", "seq": seq})).await;
     b.expect_error("forbidden").await;
-    b.send_json(&json!({"type": "dance", "anonymousId": bob.anonymous_id}))
-        .await;
+    b.send_json(&json!({"type": "dance", "anonymousId": bob.anonymous_id})).await;
     b.expect_error("bad_frame").await;
 
     let mut c = engine.ws(&room).await;
@@ -291,11 +242,7 @@ async fn exercise_and_check_logs(engine: &Engine) {
     let (mut again, _) = engine.join(&room, &alice).await;
     again.say("back again").await;
 
-    engine.assert_logs_never_contain(&[
-        &alice.anonymous_id,
-        &bob.anonymous_id,
-        &carol.anonymous_id,
-    ]);
+    engine.assert_logs_never_contain(&[&alice.anonymous_id, &bob.anonymous_id, &carol.anonymous_id]);
 }
 
 #[tokio::test]
@@ -310,9 +257,6 @@ async fn json_logs_are_json_and_never_contain_an_anonymous_id() {
     exercise_and_check_logs(&engine).await;
     for line in engine.logs().iter().filter(|l| !l.starts_with("[stderr] ")) {
         let parsed: Result<Value, _> = serde_json::from_str(line);
-        assert!(
-            parsed.is_ok_and(|v| v.is_object()),
-            "not a JSON log line: {line}"
-        );
+        assert!(parsed.is_ok_and(|v| v.is_object()), "not a JSON log line: {line}");
     }
 }

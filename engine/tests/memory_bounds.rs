@@ -11,7 +11,6 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-
 /// A message of the largest size the contract allows: 2000 characters of 4 bytes each.
 fn largest_content(i: usize) -> String {
     format!("{i:04}{}", "😀".repeat(1996))
@@ -98,10 +97,7 @@ async fn readers_that_never_read_their_welcome_are_cut_off_and_others_carry_on()
         engine.metric("chat_write_timeouts_total").await >= timeouts + 10.0
     })
     .await;
-    eventually("their sockets are closed", Duration::from_secs(10), || async {
-        engine.metric("chat_connections").await == 0.0
-    })
-    .await;
+    eventually("their sockets are closed", Duration::from_secs(10), || async { engine.metric("chat_connections").await == 0.0 }).await;
 
     // A reader that does read gets the same room's welcome and new messages.
     let (mut reader, welcome) = engine.join(&room, &Reader::new("읽는 수달")).await;

@@ -12,44 +12,14 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-async fn admin_delete(
-    engine: &Engine,
-    room: &str,
-    seq: u64,
-    authorization: Option<&str>,
-) -> HttpResponse {
-    let headers: Vec<(&str, &str)> = authorization
-        .map(|a| ("Authorization", a))
-        .into_iter()
-        .collect();
-    engine
-        .http(
-            "DELETE",
-            &format!("/api/rooms/{room}/messages/{seq}"),
-            &headers,
-            None,
-        )
-        .await
+async fn admin_delete(engine: &Engine, room: &str, seq: u64, authorization: Option<&str>) -> HttpResponse {
+    let headers: Vec<(&str, &str)> = authorization.map(|a| ("Authorization", a)).into_iter().collect();
+    engine.http("DELETE", &format!("/api/rooms/{room}/messages/{seq}"), &headers, None).await
 }
 
-async fn ban(
-    engine: &Engine,
-    room: &str,
-    body: &Value,
-    authorization: Option<&str>,
-) -> HttpResponse {
-    let headers: Vec<(&str, &str)> = authorization
-        .map(|a| ("Authorization", a))
-        .into_iter()
-        .collect();
-    engine
-        .http(
-            "POST",
-            &format!("/api/rooms/{room}/bans"),
-            &headers,
-            Some(&body.to_string()),
-        )
-        .await
+async fn ban(engine: &Engine, room: &str, body: &Value, authorization: Option<&str>) -> HttpResponse {
+    let headers: Vec<(&str, &str)> = authorization.map(|a| ("Authorization", a)).into_iter().collect();
+    engine.http("POST", &format!("/api/rooms/{room}/bans"), &headers, Some(&body.to_string())).await
 }
 
 async fn assert_deleted_frame(client: &mut Client, seq: u64) {
@@ -71,11 +41,7 @@ async fn author_deletes_own_message_for_everyone() {
     assert_deleted_frame(&mut b, oops).await;
 
     let (_c, welcome) = engine.join(&room, &Reader::new("새 손님")).await;
-    assert_eq!(
-        seqs(welcome["history"].as_array().unwrap()),
-        vec![kept],
-        "{welcome}"
-    );
+    assert_eq!(seqs(welcome["history"].as_array().unwrap()), vec![kept], "{welcome}");
     assert_eq!(seqs(&engine.history(&room, "").await), vec![kept]);
 
     let (next, _) = a.say("after the delete").await;
@@ -92,10 +58,7 @@ async fn admin_deletes_a_message_over_http() {
     let (kept, _) = a.say("fine").await;
 
     let response = admin_delete(&engine, &room, seq, Some(&bearer(TOKEN))).await;
-    assert!(
-        (200..300).contains(&response.status),
-        "admin delete: {response:?}"
-    );
+    assert!((200..300).contains(&response.status), "admin delete: {response:?}");
     assert_deleted_frame(&mut a, seq).await;
     assert_deleted_frame(&mut b, seq).await;
     assert_eq!(seqs(&engine.history(&room, "").await), vec![kept]);
@@ -118,23 +81,10 @@ async fn moderation_needs_the_right_token() {
         Some("Bearer ".to_string()),
     ];
     for authorization in &wrong {
-        admin_delete(&engine, &room, seq, authorization.as_deref())
-            .await
-            .assert_error(403, "forbidden");
-        ban(
-            &engine,
-            &room,
-            &json!({"authorId": author_id, "minutes": 5}),
-            authorization.as_deref(),
-        )
-        .await
-        .assert_error(403, "forbidden");
+        admin_delete(&engine, &room, seq, authorization.as_deref()).await.assert_error(403, "forbidden");
+        ban(&engine, &room, &json!({"authorId": author_id, "minutes": 5}), authorization.as_deref()).await.assert_error(403, "forbidden");
     }
-    assert_eq!(
-        seqs(&engine.history(&room, "").await),
-        vec![seq],
-        "nothing was deleted"
-    );
+    assert_eq!(seqs(&engine.history(&room, "").await), vec![seq], "nothing was deleted");
     a.say("not banned").await;
 }
 
@@ -146,23 +96,9 @@ async fn moderation_is_forbidden_without_a_configured_token() {
     let (seq, _) = a.say("keep me").await;
     let author_id = welcome["you"]["authorId"].as_str().unwrap().to_string();
 
-    for authorization in [
-        None,
-        Some("Bearer "),
-        Some("Bearer anything"),
-        Some("Bearer null"),
-    ] {
-        admin_delete(&engine, &room, seq, authorization)
-            .await
-            .assert_error(403, "forbidden");
-        ban(
-            &engine,
-            &room,
-            &json!({"authorId": author_id, "minutes": 5}),
-            authorization,
-        )
-        .await
-        .assert_error(403, "forbidden");
+    for authorization in [None, Some("Bearer "), Some("Bearer anything"), Some("Bearer null")] {
+        admin_delete(&engine, &room, seq, authorization).await.assert_error(403, "forbidden");
+        ban(&engine, &room, &json!({"authorId": author_id, "minutes": 5}), authorization).await.assert_error(403, "forbidden");
     }
     assert_eq!(seqs(&engine.history(&room, "").await), vec![seq]);
     a.say("not banned").await;
@@ -178,13 +114,7 @@ async fn a_ban_disconnects_the_reader_and_refuses_its_hello() {
     let (mut t, welcome) = engine.join(&room, &troll).await;
     let troll_id = welcome["you"]["authorId"].as_str().unwrap().to_string();
 
-    let response = ban(
-        &engine,
-        &room,
-        &json!({"authorId": troll_id, "minutes": 5}),
-        Some(&bearer(TOKEN)),
-    )
-    .await;
+    let response = ban(&engine, &room, &json!({"authorId": troll_id, "minutes": 5}), Some(&bearer(TOKEN))).await;
     assert!((200..300).contains(&response.status), "ban: {response:?}");
 
     t.expect_error("banned").await;
@@ -247,15 +177,7 @@ async fn a_malformed_ban_is_a_bad_request() {
         json!({"authorId": author_id, "minutes": -1}).to_string(),
     ];
     for body in &bodies {
-        engine
-            .http(
-                "POST",
-                &format!("/api/rooms/{room}/bans"),
-                &headers,
-                Some(body),
-            )
-            .await
-            .assert_error(400, "bad_request");
+        engine.http("POST", &format!("/api/rooms/{room}/bans"), &headers, Some(body)).await.assert_error(400, "bad_request");
     }
     a.say("not banned by any of that").await;
 }

@@ -9,36 +9,19 @@ use common::*;
 use serde_json::Value;
 
 /// Waits for a `presence` frame saying `online` and checks its member list against `expected`.
-async fn expect_presence(
-    client: &mut Client,
-    online: u64,
-    expected: &[(&Value, &Reader)],
-) -> Value {
-    let presence = client
-        .next_where(&format!("presence with online {online}"), |f| {
-            frame_type(f) == "presence" && f["online"] == online
-        })
-        .await;
+async fn expect_presence(client: &mut Client, online: u64, expected: &[(&Value, &Reader)]) -> Value {
+    let presence =
+        client.next_where(&format!("presence with online {online}"), |f| frame_type(f) == "presence" && f["online"] == online).await;
     let members = presence["members"].as_array().expect("members array");
-    assert_eq!(
-        members.len() as u64,
-        online,
-        "one member entry per reader: {presence}"
-    );
+    assert_eq!(members.len() as u64, online, "one member entry per reader: {presence}");
     let got: BTreeSet<String> = members.iter().map(|m| m["authorId"].to_string()).collect();
     let want: BTreeSet<String> = expected.iter().map(|(id, _)| id.to_string()).collect();
     assert_eq!(got, want, "members of {presence}");
     for (author_id, reader) in expected {
-        let member = members
-            .iter()
-            .find(|m| m["authorId"] == **author_id)
-            .unwrap();
+        let member = members.iter().find(|m| m["authorId"] == **author_id).unwrap();
         assert_eq!(member["nickname"], reader.nickname.as_str(), "{presence}");
         assert_eq!(member["avatar"], reader.avatar.as_str(), "{presence}");
-        assert!(
-            !presence.to_string().contains(&reader.anonymous_id),
-            "anonymousId in {presence}"
-        );
+        assert!(!presence.to_string().contains(&reader.anonymous_id), "anonymousId in {presence}");
     }
     presence
 }
@@ -54,10 +37,7 @@ async fn two_tabs_of_one_reader_count_once() {
     let (mut tab1, first) = engine.join(&room, &alice).await;
     assert_eq!(first["online"], 1);
     let (_tab2, second) = engine.join(&room, &alice).await;
-    assert_eq!(
-        second["online"], 1,
-        "a second tab of the same reader: {second}"
-    );
+    assert_eq!(second["online"], 1, "a second tab of the same reader: {second}");
     let (_b, welcome) = engine.join(&room, &bob).await;
     assert_eq!(welcome["online"], 2, "2 readers in 3 tabs: {welcome}");
 
@@ -87,17 +67,9 @@ async fn leaving_updates_presence_and_room_info() {
     // Closing one of two tabs leaves alice online.
     tab1.close().await;
     let (carol_tab, carol_welcome) = engine.join(&room, &carol).await;
-    assert_eq!(
-        carol_welcome["online"], 3,
-        "alice still has a tab open: {carol_welcome}"
-    );
+    assert_eq!(carol_welcome["online"], 3, "alice still has a tab open: {carol_welcome}");
     let carol_id = carol_welcome["you"]["authorId"].clone();
-    expect_presence(
-        &mut b,
-        3,
-        &[(&alice_id, &alice), (&bob_id, &bob), (&carol_id, &carol)],
-    )
-    .await;
+    expect_presence(&mut b, 3, &[(&alice_id, &alice), (&bob_id, &bob), (&carol_id, &carol)]).await;
 
     // Closing the last tab takes her out.
     tab2.close().await;
@@ -113,14 +85,7 @@ async fn leaving_updates_presence_and_room_info() {
 #[tokio::test]
 async fn a_crowd_joining_at_once_gets_few_capped_presence_frames() {
     // The whole crowd comes from 127.0.0.1: lift the per-address socket cap and join rate.
-    let engine = Engine::start(&[
-        "--max-connections-per-ip",
-        "1000",
-        "--joins-per-ip",
-        "1000",
-        "--join-burst-per-ip",
-        "1000",
-    ]);
+    let engine = Engine::start(&["--max-connections-per-ip", "1000", "--joins-per-ip", "1000", "--join-burst-per-ip", "1000"]);
     let room = room("hot");
     let (mut watcher, _) = engine.join(&room, &Reader::new("지켜보는 수달")).await;
 

@@ -43,16 +43,12 @@ fn seed(dir: &Path, rooms: &[Backlog], bans: &[(&str, &str, i64)]) {
     };
     let mut statements = Vec::new();
     for backlog in rooms {
-        statements
-            .push(format!("INSERT INTO rooms (id, last_seq, created_at) VALUES ('{}', {}, 0)", backlog.room, backlog.last_seq));
+        statements.push(format!("INSERT INTO rooms (id, last_seq, created_at) VALUES ('{}', {}, 0)", backlog.room, backlog.last_seq));
         for chunk in backlog.messages.chunks(500) {
             let values: Vec<String> = chunk
                 .iter()
                 .map(|(seq, at)| {
-                    format!(
-                        "('{}', {seq}, '0123456789abcdef', 'archive', 'otter', 'old {seq}', {at}, 'seed-{seq}')",
-                        backlog.room
-                    )
+                    format!("('{}', {seq}, '0123456789abcdef', 'archive', 'otter', 'old {seq}', {at}, 'seed-{seq}')", backlog.room)
                 })
                 .collect();
             statements.push(format!(
@@ -61,15 +57,11 @@ fn seed(dir: &Path, rooms: &[Backlog], bans: &[(&str, &str, i64)]) {
             ));
         }
         for seq in &backlog.deleted {
-            statements.push(format!(
-                "UPDATE messages SET content = '', deleted_at = 1 WHERE room_id = '{}' AND seq = {seq}",
-                backlog.room
-            ));
+            statements.push(format!("UPDATE messages SET content = '', deleted_at = 1 WHERE room_id = '{}' AND seq = {seq}", backlog.room));
         }
     }
     for (room, author, until) in bans {
-        statements
-            .push(format!("INSERT INTO bans (room_id, author_id, until, created_at) VALUES ('{room}', '{author}', {until}, 0)"));
+        statements.push(format!("INSERT INTO bans (room_id, author_id, until, created_at) VALUES ('{room}', '{author}', {until}, 0)"));
     }
     // The harness's own runtime is busy with the test; the database gets a small one of its own.
     std::thread::spawn(move || {

@@ -25,35 +25,15 @@ fn invalid_room_ids() -> Vec<String> {
 async fn invalid_room_ids_get_400_on_every_route() {
     let engine = Engine::start(&[]);
     for id in invalid_room_ids() {
-        for path in [
-            format!("/api/rooms/{id}"),
-            format!("/api/rooms/{id}/messages"),
-            format!("/room/{id}"),
-        ] {
+        for path in [format!("/api/rooms/{id}"), format!("/api/rooms/{id}/messages"), format!("/room/{id}")] {
             engine.get(&path).await.assert_error(400, "invalid_room_id");
         }
-        engine
-            .raw_upgrade(&format!("/ws/{id}"), None)
-            .await
-            .assert_error(400, "invalid_room_id");
-        assert_eq!(
-            Client::try_connect(engine.addr, &id, None).await.err(),
-            Some(400),
-            "WebSocket upgrade to /ws/{id}"
-        );
+        engine.raw_upgrade(&format!("/ws/{id}"), None).await.assert_error(400, "invalid_room_id");
+        assert_eq!(Client::try_connect(engine.addr, &id, None).await.err(), Some(400), "WebSocket upgrade to /ws/{id}");
     }
-    assert_eq!(
-        engine.metric("chat_rooms_active").await,
-        0.0,
-        "an invalid room id started a room"
-    );
+    assert_eq!(engine.metric("chat_rooms_active").await, 0.0, "an invalid room id started a room");
     // Nothing was created under a cut-down or cleaned-up name either.
-    for id in [
-        "a".repeat(128),
-        "ab".to_string(),
-        "a_b".to_string(),
-        "u".to_string(),
-    ] {
+    for id in ["a".repeat(128), "ab".to_string(), "a_b".to_string(), "u".to_string()] {
         let info = engine.room_info(&id).await;
         assert_eq!(info["online"], 0, "{info}");
         assert_eq!(info["lastSeq"], 0, "{info}");
@@ -122,11 +102,7 @@ async fn malformed_frames_get_bad_frame_and_the_connection_stays_open() {
         assert_eq!(error["code"], "bad_frame", "answer to {text}: {error}");
     }
     client.say("still here").await;
-    assert_eq!(
-        engine.room_info(&room).await["lastSeq"],
-        1,
-        "only the good send was stored"
-    );
+    assert_eq!(engine.room_info(&room).await["lastSeq"], 1, "only the good send was stored");
 }
 
 #[tokio::test]
@@ -144,20 +120,14 @@ async fn frames_before_hello_get_hello_required() {
     let engine = Engine::start(&[]);
     let room = room("early");
     let mut client = engine.ws(&room).await;
-    client
-        .send_json(&json!({"type": "send", "clientId": new_id(), "content": "too early"}))
-        .await;
+    client.send_json(&json!({"type": "send", "clientId": new_id(), "content": "too early"})).await;
     client.expect_error("hello_required").await;
     client.send_json(&json!({"type": "typing"})).await;
     client.expect_error("hello_required").await;
 
     client.hello(&Reader::new("늦은 인사"), None).await;
     client.say("now it works").await;
-    assert_eq!(
-        engine.room_info(&room).await["lastSeq"],
-        1,
-        "the early send was not stored"
-    );
+    assert_eq!(engine.room_info(&room).await["lastSeq"], 1, "the early send was not stored");
 }
 
 #[tokio::test]
@@ -169,11 +139,7 @@ async fn no_hello_within_10_s_closes_with_1008() {
     client.expect_error("hello_required").await;
     let code = client.expect_close(Duration::from_secs(15)).await;
     assert_eq!(code, Some(1008));
-    assert!(
-        upgraded.elapsed() >= Duration::from_secs(9),
-        "closed after {:?}, before the 10 s for hello ran out",
-        upgraded.elapsed()
-    );
+    assert!(upgraded.elapsed() >= Duration::from_secs(9), "closed after {:?}, before the 10 s for hello ran out", upgraded.elapsed());
 }
 
 #[tokio::test]
@@ -194,23 +160,11 @@ async fn nicknames_must_have_2_to_15_characters_and_no_control_characters() {
     let engine = Engine::start(&[]);
     let room = room("names");
     let mut client = engine.ws(&room).await;
-    for nickname in [
-        "  a  ",
-        "",
-        "abcdefghijklmnop",
-        "가나다라마바사아자차카타파하거너",
-        "ab\u{7}cd",
-        "tab\tname",
-        "new\nline",
-    ] {
-        client
-            .send_json(&Reader::new(nickname).hello_frame(None))
-            .await;
+    for nickname in ["  a  ", "", "abcdefghijklmnop", "가나다라마바사아자차카타파하거너", "ab\u{7}cd", "tab\tname", "new\nline"]
+    {
+        client.send_json(&Reader::new(nickname).hello_frame(None)).await;
         let error = client.next_of_type("error").await;
-        assert_eq!(
-            error["code"], "invalid_nickname",
-            "answer to nickname {nickname:?}: {error}"
-        );
+        assert_eq!(error["code"], "invalid_nickname", "answer to nickname {nickname:?}: {error}");
     }
 
     let korean_15 = "가나다라마바사아자차카타파하거";
@@ -220,25 +174,15 @@ async fn nicknames_must_have_2_to_15_characters_and_no_control_characters() {
     assert_eq!(welcome["you"]["nickname"], korean_15);
 
     for nickname in ["x", "abcdefghijklmnop", "bell\u{7}"] {
-        client
-            .send_json(&json!({"type": "rename", "nickname": nickname, "avatar": "fox"}))
-            .await;
+        client.send_json(&json!({"type": "rename", "nickname": nickname, "avatar": "fox"})).await;
         let error = client.next_of_type("error").await;
-        assert_eq!(
-            error["code"], "invalid_nickname",
-            "answer to rename {nickname:?}: {error}"
-        );
+        assert_eq!(error["code"], "invalid_nickname", "answer to rename {nickname:?}: {error}");
     }
     client.say("still the same name").await;
     let message = client.next_of_type("message").await;
-    assert_eq!(
-        message["message"]["nickname"], korean_15,
-        "a refused rename changes nothing"
-    );
+    assert_eq!(message["message"]["nickname"], korean_15, "a refused rename changes nothing");
 
-    client
-        .send_json(&json!({"type": "rename", "nickname": "ab", "avatar": "fox"}))
-        .await;
+    client.send_json(&json!({"type": "rename", "nickname": "ab", "avatar": "fox"})).await;
     client.say("two letters").await;
     let message = client.next_of_type("message").await;
     assert_eq!(message["message"]["nickname"], "ab");
@@ -249,20 +193,10 @@ async fn content_must_have_1_to_2000_characters_after_trimming() {
     let engine = Engine::start(&[]);
     let room = room("content");
     let (mut client, _) = engine.join(&room, &Reader::new("글쓴이")).await;
-    for content in [
-        String::new(),
-        "   \n\t  ".to_string(),
-        "a".repeat(2001),
-        "가".repeat(2001),
-    ] {
+    for content in [String::new(), "   \n\t  ".to_string(), "a".repeat(2001), "가".repeat(2001)] {
         let client_id = client.send_message(&content).await;
         let error = client.next_of_type("error").await;
-        assert_eq!(
-            error["code"],
-            "invalid_content",
-            "answer to {} chars: {error}",
-            content.chars().count()
-        );
+        assert_eq!(error["code"], "invalid_content", "answer to {} chars: {error}", content.chars().count());
         assert_eq!(error["clientId"], client_id.as_str(), "{error}");
     }
 
@@ -274,16 +208,8 @@ async fn content_must_have_1_to_2000_characters_after_trimming() {
 
     let padded = format!("  {}  ", "a".repeat(2000));
     let (padded_seq, _) = client.say(&padded).await;
-    assert_eq!(
-        padded_seq,
-        seq + 1,
-        "2000 characters after trimming are accepted"
-    );
-    assert_eq!(
-        engine.room_info(&room).await["lastSeq"],
-        padded_seq,
-        "refused sends were not stored"
-    );
+    assert_eq!(padded_seq, seq + 1, "2000 characters after trimming are accepted");
+    assert_eq!(engine.room_info(&room).await["lastSeq"], padded_seq, "refused sends were not stored");
 }
 
 #[tokio::test]
@@ -296,8 +222,7 @@ async fn deleting_needs_your_own_existing_message() {
 
     b.send_json(&json!({"type": "delete", "seq": seq})).await;
     b.expect_error("forbidden").await;
-    a.send_json(&json!({"type": "delete", "seq": seq + 100}))
-        .await;
+    a.send_json(&json!({"type": "delete", "seq": seq + 100})).await;
     a.expect_error("not_found").await;
 
     let history = engine.history(&room, "").await;

@@ -77,10 +77,7 @@ pub async fn run(args: IdleArgs) -> Value {
             .expect("spawn idle worker");
         procs.push(child);
     }
-    let mut io: Vec<_> = procs
-        .iter_mut()
-        .map(|c| (c.stdin.take().unwrap(), BufReader::new(c.stdout.take().unwrap()).lines()))
-        .collect();
+    let mut io: Vec<_> = procs.iter_mut().map(|c| (c.stdin.take().unwrap(), BufReader::new(c.stdout.take().unwrap()).lines())).collect();
 
     let base_rss = procstat::rss_kib_all(&args.server_pids);
     let mut steps = Vec::new();

@@ -63,7 +63,11 @@ pub struct TrafficArgs {
 /// Runs are bounded in time: at most ten minutes of sending.
 pub fn seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("not a number: {s}"))?;
-    if (0.0..=600.0).contains(&v) { Ok(v) } else { Err("0 to 600 seconds".into()) }
+    if (0.0..=600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("0 to 600 seconds".into())
+    }
 }
 
 /// Everything the connection tasks share.
@@ -364,11 +368,7 @@ async fn drive(
                             }
                         }
                     }
-                    Incoming::Ping => {
-                        if ws.send(Message::text("3")).await.is_err() {
-                            break;
-                        }
-                    }
+                    Incoming::Ping if ws.send(Message::text("3")).await.is_err() => break,
                     Incoming::Error => Counters::add(&c.errors, 1),
                     _ => {}
                 }

@@ -8,11 +8,22 @@ use crate::chat::{AuthorId, Seq};
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomEvent {
     /// A committed message: its seq and its `Message` JSON.
-    Message { seq: Seq, json: MessageJson },
-    Deleted { seq: Seq },
+    Message {
+        seq: Seq,
+        json: MessageJson,
+    },
+    Deleted {
+        seq: Seq,
+    },
     /// A typing frame, passed on to the room's readers other than its author.
-    Typing { author: AuthorId, frame: Frame },
-    Banned { author: AuthorId, until: i64 },
+    Typing {
+        author: AuthorId,
+        frame: Frame,
+    },
+    Banned {
+        author: AuthorId,
+        until: i64,
+    },
     /// Some pod's reader list for the room changed: re-read the room-wide presence.
     Presence,
 }

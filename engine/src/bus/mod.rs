@@ -169,8 +169,7 @@ impl BusTask {
     async fn connect(&mut self) -> Result<(redis::aio::PubSubSink, redis::aio::PubSubStream, MultiplexedConnection), redis::RedisError> {
         let timeout = |_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out"));
         let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub()).await.map_err(timeout)??;
-        let publisher =
-            tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_multiplexed_async_connection()).await.map_err(timeout)??;
+        let publisher = tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_multiplexed_async_connection()).await.map_err(timeout)??;
         let (mut sink, stream) = pubsub.split();
         let channels: Vec<String> = self.rooms.keys().map(channel).collect();
         if !channels.is_empty() {

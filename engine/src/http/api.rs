@@ -14,9 +14,9 @@ use subtle::ConstantTimeEq;
 use super::{error_response, json, Body};
 use crate::app::App;
 use crate::chat::{now_millis, AuthorId, RoomId, Seq};
+use crate::protocol::ErrorCode;
 use crate::room::{RoomError, HISTORY_ON_JOIN};
 use crate::store::Deletion;
-use crate::protocol::ErrorCode;
 
 /// Largest page of the history API.
 const HISTORY_MAX: usize = 100;
@@ -87,12 +87,7 @@ pub async fn history(app: &Arc<App>, room: RoomId, query: Option<&str>) -> Respo
 /// Constant-time check of `Authorization: Bearer <token>`; no token configured means no access.
 fn authorized(app: &App, req: &Request<impl Sized>) -> bool {
     let Some(expected) = app.config.admin_token.as_deref().filter(|t| !t.is_empty()) else { return false };
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
     given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 

@@ -118,14 +118,14 @@ fn inline_script_hashes(html: &str) -> String {
 /// names the socket's origin explicitly, as older browsers do not count `ws:` as `'self'`.
 /// Embedding is limited to `ALLOWED_ORIGINS` when set (`frame-ancestors`).
 pub fn widget_page(app: &Arc<App>, req: &Request<impl Sized>, _room: RoomId) -> Response<Body> {
-    let mut policy = format!(
-        "default-src 'self'; script-src 'self'{}; style-src 'self'; img-src 'self' data:; connect-src 'self'",
-        *INLINE_SCRIPTS
-    );
+    let mut policy =
+        format!("default-src 'self'; script-src 'self'{}; style-src 'self'; img-src 'self' data:; connect-src 'self'", *INLINE_SCRIPTS);
     // The Host header is the client's to write: only a plain host[:port] goes into the header.
-    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).filter(|h| {
-        !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
-    });
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')));
     if let Some(host) = host {
         policy.push_str(&format!(" ws://{host} wss://{host}"));
     }

@@ -82,7 +82,8 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
 /// response.
 pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
     if req.headers().iter().any(|(name, value)| name.as_str().len() + value.len() > MAX_HEADER_LINE) {
-        let res = error_response_with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ErrorCode::BadRequest, "a header line is over 8 KiB");
+        let res =
+            error_response_with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, ErrorCode::BadRequest, "a header line is over 8 KiB");
         return Ok(res);
     }
     let path = req.uri().path().to_string();
@@ -175,16 +176,15 @@ mod tests {
     /// Paths made of route words and room-id-like, percent-encoded or arbitrary segments.
     fn path() -> impl Strategy<Value = String> {
         let segment = prop_oneof![
-            prop::sample::select(vec!["", "room", "ws", "api", "rooms", "messages", "bans", "assets", "metrics", "healthz", "readyz", "embed.js", "..", "."])
-                .prop_map(str::to_string),
+            prop::sample::select(vec![
+                "", "room", "ws", "api", "rooms", "messages", "bans", "assets", "metrics", "healthz", "readyz", "embed.js", "..", "."
+            ])
+            .prop_map(str::to_string),
             "[A-Za-z0-9._-]{1,130}",
             "[A-Za-z0-9._%~:@!$&'()*+,;=-]{0,20}",
             any::<String>(),
         ];
-        prop_oneof![
-            prop::collection::vec(segment, 0..7).prop_map(|segments| format!("/{}", segments.join("/"))),
-            any::<String>(),
-        ]
+        prop_oneof![prop::collection::vec(segment, 0..7).prop_map(|segments| format!("/{}", segments.join("/"))), any::<String>(),]
     }
 
     fn room_of<'a>(route: &'a Route<'_>) -> Option<&'a RoomId> {

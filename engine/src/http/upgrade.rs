@@ -61,13 +61,11 @@ pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>, peer: S
 /// HTTP 429 for an address over its socket cap or join rate; `Retry-After` in whole seconds.
 fn refused(refusal: Refusal) -> Response<Body> {
     match refusal {
-        Refusal::TooManySockets => error_response(ErrorCode::TooManyConnections,
-            "too many open connections from your address; close some tabs",
-        ),
+        Refusal::TooManySockets => {
+            error_response(ErrorCode::TooManyConnections, "too many open connections from your address; close some tabs")
+        }
         Refusal::TooManyJoins { retry_after } => {
-            let mut res = error_response(ErrorCode::RateLimited,
-                "too many new connections from your address; try again shortly",
-            );
+            let mut res = error_response(ErrorCode::RateLimited, "too many new connections from your address; try again shortly");
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
             res

@@ -57,7 +57,6 @@ impl ErrorCode {
     }
 }
 
-
 impl ErrorCode {
     /// The HTTP status an answer with this code carries.
     pub fn http_status(self) -> u16 {

@@ -57,7 +57,9 @@ pub fn check(text: &str) -> Result<Inbound, Refusal> {
             }
         }
         // No message has a seq past i64::MAX.
-        ClientFrame::Delete { seq } => Seq::try_from(seq).map(|seq| Inbound::Delete { seq }).map_err(|_| refuse(ErrorCode::NotFound, "no such message")),
+        ClientFrame::Delete { seq } => {
+            Seq::try_from(seq).map(|seq| Inbound::Delete { seq }).map_err(|_| refuse(ErrorCode::NotFound, "no such message"))
+        }
         ClientFrame::Typing {} => Ok(Inbound::Typing),
         ClientFrame::Rename { nickname, avatar } => {
             let nickname = chat::nickname(&nickname).ok_or_else(|| refuse(ErrorCode::InvalidNickname, chat::NICKNAME_RULE))?;

@@ -22,9 +22,9 @@ use crate::bus::{Envelope, RoomEvent};
 use crate::chat::{now_millis, AuthorId, Message, Profile, RoomId, Seq};
 use crate::client_ip::ClientKey;
 use crate::metrics::{SendOutcome, METRICS};
+use crate::protocol::{self, CloseCode, ErrorCode, Frame, MessageJson};
 use crate::store::writer::AppendResult;
 use crate::store::{Deletion, NewMessage, RoomSnapshot, StoreError};
-use crate::protocol::{self, CloseCode, ErrorCode, Frame, MessageJson};
 
 /// Presence frames go out at most this often per room, whatever the churn.
 const PRESENCE_EVERY: Duration = Duration::from_millis(500);
@@ -45,22 +45,41 @@ const REPAIR_PAGE: usize = 1000;
 /// I/O the room needs done; the actor runs each off the room and reports back with `Done`.
 pub(super) enum Effect {
     /// Read the room's recent messages (up to the ring's count), its seq counter and its bans.
-    Load { recent: usize },
+    Load {
+        recent: usize,
+    },
     /// Commit one batch of this room (never more than one at a time, which keeps seq order).
     Commit(Vec<NewMessage>),
     /// Read at most `page` messages stored after `after` (gap repair, or polling while the bus
     /// is down).
-    Repair { after: Seq, page: usize },
+    Repair {
+        after: Seq,
+        page: usize,
+    },
     /// Read a parked welcome's history.
-    History { conn: ConnId, read: HistoryRead },
-    Delete { seq: Seq, author: Option<AuthorId>, requester: Requester },
-    Ban { author: AuthorId, until: i64, reply: oneshot::Sender<Result<(), RoomError>> },
+    History {
+        conn: ConnId,
+        read: HistoryRead,
+    },
+    Delete {
+        seq: Seq,
+        author: Option<AuthorId>,
+        requester: Requester,
+    },
+    Ban {
+        author: AuthorId,
+        until: i64,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
     /// Tell the other pods.
     Publish(RoomEvent),
     Subscribe,
     /// Write our readers (when given) and read the other pods'; then show presence (`always`: even
     /// when it did not change).
-    SyncPresence { ours: Option<Vec<Present>>, always: bool },
+    SyncPresence {
+        ours: Option<Vec<Present>>,
+        always: bool,
+    },
 }
 
 /// Which history a welcome needs from the store.
@@ -327,7 +346,9 @@ impl RoomCore {
                 }
                 None => self.wait_for_load(Waiting::Info(reply)),
             },
-            Command::AdminDelete { seq, reply } => self.effects.push(Effect::Delete { seq, author: None, requester: Requester::Admin(reply) }),
+            Command::AdminDelete { seq, reply } => {
+                self.effects.push(Effect::Delete { seq, author: None, requester: Requester::Admin(reply) })
+            }
             Command::Ban { author, until, reply } => self.effects.push(Effect::Ban { author, until, reply }),
             Command::Remote(envelope) => self.remote(envelope),
             Command::ShedRing { bytes } => {
@@ -582,7 +603,12 @@ impl RoomCore {
         let sends: Vec<Pending> = self.pending.drain(..take).collect();
         let messages = sends
             .iter()
-            .map(|p| NewMessage { room_id: self.id.clone(), author: p.author.clone(), content: p.content.clone(), client_id: p.client_id.clone() })
+            .map(|p| NewMessage {
+                room_id: self.id.clone(),
+                author: p.author.clone(),
+                content: p.content.clone(),
+                client_id: p.client_id.clone(),
+            })
             .collect();
         self.in_flight = Some(sends);
         self.effects.push(Effect::Commit(messages));
@@ -620,7 +646,12 @@ impl RoomCore {
                 tracing::warn!(room = %self.id, error = %err, messages = sends.len(), "sends failed");
                 for send in sends {
                     METRICS.send(SendOutcome::Unavailable);
-                    self.error(send.conn, ErrorCode::Unavailable, "message store unavailable; retry with the same clientId", Some(&send.client_id));
+                    self.error(
+                        send.conn,
+                        ErrorCode::Unavailable,
+                        "message store unavailable; retry with the same clientId",
+                        Some(&send.client_id),
+                    );
                 }
             }
         }
@@ -1072,7 +1103,10 @@ mod tests {
         assert_eq!(effects.iter().filter(|e| matches!(e, Effect::Load { .. })).count(), 1, "one load for both");
         assert!(first.welcome.try_recv().is_err(), "no welcome before the load");
         core.done(Done::Loaded(Ok(RoomSnapshot { last_seq: 2, recent: vec![message(1), message(2)], bans: Vec::new() })));
-        assert_eq!(seqs(&first.welcome()["history"].as_array().unwrap().iter().map(|m| serde_json::json!({ "message": m })).collect::<Vec<_>>()), vec![1, 2]);
+        assert_eq!(
+            seqs(&first.welcome()["history"].as_array().unwrap().iter().map(|m| serde_json::json!({ "message": m })).collect::<Vec<_>>()),
+            vec![1, 2]
+        );
         assert_eq!(second.welcome()["online"], 2);
     }
 

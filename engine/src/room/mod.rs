@@ -25,8 +25,8 @@ use crate::store::{writer::Writer, Deletion, Store};
 pub use budget::RingBudget;
 pub use cluster::{Cluster, RedisCluster, SinglePod};
 pub use rate::TokenBucket;
-pub use ring::RingLimits;
 pub use registry::{Joined, Rooms};
+pub use ring::RingLimits;
 
 /// Identifies one WebSocket connection (a reader may have several tabs).
 pub type ConnId = u64;

@@ -24,10 +24,11 @@ pub struct Presence {
 impl Presence {
     /// A tab of this reader arrived. Returns whether the room's reader list changed.
     pub fn arrive(&mut self, profile: &Profile) -> bool {
-        let reader = self
-            .readers
-            .entry(profile.author_id.clone())
-            .or_insert_with(|| Reader { tabs: 0, profile: profile.clone(), since: now_millis() });
+        let reader = self.readers.entry(profile.author_id.clone()).or_insert_with(|| Reader {
+            tabs: 0,
+            profile: profile.clone(),
+            since: now_millis(),
+        });
         reader.tabs += 1;
         let changed = reader.tabs == 1 || reader.profile != *profile;
         reader.profile = profile.clone();
@@ -128,7 +129,12 @@ mod tests {
 
     #[test]
     fn the_list_is_capped_merged_across_pods_and_in_arrival_order() {
-        let present = |i: i64| Present { author_id: AuthorId::from_store(&format!("{i:016x}")), nickname: "x".into(), avatar: String::new(), since: i };
+        let present = |i: i64| Present {
+            author_id: AuthorId::from_store(&format!("{i:016x}")),
+            nickname: "x".into(),
+            avatar: String::new(),
+            since: i,
+        };
         let local: Vec<Present> = (0..100).map(|i| present(i * 2)).collect();
         let remote: Vec<Present> = (0..50).map(|i| present(i * 2 + 1)).chain([present(0)]).collect();
         let (online, listed) = room_wide(local, &remote);

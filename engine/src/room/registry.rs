@@ -69,7 +69,8 @@ impl Rooms {
             let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = mpsc::channel(1024);
             let usage = Arc::new(RingUsage::default());
-            let actor = RoomActor::new(room.clone(), generation, self.inner.ctx.clone(), Arc::downgrade(&self.inner), rx, alive, usage.clone());
+            let actor =
+                RoomActor::new(room.clone(), generation, self.inner.ctx.clone(), Arc::downgrade(&self.inner), rx, alive, usage.clone());
             tokio::spawn(actor.run());
             RoomHandle { tx, generation, usage }
         });

@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-
 use super::budget::{RingBudget, RingUsage};
 use crate::chat::{Message, Seq};
 use crate::protocol::MessageJson;

@@ -108,7 +108,13 @@ pub trait Store: Send + Sync + 'static {
     /// `keep` seqs below their counter; each with the seq at or below which its messages may go.
     /// That seq stays below the room's newest `protect` messages that are not deleted (what a
     /// live room may hold in memory), so it may be lower than `last_seq - keep`.
-    fn rooms_over(&self, keep: u64, protect: usize, after: Option<RoomId>, limit: usize) -> BoxFuture<'_, Result<Vec<(RoomId, Seq)>, StoreError>>;
+    fn rooms_over(
+        &self,
+        keep: u64,
+        protect: usize,
+        after: Option<RoomId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<(RoomId, Seq)>, StoreError>>;
 
     /// Deletes up to `limit` of a room's messages with a seq at or below `upto`, oldest first;
     /// returns how many went.

@@ -26,13 +26,8 @@ impl PgStore {
         // once running, it rides out outages: sends fail with `unavailable` and the pool reconnects.
         // The server cancels a statement that runs past the store timeout (a lock held elsewhere,
         // an overloaded server), so a failed commit is a clean rollback, never an unknown outcome.
-        let options = PgConnectOptions::from_str(url)?
-            .options([("statement_timeout", format!("{}", timeout.as_millis().max(1)))]);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(2))
-            .acquire_timeout(timeout)
-            .connect_with(options)
-            .await?;
+        let options = PgConnectOptions::from_str(url)?.options([("statement_timeout", format!("{}", timeout.as_millis().max(1)))]);
+        let pool = PgPoolOptions::new().max_connections(max_connections.max(2)).acquire_timeout(timeout).connect_with(options).await?;
         // sqlx takes an advisory lock for migrations, so pods starting together apply them once.
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         Ok(PgStore { pool })
@@ -98,13 +93,12 @@ impl Store for PgStore {
     fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>> {
         async move {
             let mut tx = self.pool.begin().await?;
-            let owner: Option<String> = sqlx::query_scalar(
-                "SELECT author_id FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL FOR UPDATE",
-            )
-            .bind(room.as_str())
-            .bind(seq)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT author_id FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL FOR UPDATE")
+                    .bind(room.as_str())
+                    .bind(seq)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let outcome = Deletion::decide(owner.as_deref(), author.as_ref());
             if outcome == Deletion::Deleted {
                 sqlx::query("UPDATE messages SET content = '', deleted_at = $1 WHERE room_id = $2 AND seq = $3")
@@ -156,7 +150,13 @@ impl Store for PgStore {
         .boxed()
     }
 
-    fn rooms_over(&self, keep: u64, protect: usize, after: Option<RoomId>, limit: usize) -> BoxFuture<'_, Result<Vec<(RoomId, Seq)>, StoreError>> {
+    fn rooms_over(
+        &self,
+        keep: u64,
+        protect: usize,
+        after: Option<RoomId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<(RoomId, Seq)>, StoreError>> {
         async move {
             let rows = sqlx::query(
                 "SELECT r.id, LEAST(r.last_seq - $1, COALESCE(

@@ -71,10 +71,8 @@ where
 
     /// The room's counter; 0 for a room that never stored a message.
     pub async fn last_seq(&self, room: &RoomId) -> Result<Seq, sqlx::Error> {
-        let seq = sqlx::query_scalar::<_, Seq>("SELECT last_seq FROM rooms WHERE id = $1")
-            .bind(room.as_str())
-            .fetch_optional(self.0)
-            .await?;
+        let seq =
+            sqlx::query_scalar::<_, Seq>("SELECT last_seq FROM rooms WHERE id = $1").bind(room.as_str()).fetch_optional(self.0).await?;
         Ok(seq.unwrap_or(0))
     }
 }

@@ -20,7 +20,6 @@ pub struct SqliteStore {
     readers: SqlitePool,
 }
 
-
 impl SqliteStore {
     pub async fn open(path: &str, timeout: Duration) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
@@ -29,17 +28,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(timeout)
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(timeout)
-            .connect_with(options.clone())
-            .await?;
+        let writer = SqlitePoolOptions::new().max_connections(1).acquire_timeout(timeout).connect_with(options.clone()).await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(timeout)
-            .connect_with(options.read_only(true))
-            .await?;
+        let readers = SqlitePoolOptions::new().max_connections(4).acquire_timeout(timeout).connect_with(options.read_only(true)).await?;
         Ok(SqliteStore { writer, readers })
     }
 
@@ -108,11 +99,7 @@ impl SqliteStore {
 }
 
 async fn save_counter(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, room: &RoomId, seq: Seq) -> Result<(), StoreError> {
-    sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?")
-        .bind(seq)
-        .bind(room.as_str())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?").bind(seq).bind(room.as_str()).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -199,7 +186,13 @@ impl Store for SqliteStore {
         .boxed()
     }
 
-    fn rooms_over(&self, keep: u64, protect: usize, after: Option<RoomId>, limit: usize) -> BoxFuture<'_, Result<Vec<(RoomId, Seq)>, StoreError>> {
+    fn rooms_over(
+        &self,
+        keep: u64,
+        protect: usize,
+        after: Option<RoomId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<(RoomId, Seq)>, StoreError>> {
         async move {
             let rows = sqlx::query(
                 "SELECT r.id, MIN(r.last_seq - ?1, COALESCE(

@@ -71,7 +71,13 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, timeout: Du
     while commits.join_next().await.is_some() {}
 }
 
-async fn commit(store: Arc<dyn Store>, requests: Vec<Request>, count: usize, timeout: Duration, _permit: tokio::sync::OwnedSemaphorePermit) {
+async fn commit(
+    store: Arc<dyn Store>,
+    requests: Vec<Request>,
+    count: usize,
+    timeout: Duration,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let batch: Vec<NewMessage> = requests.iter().flat_map(|r| r.messages.iter().cloned()).collect();
     let started = Instant::now();
     // The store's own busy/acquire/statement timeouts are the real bound; this one only guards

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
@@ -17,13 +17,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFra
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::protocol::inbound::{self, Inbound, Refusal};
-use crate::protocol::{self, CloseCode, ErrorCode, Frame};
 use crate::app::App;
 use crate::chat::{AuthorId, Profile, RoomId, Seq};
 use crate::client_ip::ClientKey;
 use crate::clients::ClientSocket;
 use crate::metrics::{SendOutcome, METRICS};
+use crate::protocol::inbound::{self, Inbound, Refusal};
+use crate::protocol::{self, CloseCode, ErrorCode, Frame};
 use crate::room::{Command, ConnId, JoinError, Joined, Kick, TokenBucket};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -71,7 +71,15 @@ pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePe
     METRICS.connections.inc();
     let flood_rate = (app.config.send_rate * 4.0).max(20.0);
     let flood_burst = app.config.send_burst.saturating_mul(4).max(100);
-    let mut session = Session { app, room, conn, client: client.key(), ws, frames: TokenBucket::new(flood_rate, flood_burst), last_heard: Instant::now() };
+    let mut session = Session {
+        app,
+        room,
+        conn,
+        client: client.key(),
+        ws,
+        frames: TokenBucket::new(flood_rate, flood_burst),
+        last_heard: Instant::now(),
+    };
     tracing::debug!(room = %session.room, conn, "connected");
     // The hello and close phases are boxed: they are short, and keeping their state out of the
     // session's own future keeps every idle connection small.
@@ -366,4 +374,3 @@ fn kicked(kick: Result<Kick, tokio::sync::oneshot::error::RecvError>) -> Exit {
         Err(_) => Exit::Close(CloseCode::Internal, "room stopped", None),
     }
 }
-

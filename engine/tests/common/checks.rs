@@ -25,10 +25,7 @@ where
 {
     let deadline = Instant::now() + timeout;
     while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not so after {timeout:?}"
-        );
+        assert!(Instant::now() < deadline, "{what}: not so after {timeout:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -40,53 +37,26 @@ pub fn frame_type(frame: &Value) -> &str {
 
 /// `seq` of an `ack`, `deleted` or Message object; panics when it is not a non-negative integer.
 pub fn seq_of(value: &Value) -> u64 {
-    value["seq"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("expected an integer `seq` in {value}"))
+    value["seq"].as_u64().unwrap_or_else(|| panic!("expected an integer `seq` in {value}"))
 }
 
 /// Asserts a Message object is complete and matches what was sent.
 pub fn assert_message(message: &Value, room: &str, author: &Reader, content: &str) {
     assert_eq!(message["roomId"], room, "roomId of {message}");
     assert_eq!(message["content"], content, "content of {message}");
-    assert_eq!(
-        message["nickname"],
-        author.nickname.as_str(),
-        "nickname of {message}"
-    );
-    assert_eq!(
-        message["avatar"],
-        author.avatar.as_str(),
-        "avatar of {message}"
-    );
-    assert!(
-        message["seq"].as_u64().is_some_and(|s| s >= 1),
-        "seq of {message}"
-    );
+    assert_eq!(message["nickname"], author.nickname.as_str(), "nickname of {message}");
+    assert_eq!(message["avatar"], author.avatar.as_str(), "avatar of {message}");
+    assert!(message["seq"].as_u64().is_some_and(|s| s >= 1), "seq of {message}");
     assert_author_id(&message["authorId"], author);
-    assert!(
-        message["createdAt"].as_str().is_some_and(is_rfc3339_utc),
-        "createdAt is not an RFC 3339 UTC timestamp in {message}"
-    );
-    assert!(
-        message["clientId"].is_string(),
-        "clientId missing in {message}"
-    );
-    assert!(
-        !message.to_string().contains(&author.anonymous_id),
-        "the anonymousId leaked in {message}"
-    );
+    assert!(message["createdAt"].as_str().is_some_and(is_rfc3339_utc), "createdAt is not an RFC 3339 UTC timestamp in {message}");
+    assert!(message["clientId"].is_string(), "clientId missing in {message}");
+    assert!(!message.to_string().contains(&author.anonymous_id), "the anonymousId leaked in {message}");
 }
 
 /// An authorId is 16 lowercase hex digits and does not reveal the anonymousId.
 pub fn assert_author_id(author_id: &Value, author: &Reader) {
-    let id = author_id
-        .as_str()
-        .unwrap_or_else(|| panic!("authorId is not a string: {author_id}"));
-    assert!(
-        id.len() == 16 && id.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')),
-        "authorId {id:?} is not 16 lowercase hex digits"
-    );
+    let id = author_id.as_str().unwrap_or_else(|| panic!("authorId is not a string: {author_id}"));
+    assert!(id.len() == 16 && id.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')), "authorId {id:?} is not 16 lowercase hex digits");
     let raw = author.anonymous_id.replace('-', "");
     assert!(
         !author.anonymous_id.contains(id) && !raw.contains(id) && id != author.anonymous_id,
@@ -98,11 +68,7 @@ pub fn assert_author_id(author_id: &Value, author: &Reader) {
 /// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`.
 pub fn is_rfc3339_utc(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |range: std::ops::Range<usize>| {
-        range
-            .clone()
-            .all(|i| b.get(i).is_some_and(u8::is_ascii_digit))
-    };
+    let digits = |range: std::ops::Range<usize>| range.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
     let Some(rest) = s.get(19..) else {
         return false;
     };
@@ -127,11 +93,7 @@ pub fn is_rfc3339_utc(s: &str) -> bool {
 /// Asserts `seqs` run `first, first+1, ...` without gap or repeat.
 pub fn assert_consecutive(seqs: &[u64], first: u64) {
     let expected: Vec<u64> = (first..first + seqs.len() as u64).collect();
-    assert_eq!(
-        seqs,
-        expected.as_slice(),
-        "seqs are not consecutive from {first}"
-    );
+    assert_eq!(seqs, expected.as_slice(), "seqs are not consecutive from {first}");
 }
 
 pub fn seqs(messages: &[Value]) -> Vec<u64> {

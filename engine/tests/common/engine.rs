@@ -57,16 +57,7 @@ const ENGINE_ENV: &[&str] = &[
 
 /// Lifts the send limits (per reader, per client address and per room) for tests that send many
 /// messages on purpose.
-pub const FAST: &[&str] = &[
-    "--send-rate",
-    "1000",
-    "--send-burst",
-    "1000",
-    "--room-send-rate",
-    "1000",
-    "--room-send-burst",
-    "1000",
-];
+pub const FAST: &[&str] = &["--send-rate", "1000", "--send-burst", "1000", "--room-send-rate", "1000", "--room-send-burst", "1000"];
 
 /// Whether the engines of this test run use Postgres (`CHAT_TEST_POSTGRES`) rather than SQLite.
 pub fn on_postgres() -> bool {
@@ -84,19 +75,11 @@ pub fn postgres_database_for(server: &str, dir: &Path) -> String {
             let server = server.to_string();
             let create = format!("CREATE DATABASE {name}");
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 rt.block_on(async {
                     use sqlx::Connection;
-                    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-                        .await
-                        .expect("connect to Postgres");
-                    sqlx::query(&create)
-                        .execute(&mut conn)
-                        .await
-                        .expect("create database");
+                    let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.expect("connect to Postgres");
+                    sqlx::query(&create).execute(&mut conn).await.expect("create database");
                 });
             })
             .join()
@@ -180,15 +163,7 @@ impl Engine {
                 );
             }
         };
-        Engine {
-            addr,
-            database_url,
-            dir: dir.to_path_buf(),
-            child,
-            logs,
-            log_count,
-            _owned_dir: None,
-        }
+        Engine { addr, database_url, dir: dir.to_path_buf(), child, logs, log_count, _owned_dir: None }
     }
 
     /// Every line the engine printed so far (stderr lines prefixed with `[stderr] `).
@@ -204,14 +179,8 @@ impl Engine {
             if let Some(line) = self.logs().into_iter().find(|l| pred(l)) {
                 return line;
             }
-            if tokio::time::timeout_at(deadline, count.changed())
-                .await
-                .is_err()
-            {
-                panic!(
-                    "no log line {what} within {FRAME_TIMEOUT:?}; logs:\n{}",
-                    self.logs().join("\n")
-                );
+            if tokio::time::timeout_at(deadline, count.changed()).await.is_err() {
+                panic!("no log line {what} within {FRAME_TIMEOUT:?}; logs:\n{}", self.logs().join("\n"));
             }
         }
     }
@@ -223,10 +192,7 @@ impl Engine {
         for secret in secrets {
             let simple = secret.replace('-', "");
             for line in &logs {
-                assert!(
-                    !line.contains(secret) && !line.contains(&simple),
-                    "a log line contains the anonymousId {secret}:\n{line}"
-                );
+                assert!(!line.contains(secret) && !line.contains(&simple), "a log line contains the anonymousId {secret}:\n{line}");
             }
         }
     }
@@ -241,10 +207,7 @@ impl Engine {
     }
 
     pub fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill -TERM");
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill -TERM");
         assert!(status.success(), "kill -TERM failed: {status}");
     }
 
@@ -256,10 +219,7 @@ impl Engine {
                 return status;
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "chat-engine still running {timeout:?} later; logs:\n{}",
-                    self.logs().join("\n")
-                );
+                panic!("chat-engine still running {timeout:?} later; logs:\n{}", self.logs().join("\n"));
             }
             // No event to await for a child's exit without extra deps: poll briefly.
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -303,14 +263,9 @@ fn drain_lines(
 
 /// Finds `addr=127.0.0.1:PORT` (text logs) or `"addr":"127.0.0.1:PORT"` (JSON logs) in a line.
 fn parse_listen_addr(line: &str) -> Option<SocketAddr> {
-    let start = line
-        .find("addr=")
-        .map(|i| i + "addr=".len())
-        .or_else(|| line.find("\"addr\":").map(|i| i + "\"addr\":".len()))?;
+    let start = line.find("addr=").map(|i| i + "addr=".len()).or_else(|| line.find("\"addr\":").map(|i| i + "\"addr\":".len()))?;
     let rest = line[start..].trim_start_matches(['"', ' ']);
-    let end = rest
-        .find(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == '}')
-        .unwrap_or(rest.len());
+    let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == '}').unwrap_or(rest.len());
     let addr = rest[..end].trim_start_matches("http://");
     addr.trim_end_matches('/').parse().ok()
 }

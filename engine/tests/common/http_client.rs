@@ -28,42 +28,24 @@ pub struct HttpResponse {
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
     }
 
     /// Asserts the status and the protocol's JSON error shape `{error:{code,message}}`.
     pub fn assert_error(&self, status: u16, code: &str) {
-        assert_eq!(
-            self.status, status,
-            "expected HTTP {status} `{code}`, got {self:?}"
-        );
+        assert_eq!(self.status, status, "expected HTTP {status} `{code}`, got {self:?}");
         let body = self.json();
         assert_eq!(body["error"]["code"], code, "error code in {body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "error without a human-readable message: {body}"
-        );
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error without a human-readable message: {body}");
     }
 }
 
 /// One request on a fresh connection. `path` goes on the request line as given (percent-encode it).
-pub async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> HttpResponse {
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> HttpResponse {
     match try_http(addr, method, path, headers, body).await {
         Ok(response) => response,
         Err(e) => panic!("{method} {path}: {e}"),
@@ -84,9 +66,7 @@ pub async fn try_http(
     };
     match tokio::time::timeout(FRAME_TIMEOUT, exchange).await {
         Ok(result) => result.map_err(std::io::Error::other),
-        Err(_) => Err(std::io::Error::other(format!(
-            "no complete answer within {FRAME_TIMEOUT:?}"
-        ))),
+        Err(_) => Err(std::io::Error::other(format!("no complete answer within {FRAME_TIMEOUT:?}"))),
     }
 }
 
@@ -154,13 +134,7 @@ impl Engine {
         http(self.addr, "GET", path, &[], None).await
     }
 
-    pub async fn http(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> HttpResponse {
+    pub async fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> HttpResponse {
         http(self.addr, method, path, headers, body).await
     }
 
@@ -196,10 +170,7 @@ impl Engine {
         let response = self.get(&path).await;
         assert_eq!(response.status, 200, "GET {path}: {response:?}");
         let body = response.json();
-        body["messages"]
-            .as_array()
-            .unwrap_or_else(|| panic!("GET {path}: no `messages` array in {body}"))
-            .clone()
+        body["messages"].as_array().unwrap_or_else(|| panic!("GET {path}: no `messages` array in {body}")).clone()
     }
 
     /// The whole stored history of a room, oldest first, paged with `before=` 100 at a time.
@@ -221,9 +192,7 @@ impl Engine {
             if oldest <= 1 {
                 break;
             }
-            page = self
-                .history(room, &format!("?limit=100&before={oldest}"))
-                .await;
+            page = self.history(room, &format!("?limit=100&before={oldest}")).await;
         }
         all
     }

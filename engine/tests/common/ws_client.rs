@@ -25,11 +25,7 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(nickname: &str) -> Reader {
-        Reader {
-            anonymous_id: new_id(),
-            nickname: nickname.to_string(),
-            avatar: "otter".to_string(),
-        }
+        Reader { anonymous_id: new_id(), nickname: nickname.to_string(), avatar: "otter".to_string() }
     }
 
     pub fn hello_frame(&self, last_seq: Option<u64>) -> Value {
@@ -94,34 +90,20 @@ impl Client {
     }
 
     /// Connects with an `Origin` header, like a browser on that origin.
-    pub async fn connect_with_origin(
-        addr: SocketAddr,
-        room: &str,
-        origin: &str,
-    ) -> Result<Client, u16> {
+    pub async fn connect_with_origin(addr: SocketAddr, room: &str, origin: &str) -> Result<Client, u16> {
         Client::try_connect(addr, room, Some(origin)).await
     }
 
     /// `Err(status)` when the server answers the upgrade with an HTTP error.
-    pub async fn try_connect(
-        addr: SocketAddr,
-        room: &str,
-        origin: Option<&str>,
-    ) -> Result<Client, u16> {
+    pub async fn try_connect(addr: SocketAddr, room: &str, origin: Option<&str>) -> Result<Client, u16> {
         let headers: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
         Client::try_connect_with(addr, room, &headers).await
     }
 
     /// Connects with extra request headers, e.g. `X-Forwarded-For` as a proxy in front would send.
     /// `Err(status)` when the server answers the upgrade with an HTTP error.
-    pub async fn try_connect_with(
-        addr: SocketAddr,
-        room: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<Client, u16> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .expect("TCP connect to the engine");
+    pub async fn try_connect_with(addr: SocketAddr, room: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+        let stream = TcpStream::connect(addr).await.expect("TCP connect to the engine");
         Client::handshake(stream, addr, room, headers).await
     }
 
@@ -129,10 +111,7 @@ impl Client {
     pub async fn connect_slow(addr: SocketAddr, room: &str) -> Client {
         let socket = TcpSocket::new_v4().expect("TCP socket");
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-        let stream = socket
-            .connect(addr)
-            .await
-            .expect("TCP connect to the engine");
+        let stream = socket.connect(addr).await.expect("TCP connect to the engine");
         match Client::handshake(stream, addr, room, &[]).await {
             Ok(client) => client,
             Err(status) => panic!("WebSocket upgrade to /ws/{room} refused with HTTP {status}"),
@@ -154,29 +133,15 @@ impl Client {
         }
     }
 
-    async fn handshake(
-        stream: TcpStream,
-        addr: SocketAddr,
-        room: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<Client, u16> {
-        let mut request = format!("ws://{addr}/ws/{room}")
-            .into_client_request()
-            .expect("WebSocket request");
+    async fn handshake(stream: TcpStream, addr: SocketAddr, room: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+        let mut request = format!("ws://{addr}/ws/{room}").into_client_request().expect("WebSocket request");
         for (name, value) in headers {
-            let name =
-                tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name");
-            request
-                .headers_mut()
-                .append(name, HeaderValue::from_str(value).expect("header value"));
+            let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name");
+            request.headers_mut().append(name, HeaderValue::from_str(value).expect("header value"));
         }
         let handshake = tokio_tungstenite::client_async(request, stream);
         match tokio::time::timeout(FRAME_TIMEOUT, handshake).await {
-            Ok(Ok((ws, _response))) => Ok(Client {
-                ws,
-                pending: VecDeque::new(),
-                room: room.to_string(),
-            }),
+            Ok(Ok((ws, _response))) => Ok(Client { ws, pending: VecDeque::new(), room: room.to_string() }),
             Ok(Err(tungstenite::Error::Http(response))) => Err(response.status().as_u16()),
             Ok(Err(e)) => panic!("WebSocket handshake for /ws/{room} failed: {e}"),
             Err(_) => panic!("WebSocket handshake for /ws/{room} timed out"),
@@ -229,17 +194,12 @@ impl Client {
     }
 
     pub async fn send_with_id(&mut self, client_id: &str, content: &str) {
-        self.send_json(&json!({"type": "send", "clientId": client_id, "content": content}))
-            .await;
+        self.send_json(&json!({"type": "send", "clientId": client_id, "content": content})).await;
     }
 
     /// Waits for the `ack` of `client_id` and returns its seq.
     pub async fn ack_for(&mut self, client_id: &str) -> u64 {
-        let ack = self
-            .next_where(&format!("ack for clientId {client_id}"), |f| {
-                frame_type(f) == "ack" && f["clientId"] == client_id
-            })
-            .await;
+        let ack = self.next_where(&format!("ack for clientId {client_id}"), |f| frame_type(f) == "ack" && f["clientId"] == client_id).await;
         seq_of(&ack)
     }
 
@@ -270,14 +230,8 @@ impl Client {
             match frame_type(&frame) {
                 "ack" => {
                     let id = frame["clientId"].as_str().unwrap_or_default().to_string();
-                    assert!(
-                        client_ids.contains(&id),
-                        "ack for an unknown clientId: {frame}"
-                    );
-                    assert!(
-                        seqs.insert(id, seq_of(&frame)).is_none(),
-                        "second ack: {frame}"
-                    );
+                    assert!(client_ids.contains(&id), "ack for an unknown clientId: {frame}");
+                    assert!(seqs.insert(id, seq_of(&frame)).is_none(), "second ack: {frame}");
                 }
                 "error" => panic!("error while sending {} messages: {frame}", contents.len()),
                 _ => {}
@@ -307,13 +261,9 @@ impl Client {
             trace(&self.room, "<-", &describe(&message));
             match message {
                 Message::Text(text) => {
-                    let frame: Value = serde_json::from_str(text.as_str()).unwrap_or_else(|e| {
-                        panic!("server sent a text frame that is not JSON ({e}): {text}")
-                    });
-                    assert!(
-                        frame.is_object(),
-                        "server frame is not a JSON object: {frame}"
-                    );
+                    let frame: Value = serde_json::from_str(text.as_str())
+                        .unwrap_or_else(|e| panic!("server sent a text frame that is not JSON ({e}): {text}"));
+                    assert!(frame.is_object(), "server frame is not a JSON object: {frame}");
                     return Event::Frame(frame);
                 }
                 Message::Close(close) => return Event::Closed(close.map(|c| u16::from(c.code))),
@@ -327,10 +277,7 @@ impl Client {
     pub async fn next_frame(&mut self) -> Value {
         match self.next_frame_or_close().await {
             Ok(frame) => frame,
-            Err(code) => panic!(
-                "/ws/{}: connection closed ({code:?}) while waiting for a frame",
-                self.room
-            ),
+            Err(code) => panic!("/ws/{}: connection closed ({code:?}) while waiting for a frame", self.room),
         }
     }
 
@@ -359,18 +306,14 @@ impl Client {
     /// The next frame of type `ty`. `presence` and `typing` frames before it are dropped, other
     /// frames are kept for later reads, and an `error` (unless `ty` is "error") fails the test.
     pub async fn next_of_type(&mut self, ty: &str) -> Value {
-        self.next_where(&format!("`{ty}` frame"), |f| frame_type(f) == ty)
-            .await
+        self.next_where(&format!("`{ty}` frame"), |f| frame_type(f) == ty).await
     }
 
     /// The next `error` frame, asserting its code.
     pub async fn expect_error(&mut self, code: &str) -> Value {
         let error = self.next_of_type("error").await;
         assert_eq!(error["code"], code, "unexpected error frame {error}");
-        assert!(
-            error["message"].is_string(),
-            "error frame without a message: {error}"
-        );
+        assert!(error["message"].is_string(), "error frame without a message: {error}");
         error
     }
 
@@ -380,12 +323,7 @@ impl Client {
     }
 
     /// `next_where` with its own timeout, for events that take longer than a frame round trip.
-    pub async fn next_where_within(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
+    pub async fn next_where_within(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.pending.iter().position(&pred) {
             return self.pending.remove(i).expect("index in range");
         }
@@ -403,10 +341,7 @@ impl Client {
                     "/ws/{}: connection closed ({code:?}) while waiting for {what}; frames kept meanwhile: {:?}",
                     self.room, self.pending
                 ),
-                Event::TimedOut => panic!(
-                    "/ws/{}: no {what} within {timeout:?}; frames kept meanwhile: {:?}",
-                    self.room, self.pending
-                ),
+                Event::TimedOut => panic!("/ws/{}: no {what} within {timeout:?}; frames kept meanwhile: {:?}", self.room, self.pending),
             }
         }
     }
@@ -422,10 +357,7 @@ impl Client {
             match self.read_event(left).await {
                 Event::Frame(_) => skipped += 1,
                 Event::Closed(code) => return code,
-                Event::TimedOut => panic!(
-                    "/ws/{}: still open after {timeout:?} ({skipped} frames read meanwhile)",
-                    self.room
-                ),
+                Event::TimedOut => panic!("/ws/{}: still open after {timeout:?} ({skipped} frames read meanwhile)", self.room),
             }
         }
     }
@@ -439,11 +371,7 @@ impl Client {
             match self.read_event(left).await {
                 Event::Frame(frame) => frames.push(frame),
                 Event::Closed(code) => return (frames, code),
-                Event::TimedOut => panic!(
-                    "/ws/{}: still open after {timeout:?} ({} frames read)",
-                    self.room,
-                    frames.len()
-                ),
+                Event::TimedOut => panic!("/ws/{}: still open after {timeout:?} ({} frames read)", self.room, frames.len()),
             }
         }
     }
@@ -451,10 +379,7 @@ impl Client {
     /// Sends a Close frame and waits for the server to finish the closing handshake.
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
-        let _ = tokio::time::timeout(FRAME_TIMEOUT, async {
-            while let Some(Ok(_)) = self.ws.next().await {}
-        })
-        .await;
+        let _ = tokio::time::timeout(FRAME_TIMEOUT, async { while let Some(Ok(_)) = self.ws.next().await {} }).await;
     }
 }
 
