@@ -11,7 +11,7 @@ use dashmap::DashMap;
 
 use crate::client_ip::ClientKey;
 use crate::metrics::METRICS;
-use crate::room::TokenBucket;
+use crate::rate::TokenBucket;
 
 /// How often entries of addresses that went away are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);

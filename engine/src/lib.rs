@@ -8,7 +8,7 @@
 //! - `room`: the registry and one actor per live room around a synchronous core (members,
 //!   presence, ring, seq order, send limits); sends are acked and broadcast after the commit.
 //! - `http` (routes, JSON API, assets, the upgrade) and `ws` (the session of one socket).
-//! - Around them: `config`, `app`, `server`, `metrics`, `client_ip` (who a request comes from,
+//! - Around them: `rate` (the token bucket every limit uses), `config`, `app`, `server`, `metrics`, `client_ip` (who a request comes from,
 //!   behind trusted proxies), `clients` (fair share per client address), `write_deadline` (cuts
 //!   connections whose peer stopped reading) and `heap` (returns freed memory).
 
@@ -22,6 +22,7 @@ pub mod heap;
 pub mod http;
 pub mod metrics;
 pub mod protocol;
+pub mod rate;
 pub mod room;
 pub mod server;
 pub mod store;

@@ -14,7 +14,6 @@ use tokio::sync::{mpsc, oneshot};
 use super::budget::RingUsage;
 use super::cluster::PresenceSync;
 use super::presence::{room_wide, Presence};
-use super::rate::TokenBucket;
 use super::ring::{Entry, Ring};
 use super::{Command, ConnId, JoinError, Kick, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX};
 use crate::bus::presence::{Present, HEARTBEAT};
@@ -23,6 +22,7 @@ use crate::chat::{now_millis, AuthorId, Message, Profile, RoomId, Seq};
 use crate::client_ip::ClientKey;
 use crate::metrics::{SendOutcome, METRICS};
 use crate::protocol::{self, CloseCode, ErrorCode, Frame, MessageJson};
+use crate::rate::TokenBucket;
 use crate::store::writer::AppendResult;
 use crate::store::{Deletion, NewMessage, RoomSnapshot, StoreError};
 

@@ -9,7 +9,6 @@ mod budget;
 mod cluster;
 mod core;
 mod presence;
-mod rate;
 mod registry;
 mod ring;
 
@@ -24,7 +23,6 @@ use crate::store::{writer::Writer, Deletion, Store};
 
 pub use budget::RingBudget;
 pub use cluster::{Cluster, RedisCluster, SinglePod};
-pub use rate::TokenBucket;
 pub use registry::{Joined, Rooms};
 pub use ring::RingLimits;
 

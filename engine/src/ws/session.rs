@@ -24,7 +24,8 @@ use crate::clients::ClientSocket;
 use crate::metrics::{SendOutcome, METRICS};
 use crate::protocol::inbound::{self, Inbound, Refusal};
 use crate::protocol::{self, CloseCode, ErrorCode, Frame};
-use crate::room::{Command, ConnId, JoinError, Joined, Kick, TokenBucket};
+use crate::rate::TokenBucket;
+use crate::room::{Command, ConnId, JoinError, Joined, Kick};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
