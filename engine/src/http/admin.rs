@@ -26,8 +26,9 @@ pub const BANS_DEFAULT: usize = 100;
 pub const BANS_MAX: usize = 500;
 const BODY_MAX: usize = 4096;
 
-fn authorized(app: &App, req: &Request<impl Sized>) -> Result<(), Response<Body>> {
-    super::session::check(app, req).map_err(|denied| denied.response())
+/// The refusal for a request that may not moderate, if it may not.
+fn refused(app: &App, req: &Request<impl Sized>) -> Option<Response<Body>> {
+    super::session::check(app, req).err().map(|denied| denied.response())
 }
 
 fn room_error(err: RoomError) -> Response<Body> {
@@ -45,7 +46,7 @@ fn unavailable(err: impl std::fmt::Display) -> Response<Body> {
 
 /// `PUT` (lock) or `DELETE` (reopen) `/api/rooms/{id}/lock`.
 pub async fn lock(app: &Arc<App>, room: RoomId, locked: bool, req: &Request<Incoming>) -> Response<Body> {
-    if let Err(res) = authorized(app, req) {
+    if let Some(res) = refused(app, req) {
         return res;
     }
     match app.rooms.set_locked(&room, locked).await {
@@ -61,7 +62,7 @@ struct PinRequest {
 
 /// `PUT /api/rooms/{id}/pin` with `{ "seq" }`.
 pub async fn pin(app: &Arc<App>, room: RoomId, req: Request<Incoming>) -> Response<Body> {
-    if let Err(res) = authorized(app, &req) {
+    if let Some(res) = refused(app, &req) {
         return res;
     }
     let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
@@ -84,7 +85,7 @@ pub async fn pin(app: &Arc<App>, room: RoomId, req: Request<Incoming>) -> Respon
 
 /// `DELETE /api/rooms/{id}/pin`.
 pub async fn unpin(app: &Arc<App>, room: RoomId, req: &Request<Incoming>) -> Response<Body> {
-    if let Err(res) = authorized(app, req) {
+    if let Some(res) = refused(app, req) {
         return res;
     }
     match app.rooms.pin(&room, None).await {
@@ -95,7 +96,7 @@ pub async fn unpin(app: &Arc<App>, room: RoomId, req: &Request<Incoming>) -> Res
 
 /// `DELETE /api/rooms/{id}/bans/{authorId}`: 404 when the author has no active ban there.
 pub async fn unban(app: &Arc<App>, room: RoomId, author: &str, req: &Request<Incoming>) -> Response<Body> {
-    if let Err(res) = authorized(app, req) {
+    if let Some(res) = refused(app, req) {
         return res;
     }
     let Some(author) = AuthorId::parse(author) else {
@@ -110,7 +111,7 @@ pub async fn unban(app: &Arc<App>, room: RoomId, author: &str, req: &Request<Inc
 
 /// `GET /api/admin/rooms/active`: the rooms live on this pod.
 pub async fn active_rooms(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
-    if let Err(res) = authorized(app, req) {
+    if let Some(res) = refused(app, req) {
         return res;
     }
     let rooms: Vec<_> = app
@@ -166,7 +167,7 @@ pub fn parse_rooms_query(query: Option<&str>) -> Result<RoomsQuery, String> {
 /// `GET /api/admin/rooms?search=&after=&limit=`: every room, in id order, paged by `after`
 /// (the last id of the previous page, also answered as `next` while there may be more).
 pub async fn rooms(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
-    if let Err(res) = authorized(app, req) {
+    if let Some(res) = refused(app, req) {
         return res;
     }
     let query = match parse_rooms_query(req.uri().query()) {
@@ -195,7 +196,7 @@ pub async fn rooms(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
 
 /// `GET /api/admin/authors/{authorId}/messages?limit=`: newest first, across rooms.
 pub async fn author_messages(app: &Arc<App>, author: &str, req: &Request<Incoming>) -> Response<Body> {
-    if let Err(res) = authorized(app, req) {
+    if let Some(res) = refused(app, req) {
         return res;
     }
     let Some(author) = AuthorId::parse(author) else {
@@ -218,7 +219,7 @@ pub async fn author_messages(app: &Arc<App>, author: &str, req: &Request<Incomin
 
 /// `GET /api/admin/bans?limit=`: bans still running, longest first.
 pub async fn bans(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
-    if let Err(res) = authorized(app, req) {
+    if let Some(res) = refused(app, req) {
         return res;
     }
     let mut limit = BANS_DEFAULT;

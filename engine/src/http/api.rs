@@ -82,12 +82,13 @@ pub async fn history(app: &Arc<App>, room: RoomId, query: Option<&str>) -> Respo
     }
 }
 
-fn authorized(app: &App, req: &Request<impl Sized>) -> Result<(), Response<Body>> {
-    super::session::check(app, req).map_err(|denied| denied.response())
+/// The refusal for a request that may not moderate, if it may not.
+fn refused(app: &App, req: &Request<impl Sized>) -> Option<Response<Body>> {
+    super::session::check(app, req).err().map(|denied| denied.response())
 }
 
 pub async fn admin_delete(app: &Arc<App>, room: RoomId, seq: &str, req: &Request<Incoming>) -> Response<Body> {
-    if let Err(res) = authorized(app, req) {
+    if let Some(res) = refused(app, req) {
         return res;
     }
     let Some(seq) = seq.parse::<Seq>().ok().filter(|s| *s >= 1) else {
@@ -111,7 +112,7 @@ struct BanRequest {
 }
 
 pub async fn ban(app: &Arc<App>, room: RoomId, req: Request<Incoming>) -> Response<Body> {
-    if let Err(res) = authorized(app, &req) {
+    if let Some(res) = refused(app, &req) {
         return res;
     }
     let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {

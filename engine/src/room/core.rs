@@ -1272,7 +1272,7 @@ mod tests {
         let mut core = RoomCore::new(RoomId::parse("r").unwrap(), settings, Arc::new(RingUsage::default()), true);
         core.command(Command::Info { reply: oneshot::channel().0 });
         assert!(matches!(core.take_effects().as_slice(), [Effect::Load { .. }]));
-        core.done(Done::Loaded(Ok(RoomSnapshot { last_seq, recent, bans: Vec::new() })));
+        core.done(Done::Loaded(Ok(RoomSnapshot { last_seq, recent, ..RoomSnapshot::default() })));
         // The read that covers what other pods published before the subscription: nothing.
         core.tick(Instant::now() + SETTLE);
         assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Repair { .. })));
@@ -1298,7 +1298,7 @@ mod tests {
         let effects = core.take_effects();
         assert_eq!(effects.iter().filter(|e| matches!(e, Effect::Load { .. })).count(), 1, "one load for both");
         assert!(first.welcome.try_recv().is_err(), "no welcome before the load");
-        core.done(Done::Loaded(Ok(RoomSnapshot { last_seq: 2, recent: vec![message(1), message(2)], bans: Vec::new() })));
+        core.done(Done::Loaded(Ok(RoomSnapshot { last_seq: 2, recent: vec![message(1), message(2)], ..RoomSnapshot::default() })));
         assert_eq!(
             seqs(&first.welcome()["history"].as_array().unwrap().iter().map(|m| serde_json::json!({ "message": m })).collect::<Vec<_>>()),
             vec![1, 2]
@@ -1454,5 +1454,81 @@ mod tests {
         let history: Vec<i64> = welcome["history"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
         assert_eq!(history, (3..=10).collect::<Vec<_>>(), "11 comes as a message, not twice");
         assert_eq!(seqs(&tab.of_type("message")), vec![11]);
+    }
+
+    #[test]
+    fn a_locked_room_refuses_sends_and_says_so_until_reopened() {
+        let mut core = loaded(settings(10), Vec::new(), 0);
+        let mut tab = join(&mut core, 1, profile("독자"), None);
+        assert_eq!(tab.welcome()["locked"], false);
+        core.command(Command::Lock { locked: true, reply: oneshot::channel().0 });
+        assert!(matches!(core.take_effects().as_slice(), [Effect::SetLock { locked: true, .. }]), "stored first");
+        assert!(tab.of_type("room").is_empty(), "nothing changes before the store answers");
+        let (reply, answer) = oneshot::channel();
+        core.done(Done::Locked { locked: true, reply, outcome: Ok(()) });
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(()));
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Locked { locked: true }))));
+        assert_eq!(tab.of_type("room"), vec![serde_json::json!({"type": "room", "locked": true})]);
+        core.command(Command::Send { conn: 1, client_id: "x".into(), content: "hello?".into(), received: Instant::now() });
+        assert!(core.take_effects().iter().all(|e| !matches!(e, Effect::Commit(_))), "not stored");
+        let refused = tab.of_type("error");
+        assert_eq!((refused[0]["code"].as_str(), refused[0]["clientId"].as_str()), (Some("room_locked"), Some("x")));
+        let mut late = join(&mut core, 2, profile("늦은"), None);
+        assert_eq!(late.welcome()["locked"], true);
+        // Another pod reopens it.
+        core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Locked { locked: false } }));
+        assert_eq!(tab.of_type("room")[0]["locked"], false);
+        core.command(Command::Send { conn: 1, client_id: "y".into(), content: "open again".into(), received: Instant::now() });
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Commit(_))));
+    }
+
+    #[test]
+    fn a_pin_shows_in_welcomes_and_goes_when_unpinned_or_deleted() {
+        let mut core = loaded(settings(10), vec![message(1), message(2)], 2);
+        let mut tab = join(&mut core, 1, profile("독자"), None);
+        assert!(tab.welcome()["pinned"].is_null());
+        let (reply, answer) = oneshot::channel();
+        core.done(Done::Pinned { unpin: false, reply, outcome: Ok(Some(message(2))) });
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(true));
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Pinned { pinned: Some((2, _)) }))));
+        assert_eq!(tab.of_type("pinned")[0]["message"]["seq"], 2);
+        assert_eq!(join(&mut core, 2, profile("새"), None).welcome()["pinned"]["content"], "m2");
+        // A seq that does not exist: nothing changes, nobody is told.
+        let (reply, answer) = oneshot::channel();
+        core.done(Done::Pinned { unpin: false, reply, outcome: Ok(None) });
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(false));
+        assert!(core.take_effects().is_empty());
+        assert!(tab.of_type("pinned").is_empty());
+        // Deleting the pinned message unpins it (the store did in the same transaction).
+        core.done(Done::Deleted { seq: 2, requester: Requester::Admin(oneshot::channel().0), outcome: Ok(Deletion::Deleted) });
+        let frames = tab.frames();
+        assert!(frames.iter().any(|f| f["type"] == "pinned" && f["message"].is_null()), "{frames:?}");
+        assert!(join(&mut core, 3, profile("셋"), None).welcome()["pinned"].is_null());
+    }
+
+    #[test]
+    fn a_change_during_the_load_is_applied_after_it() {
+        let mut core = RoomCore::new(RoomId::parse("r").unwrap(), settings(10), Arc::new(RingUsage::default()), true);
+        let mut tab = join(&mut core, 1, profile("독자"), None);
+        core.take_effects();
+        core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Locked { locked: true } }));
+        // The load read the room before the lock.
+        core.done(Done::Loaded(Ok(RoomSnapshot::default())));
+        assert_eq!(tab.welcome()["locked"], true);
+    }
+
+    #[test]
+    fn an_unban_lets_the_reader_back_in() {
+        let mut core = loaded(settings(10), Vec::new(), 0);
+        let troll = profile("트롤");
+        core.done(Done::Banned {
+            author: troll.author_id.clone(),
+            until: now_millis() + 60_000,
+            reply: oneshot::channel().0,
+            outcome: Ok(()),
+        });
+        core.done(Done::Unbanned { author: troll.author_id.clone(), reply: oneshot::channel().0, outcome: Ok(true) });
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Unbanned { .. }))));
+        join(&mut core, 1, troll, None).welcome();
     }
 }
