@@ -23,6 +23,22 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
+    /// Whether the client reached us over HTTPS: only a trusted proxy can say so, with
+    /// `X-Forwarded-Proto: https` or `Forwarded: proto=https` (the engine itself speaks HTTP).
+    pub fn came_over_https(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
+        if !self.trusts(peer.to_canonical()) {
+            return false;
+        }
+        let xfp = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit(',').next());
+        if let Some(proto) = xfp {
+            return proto.trim().eq_ignore_ascii_case("https");
+        }
+        headers.get_all(FORWARDED).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split([',', ';'])).any(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("proto") && v.trim().trim_matches('"').eq_ignore_ascii_case("https"))
+        })
+    }
+
     /// The client address of a request that arrived from `peer`.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut client = peer.to_canonical();
@@ -123,6 +139,17 @@ mod tests {
 
     fn trusted(nets: &[&str]) -> TrustedProxies {
         TrustedProxies::new(&nets.iter().map(|n| parse_net(n).unwrap()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_says_the_request_came_over_https() {
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let h = headers(&[("x-forwarded-proto", "https")]);
+        assert!(!trusted(&[]).came_over_https(peer, &h));
+        assert!(trusted(&["127.0.0.1"]).came_over_https(peer, &h));
+        assert!(!trusted(&["127.0.0.1"]).came_over_https(peer, &headers(&[("x-forwarded-proto", "http")])));
+        assert!(trusted(&["127.0.0.1"]).came_over_https(peer, &headers(&[("forwarded", "for=192.0.2.1;proto=https")])));
+        assert!(!trusted(&["127.0.0.1"]).came_over_https(peer, &headers(&[])));
     }
 
     #[test]

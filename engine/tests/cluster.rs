@@ -773,3 +773,41 @@ async fn a_slow_redis_never_holds_up_a_rooms_sends() {
     // at least that much.
     assert!(slowed <= (base * 2).max(Duration::from_millis(150)), "send → ack p99 {slowed:?} behind a slow Redis, {base:?} without");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_pin_and_unban_on_one_pod_reach_the_other_pods_readers() {
+    const TOKEN: &str = "cluster-admin-token";
+    let cluster = Cluster::start_with(2, None, &["--admin-token", TOKEN]).await;
+    let room = room("owner");
+    let auth = format!("Bearer {TOKEN}");
+    let admin = |method: &'static str, path: String, body: Option<String>| {
+        let auth = auth.clone();
+        let pod = cluster.pod(0);
+        async move {
+            let response = pod.http(method, &path, &[("Authorization", auth.as_str())], body.as_deref()).await;
+            assert!((200..300).contains(&response.status), "{method} {path}: {response:?}");
+        }
+    };
+    let troll = Reader::new("말썽꾼");
+    let (mut far, _) = cluster.pod(1).join(&room, &Reader::new("먼 독자")).await;
+    let (mut t, welcome) = cluster.pod(1).join(&room, &troll).await;
+    let troll_id = welcome["you"]["authorId"].as_str().unwrap().to_string();
+    let (seq, _) = far.say("pin me").await;
+
+    admin("PUT", format!("/api/rooms/{room}/lock"), None).await;
+    assert_eq!(far.next_of_type("room").await["locked"], true);
+    far.send_message("closed?").await;
+    far.expect_error("room_locked").await;
+    admin("DELETE", format!("/api/rooms/{room}/lock"), None).await;
+    assert_eq!(far.next_of_type("room").await["locked"], false);
+
+    admin("PUT", format!("/api/rooms/{room}/pin"), Some(json!({ "seq": seq }).to_string())).await;
+    assert_eq!(far.next_of_type("pinned").await["message"]["seq"], seq);
+
+    admin("POST", format!("/api/rooms/{room}/bans"), Some(json!({ "authorId": troll_id, "minutes": 5 }).to_string())).await;
+    t.expect_error("banned").await;
+    admin("DELETE", format!("/api/rooms/{room}/bans/{troll_id}"), None).await;
+    // The other pod forgot the ban: the reader is let back in there.
+    let (mut back, _) = cluster.pod(1).join(&room, &troll).await;
+    back.say("sorry").await;
+}

@@ -24,6 +24,17 @@ pub enum RoomEvent {
         author: AuthorId,
         until: i64,
     },
+    Unbanned {
+        author: AuthorId,
+    },
+    /// The room was locked read-only (true) or reopened.
+    Locked {
+        locked: bool,
+    },
+    /// A message was pinned (its seq and `Message` JSON), or the pin removed (`None`).
+    Pinned {
+        pinned: Option<(Seq, MessageJson)>,
+    },
     /// Some pod's reader list for the room changed: re-read the room-wide presence.
     Presence,
 }
@@ -42,6 +53,10 @@ pub fn encode(pod: &str, sent_at_ms: i64, event: &RoomEvent) -> String {
         RoomEvent::Deleted { seq } => ("deleted", seq.to_string()),
         RoomEvent::Typing { author, frame } => ("typing", format!("{}\n{}", author.as_str(), frame.as_str())),
         RoomEvent::Banned { author, until } => ("banned", format!("{}\n{until}", author.as_str())),
+        RoomEvent::Unbanned { author } => ("unbanned", author.as_str().to_string()),
+        RoomEvent::Locked { locked } => ("locked", if *locked { "1" } else { "0" }.to_string()),
+        RoomEvent::Pinned { pinned: Some((seq, json)) } => ("pinned", format!("{seq}\n{json}")),
+        RoomEvent::Pinned { pinned: None } => ("pinned", String::new()),
         RoomEvent::Presence => ("presence", String::new()),
     };
     format!("{pod}\n{sent_at_ms}\n{kind}\n{payload}")
@@ -67,6 +82,17 @@ pub fn decode(raw: &str) -> Option<Envelope> {
             let (author, until) = payload.split_once('\n')?;
             RoomEvent::Banned { author: AuthorId::parse(author)?, until: until.parse().ok()? }
         }
+        "unbanned" => RoomEvent::Unbanned { author: AuthorId::parse(payload)? },
+        "locked" => match payload {
+            "1" => RoomEvent::Locked { locked: true },
+            "0" => RoomEvent::Locked { locked: false },
+            _ => return None,
+        },
+        "pinned" if payload.is_empty() => RoomEvent::Pinned { pinned: None },
+        "pinned" => {
+            let (seq, json) = payload.split_once('\n')?;
+            RoomEvent::Pinned { pinned: Some((seq.parse().ok()?, json.to_string().into())) }
+        }
         "presence" => RoomEvent::Presence,
         _ => return None,
     };
@@ -84,7 +110,12 @@ mod tests {
             RoomEvent::Message { seq: 7, json: r#"{"seq":7,"content":"two\nlines"}"#.into() },
             RoomEvent::Deleted { seq: 3 },
             RoomEvent::Typing { author: author.clone(), frame: r#"{"type":"typing"}"#.to_string().into() },
-            RoomEvent::Banned { author, until: 1_800_000_000_000 },
+            RoomEvent::Banned { author: author.clone(), until: 1_800_000_000_000 },
+            RoomEvent::Unbanned { author },
+            RoomEvent::Locked { locked: true },
+            RoomEvent::Locked { locked: false },
+            RoomEvent::Pinned { pinned: Some((5, r#"{"seq":5,"content":"a\nb"}"#.into())) },
+            RoomEvent::Pinned { pinned: None },
             RoomEvent::Presence,
         ];
         for event in events {

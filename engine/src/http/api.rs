@@ -5,11 +5,9 @@ use std::sync::Arc;
 use bytes::Buf;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::AUTHORIZATION;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::{error_response, json, Body};
 use crate::app::App;
@@ -84,20 +82,14 @@ pub async fn history(app: &Arc<App>, room: RoomId, query: Option<&str>) -> Respo
     }
 }
 
-/// Constant-time check of `Authorization: Bearer <token>`; no token configured means no access.
-fn authorized(app: &App, req: &Request<impl Sized>) -> bool {
-    let Some(expected) = app.config.admin_token.as_deref().filter(|t| !t.is_empty()) else { return false };
-    let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-    given.as_bytes().ct_eq(expected.as_bytes()).into()
-}
-
-fn forbidden() -> Response<Body> {
-    error_response(ErrorCode::Forbidden, "moderation needs the admin token")
+/// The refusal for a request that may not moderate, if it may not.
+fn refused(app: &App, req: &Request<impl Sized>) -> Option<Response<Body>> {
+    super::session::check(app, req).err().map(|denied| denied.response())
 }
 
 pub async fn admin_delete(app: &Arc<App>, room: RoomId, seq: &str, req: &Request<Incoming>) -> Response<Body> {
-    if !authorized(app, req) {
-        return forbidden();
+    if let Some(res) = refused(app, req) {
+        return res;
     }
     let Some(seq) = seq.parse::<Seq>().ok().filter(|s| *s >= 1) else {
         return error_response(ErrorCode::BadRequest, "seq must be a positive integer");
@@ -120,8 +112,8 @@ struct BanRequest {
 }
 
 pub async fn ban(app: &Arc<App>, room: RoomId, req: Request<Incoming>) -> Response<Body> {
-    if !authorized(app, &req) {
-        return forbidden();
+    if let Some(res) = refused(app, &req) {
+        return res;
     }
     let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
         Ok(body) => body.aggregate(),

@@ -1,10 +1,12 @@
 //! HTTP: the routes of PROTOCOL.md, routed by hand (there are few), plus the JSON error shape
 //! every route shares.
 
+mod admin;
 mod api;
 mod assets;
 pub mod metrics_port;
 mod ops;
+pub mod session;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -45,6 +47,18 @@ pub enum Route<'a> {
     History(RoomId),
     DeleteMessage(RoomId, &'a str),
     Ban(RoomId),
+    /// Lock (true) or reopen (false).
+    Lock(RoomId, bool),
+    Pin(RoomId),
+    Unpin(RoomId),
+    Unban(RoomId, &'a str),
+    SignIn,
+    SessionStatus,
+    SignOut,
+    ActiveRooms,
+    AllRooms,
+    AuthorMessages(&'a str),
+    Bans,
     InvalidRoom,
     MethodNotAllowed,
     NotFound,
@@ -69,7 +83,27 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
             RoomId::parse(id).map_or(Route::InvalidRoom, |id| Route::DeleteMessage(id, seq))
         }
         (&Method::POST, ["api", "rooms", id, "bans"]) => room(id, Route::Ban),
+        (&Method::DELETE, ["api", "rooms", id, "bans", author]) => {
+            RoomId::parse(id).map_or(Route::InvalidRoom, |id| Route::Unban(id, author))
+        }
+        (&Method::PUT, ["api", "rooms", id, "lock"]) => room(id, |id| Route::Lock(id, true)),
+        (&Method::DELETE, ["api", "rooms", id, "lock"]) => room(id, |id| Route::Lock(id, false)),
+        (&Method::PUT, ["api", "rooms", id, "pin"]) => room(id, Route::Pin),
+        (&Method::DELETE, ["api", "rooms", id, "pin"]) => room(id, Route::Unpin),
+        (&Method::POST, ["admin", "session"]) => Route::SignIn,
+        (&Method::GET, ["admin", "session"]) => Route::SessionStatus,
+        (&Method::DELETE, ["admin", "session"]) => Route::SignOut,
+        (&Method::GET, ["api", "admin", "rooms", "active"]) => Route::ActiveRooms,
+        (&Method::GET, ["api", "admin", "rooms"]) => Route::AllRooms,
+        (&Method::GET, ["api", "admin", "authors", author, "messages"]) => Route::AuthorMessages(author),
+        (&Method::GET, ["api", "admin", "bans"]) => Route::Bans,
         (_, ["healthz" | "readyz" | "metrics" | "embed.js"])
+        | (_, ["admin", "session"])
+        | (_, ["api", "admin", "rooms" | "bans"])
+        | (_, ["api", "admin", "rooms", "active"])
+        | (_, ["api", "admin", "authors", _, "messages"])
+        | (_, ["api", "rooms", _, "lock" | "pin"])
+        | (_, ["api", "rooms", _, "bans", _])
         | (_, ["assets" | "room" | "ws", _])
         | (_, ["api", "rooms", _])
         | (_, ["api", "rooms", _, "messages" | "bans"])
@@ -105,6 +139,17 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> R
         Route::History(room) => api::history(&app, room, req.uri().query()).await,
         Route::DeleteMessage(room, seq) => api::admin_delete(&app, room, seq, &req).await,
         Route::Ban(room) => api::ban(&app, room, req).await,
+        Route::Lock(room, locked) => admin::lock(&app, room, locked, &req).await,
+        Route::Pin(room) => admin::pin(&app, room, req).await,
+        Route::Unpin(room) => admin::unpin(&app, room, &req).await,
+        Route::Unban(room, author) => admin::unban(&app, room, author, &req).await,
+        Route::SignIn => session::sign_in(&app, req, peer).await,
+        Route::SessionStatus => session::status(&app, &req),
+        Route::SignOut => session::sign_out(&app, &req, peer),
+        Route::ActiveRooms => admin::active_rooms(&app, &req).await,
+        Route::AllRooms => admin::rooms(&app, &req).await,
+        Route::AuthorMessages(author) => admin::author_messages(&app, author, &req).await,
+        Route::Bans => admin::bans(&app, &req).await,
         Route::InvalidRoom => invalid_room(),
         Route::MethodNotAllowed => {
             error_response_with_status(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed on this route")
@@ -177,7 +222,8 @@ mod tests {
     fn path() -> impl Strategy<Value = String> {
         let segment = prop_oneof![
             prop::sample::select(vec![
-                "", "room", "ws", "api", "rooms", "messages", "bans", "assets", "metrics", "healthz", "readyz", "embed.js", "..", "."
+                "", "room", "ws", "api", "rooms", "messages", "bans", "assets", "metrics", "healthz", "readyz", "embed.js", "..", ".",
+                "admin", "session", "lock", "pin", "active", "authors"
             ])
             .prop_map(str::to_string),
             "[A-Za-z0-9._-]{1,130}",
@@ -190,7 +236,8 @@ mod tests {
     fn room_of<'a>(route: &'a Route<'_>) -> Option<&'a RoomId> {
         match route {
             Route::WidgetPage(room) | Route::Socket(room) | Route::RoomInfo(room) | Route::History(room) | Route::Ban(room) => Some(room),
-            Route::DeleteMessage(room, _) => Some(room),
+            Route::DeleteMessage(room, _) | Route::Unban(room, _) | Route::Lock(room, _) => Some(room),
+            Route::Pin(room) | Route::Unpin(room) => Some(room),
             _ => None,
         }
     }
@@ -236,5 +283,24 @@ mod tests {
         assert_eq!(parse_route(&Method::GET, "/room/a%2Fb"), Route::InvalidRoom);
         assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/messages/7"), Route::DeleteMessage(RoomId::parse("p").unwrap(), "7"));
         assert_eq!(parse_route(&Method::GET, "/room/a/b"), Route::NotFound);
+        let p = || RoomId::parse("p").unwrap();
+        assert_eq!(parse_route(&Method::PUT, "/api/rooms/p/lock"), Route::Lock(p(), true));
+        assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/lock"), Route::Lock(p(), false));
+        assert_eq!(parse_route(&Method::POST, "/api/rooms/p/lock"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::PUT, "/api/rooms/p/pin"), Route::Pin(p()));
+        assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/pin"), Route::Unpin(p()));
+        assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/bans/0123456789abcdef"), Route::Unban(p(), "0123456789abcdef"));
+        assert_eq!(parse_route(&Method::GET, "/api/rooms/p/bans/0123456789abcdef"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::PUT, "/api/rooms/a%2Fb/lock"), Route::InvalidRoom);
+        assert_eq!(parse_route(&Method::POST, "/admin/session"), Route::SignIn);
+        assert_eq!(parse_route(&Method::GET, "/admin/session"), Route::SessionStatus);
+        assert_eq!(parse_route(&Method::DELETE, "/admin/session"), Route::SignOut);
+        assert_eq!(parse_route(&Method::PUT, "/admin/session"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::GET, "/api/admin/rooms/active"), Route::ActiveRooms);
+        assert_eq!(parse_route(&Method::GET, "/api/admin/rooms"), Route::AllRooms);
+        assert_eq!(parse_route(&Method::GET, "/api/admin/bans"), Route::Bans);
+        assert_eq!(parse_route(&Method::DELETE, "/api/admin/bans"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::GET, "/api/admin/authors/x/messages"), Route::AuthorMessages("x"));
+        assert_eq!(parse_route(&Method::GET, "/api/admin/other"), Route::NotFound);
     }
 }

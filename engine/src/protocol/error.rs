@@ -15,6 +15,7 @@ pub enum ErrorCode {
     RateLimited,
     TooManyConnections,
     Banned,
+    RoomLocked,
     NotFound,
     Forbidden,
     Unavailable,
@@ -22,7 +23,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidRoomId,
         ErrorCode::BadFrame,
@@ -32,6 +33,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::TooManyConnections,
         ErrorCode::Banned,
+        ErrorCode::RoomLocked,
         ErrorCode::NotFound,
         ErrorCode::Forbidden,
         ErrorCode::Unavailable,
@@ -49,6 +51,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Banned => "banned",
+            ErrorCode::RoomLocked => "room_locked",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unavailable => "unavailable",
@@ -65,6 +68,7 @@ impl ErrorCode {
             ErrorCode::InvalidNickname | ErrorCode::InvalidContent => 400,
             ErrorCode::Forbidden | ErrorCode::Banned => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::RoomLocked => 409,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
@@ -94,6 +98,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "too many requests; slow down",
             ErrorCode::TooManyConnections => "too many connections from your address",
             ErrorCode::Banned => "you are banned from this room",
+            ErrorCode::RoomLocked => "this discussion is closed",
             ErrorCode::NotFound => "not found",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unavailable => "message store unavailable; try again",

@@ -144,6 +144,10 @@ enum ServerFrame<'a> {
         #[serde(rename = "afterMs")]
         after_ms: u64,
     },
+    /// The room's state changed: locked read-only (true) or reopened.
+    Room {
+        locked: bool,
+    },
 }
 
 fn encode(frame: &ServerFrame<'_>) -> Frame {
@@ -177,6 +181,16 @@ pub fn rate_limited(message: &str, client_id: &str, retry_after_ms: u64) -> Fram
     encode(&ServerFrame::Error { code: ErrorCode::RateLimited, message, client_id, retry_after_ms: Some(retry_after_ms) })
 }
 
+/// `room` frame: the room was locked read-only or reopened.
+pub fn room_state(locked: bool) -> Frame {
+    encode(&ServerFrame::Room { locked })
+}
+
+/// `pinned` frame around the pinned message's JSON, or `null` when the pin was removed.
+pub fn pinned(message_json: Option<&str>) -> Frame {
+    format!(r#"{{"type":"pinned","message":{}}}"#, message_json.unwrap_or("null")).into()
+}
+
 pub fn reconnect(after_ms: u64) -> Frame {
     encode(&ServerFrame::Reconnect { after_ms })
 }
@@ -188,9 +202,10 @@ pub fn message(message_json: &str) -> Frame {
 
 /// `welcome` frame; the history entries are message JSON serialized when they were stored.
 /// Sized up front: a welcome can be large, and a grown buffer would be kept until it is written.
-pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: usize) -> Frame {
+pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: usize, room: &RoomState<'_>) -> Frame {
     let you = serde_json::to_string(you).unwrap_or_default();
-    let size = 96 + you.len() + history.iter().map(|m| m.len() + 1).sum::<usize>();
+    let pinned = room.pinned.unwrap_or("null");
+    let size = 128 + you.len() + pinned.len() + history.iter().map(|m| m.len() + 1).sum::<usize>();
     let mut out = String::with_capacity(size);
     out.push_str(r#"{"type":"welcome","you":"#);
     out.push_str(&you);
@@ -205,8 +220,19 @@ pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: us
     out.push_str(if resumed { "true" } else { "false" });
     out.push_str(r#","online":"#);
     out.push_str(&online.to_string());
+    out.push_str(r#","locked":"#);
+    out.push_str(if room.locked { "true" } else { "false" });
+    out.push_str(r#","pinned":"#);
+    out.push_str(pinned);
     out.push('}');
     out.into()
+}
+
+/// What a welcome says about the room itself: locked or not, and its pinned message's JSON.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoomState<'a> {
+    pub locked: bool,
+    pub pinned: Option<&'a str>,
 }
 
 #[cfg(test)]

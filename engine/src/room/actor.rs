@@ -131,6 +131,18 @@ impl RoomActor {
                         Done::Banned { author, until, reply, outcome }
                     });
                 }
+                Effect::Unban { author, reply } => {
+                    self.tasks.spawn(async move {
+                        let outcome = store.unban(room, author.clone()).await;
+                        Done::Unbanned { author, reply, outcome }
+                    });
+                }
+                Effect::SetLock { locked, reply } => {
+                    self.tasks.spawn(async move { Done::Locked { locked, reply, outcome: store.set_locked(room, locked).await } });
+                }
+                Effect::Pin { seq, reply } => {
+                    self.tasks.spawn(async move { Done::Pinned { unpin: seq.is_none(), reply, outcome: store.pin(room, seq).await } });
+                }
                 Effect::Publish(event) => self.ctx.cluster.publish(&room, &event),
                 Effect::Subscribe => {
                     if !self.subscribed {

@@ -5,7 +5,7 @@
 //! off the room and answers with another event. So a slow store or Redis delays only the
 //! operation that needs it, never the room's other sends, acks and broadcasts.
 
-use std::collections::{btree_map, BTreeMap, HashMap};
+use std::collections::{btree_map, BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,20 @@ pub(super) enum Effect {
         until: i64,
         reply: oneshot::Sender<Result<(), RoomError>>,
     },
+    Unban {
+        author: AuthorId,
+        reply: oneshot::Sender<Result<bool, RoomError>>,
+    },
+    /// Store the room as locked read-only (true) or open.
+    SetLock {
+        locked: bool,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    /// Store the pin (a seq) or its removal (`None`).
+    Pin {
+        seq: Option<Seq>,
+        reply: oneshot::Sender<Result<bool, RoomError>>,
+    },
     /// Tell the other pods.
     Publish(RoomEvent),
     Subscribe,
@@ -96,10 +110,43 @@ pub(super) enum Done {
     Loaded(Result<RoomSnapshot, StoreError>),
     Committed(AppendResult),
     Repaired(Result<Vec<Message>, StoreError>),
-    History { conn: ConnId, read: HistoryRead, result: Result<Vec<Message>, StoreError> },
-    Deleted { seq: Seq, requester: Requester, outcome: Result<Deletion, StoreError> },
-    Banned { author: AuthorId, until: i64, reply: oneshot::Sender<Result<(), RoomError>>, outcome: Result<(), StoreError> },
-    PresenceSynced { sync: PresenceSync, always: bool, shared: bool },
+    History {
+        conn: ConnId,
+        read: HistoryRead,
+        result: Result<Vec<Message>, StoreError>,
+    },
+    Deleted {
+        seq: Seq,
+        requester: Requester,
+        outcome: Result<Deletion, StoreError>,
+    },
+    Banned {
+        author: AuthorId,
+        until: i64,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+        outcome: Result<(), StoreError>,
+    },
+    Unbanned {
+        author: AuthorId,
+        reply: oneshot::Sender<Result<bool, RoomError>>,
+        outcome: Result<bool, StoreError>,
+    },
+    Locked {
+        locked: bool,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+        outcome: Result<(), StoreError>,
+    },
+    /// `unpin`: the pin was removed; otherwise the pinned message, `None` when it did not exist.
+    Pinned {
+        unpin: bool,
+        reply: oneshot::Sender<Result<bool, RoomError>>,
+        outcome: Result<Option<Message>, StoreError>,
+    },
+    PresenceSynced {
+        sync: PresenceSync,
+        always: bool,
+        shared: bool,
+    },
 }
 
 pub(super) enum Requester {
@@ -171,6 +218,17 @@ struct Loaded {
     ring: Ring,
     last_seq: Seq,
     bans: HashMap<AuthorId, i64>,
+    /// Read-only: sends are refused with `room_locked`.
+    locked: bool,
+    pinned: Option<Entry>,
+}
+
+/// A change to the room itself (lock, pin, unban) that landed while the room was loading: the
+/// load may have read the state from before it, so it is applied again once loaded.
+enum RoomChange {
+    Locked(bool),
+    Pinned(Option<Entry>),
+    Unbanned(AuthorId),
 }
 
 pub(super) struct RoomCore {
@@ -217,6 +275,11 @@ pub(super) struct RoomCore {
     bus_up: bool,
     idle_since: Instant,
     shutting_down: bool,
+    /// Room changes that arrived during the load, applied after it.
+    after_load: Vec<RoomChange>,
+    /// Messages delivered per second (seconds since `started`), the last minute's.
+    delivered: VecDeque<(u64, u32)>,
+    started: Instant,
 }
 
 impl RoomCore {
@@ -253,6 +316,9 @@ impl RoomCore {
             bus_up,
             idle_since: now,
             shutting_down: false,
+            after_load: Vec::new(),
+            delivered: VecDeque::new(),
+            started: now,
         }
     }
 
@@ -342,7 +408,8 @@ impl RoomCore {
             Command::Rename { conn, nickname, avatar } => self.rename(conn, nickname, avatar),
             Command::Info { reply } => match &self.state {
                 Some(state) => {
-                    let _ = reply.send(Ok(RoomInfo { online: self.online(), last_seq: state.last_seq }));
+                    let last_seq = state.last_seq;
+                    let _ = reply.send(Ok(self.info(last_seq)));
                 }
                 None => self.wait_for_load(Waiting::Info(reply)),
             },
@@ -350,6 +417,9 @@ impl RoomCore {
                 self.effects.push(Effect::Delete { seq, author: None, requester: Requester::Admin(reply) })
             }
             Command::Ban { author, until, reply } => self.effects.push(Effect::Ban { author, until, reply }),
+            Command::Unban { author, reply } => self.effects.push(Effect::Unban { author, reply }),
+            Command::Lock { locked, reply } => self.effects.push(Effect::SetLock { locked, reply }),
+            Command::Pin { seq, reply } => self.effects.push(Effect::Pin { seq, reply }),
             Command::Remote(envelope) => self.remote(envelope),
             Command::ShedRing { bytes } => {
                 if let Some(state) = self.state.as_mut() {
@@ -419,7 +489,8 @@ impl RoomCore {
         METRICS.joins.inc();
         match from_ring.unwrap_or(Err(HistoryRead::Latest)) {
             Ok((history, resumed)) => {
-                let _ = reply.send(Ok(protocol::welcome(&profile, &history, resumed, self.online())));
+                let welcome = self.welcome(&profile, &history, resumed);
+                let _ = reply.send(Ok(welcome));
             }
             Err(read) => {
                 self.welcoming.insert(conn, Welcoming { reply, profile, upto });
@@ -461,8 +532,48 @@ impl RoomCore {
                 (within(history.into_iter().skip(skip).collect(), cap, true).unwrap_or_default(), false)
             }
         };
-        let welcome = protocol::welcome(&welcoming.profile, &history, resumed, self.online());
+        let welcome = self.welcome(&welcoming.profile, &history, resumed);
         let _ = welcoming.reply.send(Ok(welcome));
+    }
+
+    /// A welcome with the room's online count, lock and pin as they are now.
+    fn welcome(&self, profile: &Profile, history: &[MessageJson], resumed: bool) -> Frame {
+        let state = self.state.as_ref();
+        let room = protocol::RoomState {
+            locked: state.is_some_and(|s| s.locked),
+            pinned: state.and_then(|s| s.pinned.as_ref()).map(|e| &*e.json),
+        };
+        protocol::welcome(profile, history, resumed, self.online(), &room)
+    }
+
+    fn info(&self, last_seq: Seq) -> RoomInfo {
+        RoomInfo {
+            online: self.online(),
+            last_seq,
+            per_minute: self.delivered_last_minute(),
+            locked: self.state.as_ref().is_some_and(|s| s.locked),
+        }
+    }
+
+    fn seconds(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Messages delivered to this room's readers in the last 60 seconds.
+    fn delivered_last_minute(&self) -> u32 {
+        let now = self.seconds();
+        self.delivered.iter().filter(|(at, _)| at + 60 > now).map(|(_, n)| n).sum()
+    }
+
+    fn count_delivered(&mut self) {
+        let now = self.seconds();
+        while self.delivered.front().is_some_and(|(at, _)| at + 60 <= now) {
+            self.delivered.pop_front();
+        }
+        match self.delivered.back_mut() {
+            Some((at, n)) if *at == now => *n += 1,
+            _ => self.delivered.push_back((now, 1)),
+        }
     }
 
     fn is_banned(&self, author: &AuthorId) -> bool {
@@ -546,6 +657,10 @@ impl RoomCore {
     fn send(&mut self, conn: ConnId, client_id: String, content: String, received: Instant) {
         let Some(member) = self.members.get(&conn) else { return };
         let author = member.profile.clone();
+        if self.state.as_ref().is_some_and(|s| s.locked) {
+            self.error(conn, ErrorCode::RoomLocked, ErrorCode::RoomLocked.default_message(), Some(&client_id));
+            return;
+        }
         if let Err((limit, wait)) = self.take_send_token(&author.author_id, member.client) {
             METRICS.send(SendOutcome::RateLimited);
             METRICS.error(ErrorCode::RateLimited);
@@ -687,6 +802,7 @@ impl RoomCore {
     fn broadcast_message(&mut self, entry: Entry) {
         let frame = protocol::message(&entry.json);
         self.usage.touch();
+        self.count_delivered();
         if let Some(state) = self.state.as_mut() {
             state.last_seq = state.last_seq.max(entry.seq);
             state.ring.push(entry);
@@ -781,7 +897,74 @@ impl RoomCore {
                 }
                 let _ = reply.send(outcome.map_err(|_| RoomError::Unavailable));
             }
+            Done::Unbanned { author, reply, outcome } => {
+                if outcome.as_ref().is_ok_and(|lifted| *lifted) {
+                    self.effects.push(Effect::Publish(RoomEvent::Unbanned { author: author.clone() }));
+                    tracing::info!(room = %self.id, author = %author.as_str(), "reader unbanned");
+                    self.change(RoomChange::Unbanned(author));
+                }
+                let _ = reply.send(outcome.map_err(|_| RoomError::Unavailable));
+            }
+            Done::Locked { locked, reply, outcome } => {
+                if outcome.is_ok() {
+                    self.effects.push(Effect::Publish(RoomEvent::Locked { locked }));
+                    tracing::info!(room = %self.id, locked, "room lock changed");
+                    self.change(RoomChange::Locked(locked));
+                }
+                let _ = reply.send(outcome.map_err(|_| RoomError::Unavailable));
+            }
+            Done::Pinned { unpin, reply, outcome } => {
+                let answer = match outcome {
+                    Ok(pinned) if unpin || pinned.is_some() => {
+                        let entry = pinned.as_ref().map(Entry::new);
+                        let event = entry.as_ref().map(|e| (e.seq, e.json.clone()));
+                        self.effects.push(Effect::Publish(RoomEvent::Pinned { pinned: event }));
+                        tracing::info!(room = %self.id, seq = entry.as_ref().map(|e| e.seq), "pin changed");
+                        self.change(RoomChange::Pinned(entry));
+                        Ok(true)
+                    }
+                    Ok(_) => Ok(false),
+                    Err(_) => Err(RoomError::Unavailable),
+                };
+                let _ = reply.send(answer);
+            }
             Done::PresenceSynced { sync, always, shared } => self.presence_synced(sync, always, shared),
+        }
+    }
+
+    /// Applies a change to the room itself; during a load it is kept and applied after it.
+    fn change(&mut self, change: RoomChange) {
+        let Some(state) = self.state.as_mut() else {
+            if self.loading {
+                self.after_load.push(change);
+            }
+            return;
+        };
+        match change {
+            RoomChange::Locked(locked) => {
+                if state.locked == locked {
+                    return;
+                }
+                state.locked = locked;
+                self.broadcast(&protocol::room_state(locked), None);
+                if locked {
+                    // Sends not yet handed to the store are refused like any later one.
+                    for send in std::mem::take(&mut self.pending) {
+                        self.error(send.conn, ErrorCode::RoomLocked, ErrorCode::RoomLocked.default_message(), Some(&send.client_id));
+                    }
+                }
+            }
+            RoomChange::Pinned(entry) => {
+                if state.pinned.as_ref().map(|e| e.seq) == entry.as_ref().map(|e| e.seq) {
+                    return;
+                }
+                let frame = protocol::pinned(entry.as_ref().map(|e| &*e.json));
+                state.pinned = entry;
+                self.broadcast(&frame, None);
+            }
+            RoomChange::Unbanned(author) => {
+                state.bans.remove(&author);
+            }
         }
     }
 
@@ -810,7 +993,12 @@ impl RoomCore {
             ring: Ring::new(ring, self.usage.clone(), &snapshot.recent, complete),
             last_seq,
             bans: snapshot.bans.into_iter().collect(),
+            locked: snapshot.locked,
+            pinned: snapshot.pinned.as_ref().map(Entry::new),
         });
+        for change in std::mem::take(&mut self.after_load) {
+            self.change(change);
+        }
         self.effects.push(Effect::Subscribe);
         // What other pods published before the subscription took effect is read once.
         self.repair_at = Some(Instant::now() + SETTLE);
@@ -818,7 +1006,7 @@ impl RoomCore {
             match waiting {
                 Waiting::Join(join) => self.join(join),
                 Waiting::Info(reply) => {
-                    let _ = reply.send(Ok(RoomInfo { online: self.online(), last_seq }));
+                    let _ = reply.send(Ok(self.info(last_seq)));
                 }
             }
         }
@@ -845,7 +1033,8 @@ impl RoomCore {
 
     /// An event another pod published for this room.
     fn remote(&mut self, envelope: Envelope) {
-        if self.state.is_none() {
+        let room_change = matches!(envelope.event, RoomEvent::Locked { .. } | RoomEvent::Pinned { .. } | RoomEvent::Unbanned { .. });
+        if self.state.is_none() && !room_change {
             return;
         }
         match envelope.event {
@@ -853,6 +1042,9 @@ impl RoomCore {
             RoomEvent::Deleted { seq } => self.apply_deleted(seq),
             RoomEvent::Typing { author, frame } => self.broadcast(&frame, Some(&author)),
             RoomEvent::Banned { author, until } => self.apply_ban(author, until),
+            RoomEvent::Unbanned { author } => self.change(RoomChange::Unbanned(author)),
+            RoomEvent::Locked { locked } => self.change(RoomChange::Locked(locked)),
+            RoomEvent::Pinned { pinned } => self.change(RoomChange::Pinned(pinned.map(|(seq, json)| Entry { seq, json }))),
             RoomEvent::Presence => {
                 if self.presence_due.is_none() {
                     self.presence_due = Some((self.last_presence + PRESENCE_EVERY).max(Instant::now()));
@@ -864,6 +1056,10 @@ impl RoomCore {
     fn apply_deleted(&mut self, seq: Seq) {
         if let Some(state) = self.state.as_mut() {
             state.ring.remove(seq);
+        }
+        // The store unpinned it in the same transaction.
+        if self.state.as_ref().and_then(|s| s.pinned.as_ref()).is_some_and(|e| e.seq == seq) {
+            self.change(RoomChange::Pinned(None));
         }
         if self.held.remove(&seq).is_some() {
             // Not delivered yet: readers never saw it, so there is nothing to take back, but the
@@ -1076,7 +1272,7 @@ mod tests {
         let mut core = RoomCore::new(RoomId::parse("r").unwrap(), settings, Arc::new(RingUsage::default()), true);
         core.command(Command::Info { reply: oneshot::channel().0 });
         assert!(matches!(core.take_effects().as_slice(), [Effect::Load { .. }]));
-        core.done(Done::Loaded(Ok(RoomSnapshot { last_seq, recent, bans: Vec::new() })));
+        core.done(Done::Loaded(Ok(RoomSnapshot { last_seq, recent, ..RoomSnapshot::default() })));
         // The read that covers what other pods published before the subscription: nothing.
         core.tick(Instant::now() + SETTLE);
         assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Repair { .. })));
@@ -1102,7 +1298,7 @@ mod tests {
         let effects = core.take_effects();
         assert_eq!(effects.iter().filter(|e| matches!(e, Effect::Load { .. })).count(), 1, "one load for both");
         assert!(first.welcome.try_recv().is_err(), "no welcome before the load");
-        core.done(Done::Loaded(Ok(RoomSnapshot { last_seq: 2, recent: vec![message(1), message(2)], bans: Vec::new() })));
+        core.done(Done::Loaded(Ok(RoomSnapshot { last_seq: 2, recent: vec![message(1), message(2)], ..RoomSnapshot::default() })));
         assert_eq!(
             seqs(&first.welcome()["history"].as_array().unwrap().iter().map(|m| serde_json::json!({ "message": m })).collect::<Vec<_>>()),
             vec![1, 2]
@@ -1258,5 +1454,81 @@ mod tests {
         let history: Vec<i64> = welcome["history"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
         assert_eq!(history, (3..=10).collect::<Vec<_>>(), "11 comes as a message, not twice");
         assert_eq!(seqs(&tab.of_type("message")), vec![11]);
+    }
+
+    #[test]
+    fn a_locked_room_refuses_sends_and_says_so_until_reopened() {
+        let mut core = loaded(settings(10), Vec::new(), 0);
+        let mut tab = join(&mut core, 1, profile("독자"), None);
+        assert_eq!(tab.welcome()["locked"], false);
+        core.command(Command::Lock { locked: true, reply: oneshot::channel().0 });
+        assert!(matches!(core.take_effects().as_slice(), [Effect::SetLock { locked: true, .. }]), "stored first");
+        assert!(tab.of_type("room").is_empty(), "nothing changes before the store answers");
+        let (reply, answer) = oneshot::channel();
+        core.done(Done::Locked { locked: true, reply, outcome: Ok(()) });
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(()));
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Locked { locked: true }))));
+        assert_eq!(tab.of_type("room"), vec![serde_json::json!({"type": "room", "locked": true})]);
+        core.command(Command::Send { conn: 1, client_id: "x".into(), content: "hello?".into(), received: Instant::now() });
+        assert!(core.take_effects().iter().all(|e| !matches!(e, Effect::Commit(_))), "not stored");
+        let refused = tab.of_type("error");
+        assert_eq!((refused[0]["code"].as_str(), refused[0]["clientId"].as_str()), (Some("room_locked"), Some("x")));
+        let mut late = join(&mut core, 2, profile("늦은"), None);
+        assert_eq!(late.welcome()["locked"], true);
+        // Another pod reopens it.
+        core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Locked { locked: false } }));
+        assert_eq!(tab.of_type("room")[0]["locked"], false);
+        core.command(Command::Send { conn: 1, client_id: "y".into(), content: "open again".into(), received: Instant::now() });
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Commit(_))));
+    }
+
+    #[test]
+    fn a_pin_shows_in_welcomes_and_goes_when_unpinned_or_deleted() {
+        let mut core = loaded(settings(10), vec![message(1), message(2)], 2);
+        let mut tab = join(&mut core, 1, profile("독자"), None);
+        assert!(tab.welcome()["pinned"].is_null());
+        let (reply, answer) = oneshot::channel();
+        core.done(Done::Pinned { unpin: false, reply, outcome: Ok(Some(message(2))) });
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(true));
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Pinned { pinned: Some((2, _)) }))));
+        assert_eq!(tab.of_type("pinned")[0]["message"]["seq"], 2);
+        assert_eq!(join(&mut core, 2, profile("새"), None).welcome()["pinned"]["content"], "m2");
+        // A seq that does not exist: nothing changes, nobody is told.
+        let (reply, answer) = oneshot::channel();
+        core.done(Done::Pinned { unpin: false, reply, outcome: Ok(None) });
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(false));
+        assert!(core.take_effects().is_empty());
+        assert!(tab.of_type("pinned").is_empty());
+        // Deleting the pinned message unpins it (the store did in the same transaction).
+        core.done(Done::Deleted { seq: 2, requester: Requester::Admin(oneshot::channel().0), outcome: Ok(Deletion::Deleted) });
+        let frames = tab.frames();
+        assert!(frames.iter().any(|f| f["type"] == "pinned" && f["message"].is_null()), "{frames:?}");
+        assert!(join(&mut core, 3, profile("셋"), None).welcome()["pinned"].is_null());
+    }
+
+    #[test]
+    fn a_change_during_the_load_is_applied_after_it() {
+        let mut core = RoomCore::new(RoomId::parse("r").unwrap(), settings(10), Arc::new(RingUsage::default()), true);
+        let mut tab = join(&mut core, 1, profile("독자"), None);
+        core.take_effects();
+        core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Locked { locked: true } }));
+        // The load read the room before the lock.
+        core.done(Done::Loaded(Ok(RoomSnapshot::default())));
+        assert_eq!(tab.welcome()["locked"], true);
+    }
+
+    #[test]
+    fn an_unban_lets_the_reader_back_in() {
+        let mut core = loaded(settings(10), Vec::new(), 0);
+        let troll = profile("트롤");
+        core.done(Done::Banned {
+            author: troll.author_id.clone(),
+            until: now_millis() + 60_000,
+            reply: oneshot::channel().0,
+            outcome: Ok(()),
+        });
+        core.done(Done::Unbanned { author: troll.author_id.clone(), reply: oneshot::channel().0, outcome: Ok(true) });
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Unbanned { .. }))));
+        join(&mut core, 1, troll, None).welcome();
     }
 }

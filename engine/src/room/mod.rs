@@ -107,6 +107,9 @@ impl From<RoomError> for crate::protocol::ErrorCode {
 pub struct RoomInfo {
     pub online: usize,
     pub last_seq: Seq,
+    /// Messages delivered in the last minute (on this pod: its own and the other pods').
+    pub per_minute: u32,
+    pub locked: bool,
 }
 
 pub enum Command {
@@ -151,6 +154,20 @@ pub enum Command {
         author: AuthorId,
         until: i64,
         reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    Unban {
+        author: AuthorId,
+        reply: oneshot::Sender<Result<bool, RoomError>>,
+    },
+    /// Lock the room read-only (true) or reopen it.
+    Lock {
+        locked: bool,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    /// Pin a message (false: no such message), or unpin (`None`).
+    Pin {
+        seq: Option<Seq>,
+        reply: oneshot::Sender<Result<bool, RoomError>>,
     },
     /// Something another pod published for this room.
     Remote(crate::bus::Envelope),

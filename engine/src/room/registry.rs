@@ -128,7 +128,7 @@ impl Rooms {
     pub async fn info(&self, room: &RoomId) -> Result<RoomInfo, RoomError> {
         if !self.inner.map.contains_key(room) {
             let last_seq = self.inner.ctx.store.last_seq(room.clone()).await.map_err(|_| RoomError::Unavailable)?;
-            return Ok(RoomInfo { online: 0, last_seq });
+            return Ok(RoomInfo { online: 0, last_seq, per_minute: 0, locked: false });
         }
         self.request(room, |reply| Command::Info { reply }).await?
     }
@@ -139,6 +139,34 @@ impl Rooms {
 
     pub async fn ban(&self, room: &RoomId, author: &AuthorId, until: i64) -> Result<(), RoomError> {
         self.request(room, |reply| Command::Ban { author: author.clone(), until, reply }).await?
+    }
+
+    pub async fn unban(&self, room: &RoomId, author: &AuthorId) -> Result<bool, RoomError> {
+        self.request(room, |reply| Command::Unban { author: author.clone(), reply }).await?
+    }
+
+    pub async fn set_locked(&self, room: &RoomId, locked: bool) -> Result<(), RoomError> {
+        self.request(room, |reply| Command::Lock { locked, reply }).await?
+    }
+
+    /// Pins `seq` (false: no such message), or unpins (`None`).
+    pub async fn pin(&self, room: &RoomId, seq: Option<Seq>) -> Result<bool, RoomError> {
+        self.request(room, |reply| Command::Pin { seq, reply }).await?
+    }
+
+    /// The rooms live on this pod with their info, in id order. A room that does not answer in
+    /// time (stopping, or busy) is left out.
+    pub async fn active(&self) -> Vec<(RoomId, RoomInfo)> {
+        let handles: Vec<(RoomId, RoomHandle)> = self.inner.map.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
+        let asks = handles.into_iter().map(|(room, handle)| async move {
+            let (reply, answer) = oneshot::channel();
+            handle.tx.try_send(Command::Info { reply }).ok()?;
+            let info = tokio::time::timeout(std::time::Duration::from_secs(2), answer).await.ok()?.ok()?.ok()?;
+            Some((room, info))
+        });
+        let mut live: Vec<(RoomId, RoomInfo)> = futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+        live.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        live
     }
 
     /// Hands an event from another pod to the room's actor, if the room is live here (it is

@@ -52,6 +52,29 @@ pub struct RoomSnapshot {
     pub recent: Vec<Message>,
     /// Active bans: author and the end of the ban in epoch milliseconds.
     pub bans: Vec<(AuthorId, i64)>,
+    /// Locked read-only: sends are refused.
+    pub locked: bool,
+    /// The pinned message, when there is one (never a deleted one).
+    pub pinned: Option<Message>,
+}
+
+/// One room as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    pub id: RoomId,
+    /// Messages stored and not deleted.
+    pub messages: i64,
+    /// When its newest message was written (epoch ms), if it holds any.
+    pub last_activity: Option<i64>,
+    pub locked: bool,
+}
+
+/// An active ban, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanEntry {
+    pub room: RoomId,
+    pub author: AuthorId,
+    pub until: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +122,25 @@ pub trait Store: Send + Sync + 'static {
     fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>>;
 
     fn ban(&self, room: RoomId, author: AuthorId, until: i64) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Lifts a ban; false when the author had no active ban in the room.
+    fn unban(&self, room: RoomId, author: AuthorId) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Locks the room read-only, or reopens it. A room with no message yet is created.
+    fn set_locked(&self, room: RoomId, locked: bool) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Pins a message (`Some`), or unpins (`None`). Pinning answers the pinned message, or
+    /// `None` when the seq does not exist or is deleted (then nothing changes).
+    fn pin(&self, room: RoomId, seq: Option<Seq>) -> BoxFuture<'_, Result<Option<Message>, StoreError>>;
+
+    /// Rooms whose id contains `search` (when given) and is above `after`, in id order, at most `limit`.
+    fn rooms(&self, search: Option<String>, after: Option<RoomId>, limit: usize) -> BoxFuture<'_, Result<Vec<RoomSummary>, StoreError>>;
+
+    /// One author's newest messages (not deleted) across rooms, newest first, at most `limit`.
+    fn author_messages(&self, author: AuthorId, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>>;
+
+    /// Bans still running at `now`, longest first, at most `limit`.
+    fn bans(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<BanEntry>, StoreError>>;
 
     /// Deletes up to `limit` messages, of any room, created before `before` (epoch ms), oldest
     /// first; returns how many went. Rooms and their counters stay, so no seq is ever reused.

@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use super::reads::Reads;
-use super::{Appended, Deletion, NewMessage, RoomSnapshot, Store, StoreError};
+use super::{Appended, BanEntry, Deletion, NewMessage, RoomSnapshot, RoomSummary, Store, StoreError};
 use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
 
 pub struct PgStore {
@@ -107,6 +107,11 @@ impl Store for PgStore {
                     .bind(seq)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("UPDATE rooms SET pinned_seq = NULL WHERE id = $1 AND pinned_seq = $2")
+                    .bind(room.as_str())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(outcome)
@@ -129,6 +134,71 @@ impl Store for PgStore {
             Ok(())
         }
         .boxed()
+    }
+
+    fn unban(&self, room: RoomId, author: AuthorId) -> BoxFuture<'_, Result<bool, StoreError>> {
+        async move {
+            let done = sqlx::query("DELETE FROM bans WHERE room_id = $1 AND author_id = $2 AND until > $3")
+                .bind(room.as_str())
+                .bind(author.as_str())
+                .bind(now_millis())
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+        .boxed()
+    }
+
+    fn set_locked(&self, room: RoomId, locked: bool) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            let now = now_millis();
+            sqlx::query("INSERT INTO rooms (id, last_seq, created_at, locked_at) VALUES ($1, 0, $2, $3) ON CONFLICT (id) DO UPDATE SET locked_at = excluded.locked_at")
+                .bind(room.as_str())
+                .bind(now)
+                .bind(locked.then_some(now))
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn pin(&self, room: RoomId, seq: Option<Seq>) -> BoxFuture<'_, Result<Option<Message>, StoreError>> {
+        async move {
+            let mut tx = self.pool.begin().await?;
+            let Some(seq) = seq else {
+                sqlx::query("UPDATE rooms SET pinned_seq = NULL WHERE id = $1").bind(room.as_str()).execute(&mut *tx).await?;
+                tx.commit().await?;
+                return Ok(None);
+            };
+            // The message is read and the pin written in one transaction, so a delete cannot
+            // slip in between and leave a deleted message pinned.
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL FOR UPDATE")
+                    .bind(room.as_str())
+                    .bind(seq)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            sqlx::query("UPDATE rooms SET pinned_seq = $1 WHERE id = $2").bind(seq).bind(room.as_str()).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Reads(&self.pool).message(&room, seq).await?)
+        }
+        .boxed()
+    }
+
+    fn rooms(&self, search: Option<String>, after: Option<RoomId>, limit: usize) -> BoxFuture<'_, Result<Vec<RoomSummary>, StoreError>> {
+        async move { Ok(Reads(&self.pool).rooms(search.as_deref(), after.as_ref(), limit).await?) }.boxed()
+    }
+
+    fn author_messages(&self, author: AuthorId, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
+        async move { Ok(Reads(&self.pool).author_messages(&author, limit).await?) }.boxed()
+    }
+
+    fn bans(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<BanEntry>, StoreError>> {
+        async move { Ok(Reads(&self.pool).bans(now, limit).await?) }.boxed()
     }
 
     // Every pod prunes: the rows a delete picks are locked with SKIP LOCKED, so pods pruning at

@@ -4,7 +4,7 @@
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
-use super::RoomSnapshot;
+use super::{BanEntry, RoomSnapshot, RoomSummary};
 use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
 
 /// The columns `message_from` reads, in its order.
@@ -36,7 +36,93 @@ where
             .iter()
             .map(|row| (AuthorId::from_store(row.get(0)), row.get::<i64, _>(1)))
             .collect();
-        Ok(RoomSnapshot { last_seq, recent, bans })
+        let (locked, pinned) = self.lock_and_pin(room).await?;
+        Ok(RoomSnapshot { last_seq, recent, bans, locked, pinned })
+    }
+
+    /// Whether the room is locked, and its pinned message (unless deleted).
+    pub async fn lock_and_pin(&self, room: &RoomId) -> Result<(bool, Option<Message>), sqlx::Error> {
+        let Some(row) =
+            sqlx::query("SELECT locked_at, pinned_seq FROM rooms WHERE id = $1").bind(room.as_str()).fetch_optional(self.0).await?
+        else {
+            return Ok((false, None));
+        };
+        let locked = row.get::<Option<i64>, _>(0).is_some();
+        let pinned = match row.get::<Option<i64>, _>(1) {
+            Some(seq) => self.message(room, seq).await?,
+            None => None,
+        };
+        Ok((locked, pinned))
+    }
+
+    /// One message of a room, unless it is deleted.
+    pub async fn message(&self, room: &RoomId, seq: Seq) -> Result<Option<Message>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL"))
+            .bind(room.as_str())
+            .bind(seq)
+            .fetch_optional(self.0)
+            .await?;
+        Ok(row.map(|row| message_from(&row, room)))
+    }
+
+    /// See `Store::rooms`. The search matches ids literally (`_` is escaped for `LIKE`).
+    pub async fn rooms(&self, search: Option<&str>, after: Option<&RoomId>, limit: usize) -> Result<Vec<RoomSummary>, sqlx::Error> {
+        let pattern = format!("%{}%", search.unwrap_or("").replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let rows = sqlx::query(
+            "SELECT r.id,
+                    (SELECT COUNT(*) FROM messages m WHERE m.room_id = r.id AND m.deleted_at IS NULL),
+                    (SELECT MAX(m.created_at) FROM messages m WHERE m.room_id = r.id),
+                    r.locked_at
+             FROM rooms r
+             WHERE r.id > $1 AND r.id LIKE $2 ESCAPE '\\'
+             ORDER BY r.id LIMIT $3",
+        )
+        .bind(after.map_or("", RoomId::as_str))
+        .bind(pattern.as_str())
+        .bind(limit as i64)
+        .fetch_all(self.0)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(RoomSummary {
+                    id: RoomId::parse(row.get(0))?,
+                    messages: row.get(1),
+                    last_activity: row.get(2),
+                    locked: row.get::<Option<i64>, _>(3).is_some(),
+                })
+            })
+            .collect())
+    }
+
+    /// See `Store::author_messages`.
+    pub async fn author_messages(&self, author: &AuthorId, limit: usize) -> Result<Vec<Message>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE author_id = $1 AND deleted_at IS NULL
+             ORDER BY created_at DESC, room_id, seq DESC LIMIT $2"
+        ))
+        .bind(author.as_str())
+        .bind(limit as i64)
+        .fetch_all(self.0)
+        .await?;
+        Ok(rows.iter().filter_map(|row| Some(message_from(row, &RoomId::parse(row.get(1))?))).collect())
+    }
+
+    /// See `Store::bans`.
+    pub async fn bans(&self, now: i64, limit: usize) -> Result<Vec<BanEntry>, sqlx::Error> {
+        let rows =
+            sqlx::query("SELECT room_id, author_id, until FROM bans WHERE until > $1 ORDER BY until DESC, room_id, author_id LIMIT $2")
+                .bind(now)
+                .bind(limit as i64)
+                .fetch_all(self.0)
+                .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(BanEntry { room: RoomId::parse(row.get(0))?, author: AuthorId::from_store(row.get(1)), until: row.get(2) })
+            })
+            .collect())
     }
 
     /// See `Store::history`.

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::Row;
 
 use super::reads::Reads;
-use super::{Appended, Deletion, NewMessage, RoomSnapshot, Store, StoreError};
+use super::{Appended, BanEntry, Deletion, NewMessage, RoomSnapshot, RoomSummary, Store, StoreError};
 use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
 
 pub struct SqliteStore {
@@ -145,6 +145,11 @@ impl Store for SqliteStore {
                     .bind(seq)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("UPDATE rooms SET pinned_seq = NULL WHERE id = ? AND pinned_seq = ?")
+                    .bind(room.as_str())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(outcome)
@@ -167,6 +172,70 @@ impl Store for SqliteStore {
             Ok(())
         }
         .boxed()
+    }
+
+    fn unban(&self, room: RoomId, author: AuthorId) -> BoxFuture<'_, Result<bool, StoreError>> {
+        async move {
+            let done = sqlx::query("DELETE FROM bans WHERE room_id = ? AND author_id = ? AND until > ?")
+                .bind(room.as_str())
+                .bind(author.as_str())
+                .bind(now_millis())
+                .execute(&self.writer)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+        .boxed()
+    }
+
+    fn set_locked(&self, room: RoomId, locked: bool) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            let now = now_millis();
+            sqlx::query("INSERT INTO rooms (id, last_seq, created_at, locked_at) VALUES (?, 0, ?, ?) ON CONFLICT (id) DO UPDATE SET locked_at = excluded.locked_at")
+                .bind(room.as_str())
+                .bind(now)
+                .bind(locked.then_some(now))
+                .execute(&self.writer)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn pin(&self, room: RoomId, seq: Option<Seq>) -> BoxFuture<'_, Result<Option<Message>, StoreError>> {
+        async move {
+            let mut tx = self.writer.begin().await?;
+            let Some(seq) = seq else {
+                sqlx::query("UPDATE rooms SET pinned_seq = NULL WHERE id = ?").bind(room.as_str()).execute(&mut *tx).await?;
+                tx.commit().await?;
+                return Ok(None);
+            };
+            // The message is read and the pin written in one transaction, so a delete cannot
+            // slip in between and leave a deleted message pinned.
+            let exists: Option<i64> = sqlx::query_scalar("SELECT seq FROM messages WHERE room_id = ? AND seq = ? AND deleted_at IS NULL")
+                .bind(room.as_str())
+                .bind(seq)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            sqlx::query("UPDATE rooms SET pinned_seq = ? WHERE id = ?").bind(seq).bind(room.as_str()).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Reads(&self.writer).message(&room, seq).await?)
+        }
+        .boxed()
+    }
+
+    fn rooms(&self, search: Option<String>, after: Option<RoomId>, limit: usize) -> BoxFuture<'_, Result<Vec<RoomSummary>, StoreError>> {
+        async move { Ok(Reads(&self.readers).rooms(search.as_deref(), after.as_ref(), limit).await?) }.boxed()
+    }
+
+    fn author_messages(&self, author: AuthorId, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
+        async move { Ok(Reads(&self.readers).author_messages(&author, limit).await?) }.boxed()
+    }
+
+    fn bans(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<BanEntry>, StoreError>> {
+        async move { Ok(Reads(&self.readers).bans(now, limit).await?) }.boxed()
     }
 
     // The deletes go through the single writer connection like the commits do, so each is one

@@ -1,0 +1,260 @@
+//! The owner's routes: lock and pin a room, lift a ban, and the JSON the admin page reads (rooms
+//! live here, all rooms, one author's messages, active bans). All of them need the admin token or
+//! a signed-in session (`session.rs`); inputs are bounded, errors are the shared JSON shape.
+
+use std::sync::Arc;
+
+use bytes::Buf;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{error_response, json, Body};
+use crate::app::App;
+use crate::chat::{format_millis, now_millis, AuthorId, Message, RoomId, Seq};
+use crate::protocol::ErrorCode;
+use crate::room::RoomError;
+
+/// Page sizes: default and largest.
+pub const ROOMS_DEFAULT: usize = 50;
+pub const ROOMS_MAX: usize = 100;
+pub const AUTHOR_DEFAULT: usize = 20;
+pub const AUTHOR_MAX: usize = 100;
+pub const BANS_DEFAULT: usize = 100;
+pub const BANS_MAX: usize = 500;
+const BODY_MAX: usize = 4096;
+
+/// The refusal for a request that may not moderate, if it may not.
+fn refused(app: &App, req: &Request<impl Sized>) -> Option<Response<Body>> {
+    super::session::check(app, req).err().map(|denied| denied.response())
+}
+
+fn room_error(err: RoomError) -> Response<Body> {
+    let message = match err {
+        RoomError::Unavailable => "message store unavailable",
+        RoomError::Closed => "this pod is shutting down",
+    };
+    error_response(ErrorCode::from(err), message)
+}
+
+fn unavailable(err: impl std::fmt::Display) -> Response<Body> {
+    tracing::warn!(error = %err, "admin query failed");
+    error_response(ErrorCode::Unavailable, "message store unavailable")
+}
+
+/// `PUT` (lock) or `DELETE` (reopen) `/api/rooms/{id}/lock`.
+pub async fn lock(app: &Arc<App>, room: RoomId, locked: bool, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, req) {
+        return res;
+    }
+    match app.rooms.set_locked(&room, locked).await {
+        Ok(()) => json(&json!({ "id": room.as_str(), "locked": locked })),
+        Err(err) => room_error(err),
+    }
+}
+
+#[derive(Deserialize)]
+struct PinRequest {
+    seq: Seq,
+}
+
+/// `PUT /api/rooms/{id}/pin` with `{ "seq" }`.
+pub async fn pin(app: &Arc<App>, room: RoomId, req: Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, &req) {
+        return res;
+    }
+    let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
+        Ok(body) => body.aggregate(),
+        Err(_) => return error_response(ErrorCode::BadRequest, "body missing or larger than 4 KiB"),
+    };
+    let request: PinRequest = match serde_json::from_reader(body.reader()) {
+        Ok(r) => r,
+        Err(err) => return error_response(ErrorCode::BadRequest, &format!("body: {err}")),
+    };
+    if request.seq < 1 {
+        return error_response(ErrorCode::BadRequest, "seq must be a positive integer");
+    }
+    match app.rooms.pin(&room, Some(request.seq)).await {
+        Ok(true) => json(&json!({ "id": room.as_str(), "pinned": request.seq })),
+        Ok(false) => error_response(ErrorCode::NotFound, "no such message"),
+        Err(err) => room_error(err),
+    }
+}
+
+/// `DELETE /api/rooms/{id}/pin`.
+pub async fn unpin(app: &Arc<App>, room: RoomId, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, req) {
+        return res;
+    }
+    match app.rooms.pin(&room, None).await {
+        Ok(_) => json(&json!({ "id": room.as_str(), "pinned": null })),
+        Err(err) => room_error(err),
+    }
+}
+
+/// `DELETE /api/rooms/{id}/bans/{authorId}`: 404 when the author has no active ban there.
+pub async fn unban(app: &Arc<App>, room: RoomId, author: &str, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, req) {
+        return res;
+    }
+    let Some(author) = AuthorId::parse(author) else {
+        return error_response(ErrorCode::BadRequest, "authorId must be 16 lowercase hex digits");
+    };
+    match app.rooms.unban(&room, &author).await {
+        Ok(true) => json(&json!({ "id": room.as_str(), "unbanned": author.as_str() })),
+        Ok(false) => error_response(ErrorCode::NotFound, "no active ban for this author in this room"),
+        Err(err) => room_error(err),
+    }
+}
+
+/// `GET /api/admin/rooms/active`: the rooms live on this pod.
+pub async fn active_rooms(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, req) {
+        return res;
+    }
+    let rooms: Vec<_> = app
+        .rooms
+        .active()
+        .await
+        .into_iter()
+        .map(|(id, info)| {
+            json!({ "id": id.as_str(), "online": info.online, "messagesPerMinute": info.per_minute, "lastSeq": info.last_seq, "locked": info.locked })
+        })
+        .collect();
+    json(&json!({ "rooms": rooms }))
+}
+
+/// The query pairs of a request, undecoded (every value the admin routes take is plain ASCII).
+fn pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query.unwrap_or("").split('&').filter(|p| !p.is_empty()).map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+fn parse_limit(value: &str, max: usize) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("limit must be 1 to {max}")),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct RoomsQuery {
+    pub search: Option<String>,
+    pub after: Option<RoomId>,
+    pub limit: usize,
+}
+
+pub fn parse_rooms_query(query: Option<&str>) -> Result<RoomsQuery, String> {
+    let mut parsed = RoomsQuery { search: None, after: None, limit: ROOMS_DEFAULT };
+    for (key, value) in pairs(query) {
+        match key {
+            // Room ids are plain ASCII, so a search for part of one needs no decoding.
+            "search" if value.is_empty() => parsed.search = None,
+            "search" => match RoomId::parse(value) {
+                Some(_) => parsed.search = Some(value.to_string()),
+                None => return Err("search: up to 128 characters from A-Z a-z 0-9 . _ -".into()),
+            },
+            "after" if value.is_empty() => parsed.after = None,
+            "after" => parsed.after = Some(RoomId::parse(value).ok_or("after must be a room id")?),
+            "limit" => parsed.limit = parse_limit(value, ROOMS_MAX)?,
+            _ => {}
+        }
+    }
+    Ok(parsed)
+}
+
+/// `GET /api/admin/rooms?search=&after=&limit=`: every room, in id order, paged by `after`
+/// (the last id of the previous page, also answered as `next` while there may be more).
+pub async fn rooms(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, req) {
+        return res;
+    }
+    let query = match parse_rooms_query(req.uri().query()) {
+        Ok(q) => q,
+        Err(message) => return error_response(ErrorCode::BadRequest, &message),
+    };
+    match app.store.rooms(query.search, query.after, query.limit).await {
+        Ok(rooms) => {
+            let next = (rooms.len() == query.limit).then(|| rooms.last().map(|r| r.id.as_str().to_string())).flatten();
+            let rooms: Vec<_> = rooms
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r.id.as_str(),
+                        "messages": r.messages,
+                        "lastActivity": r.last_activity.map(format_millis),
+                        "locked": r.locked,
+                    })
+                })
+                .collect();
+            json(&json!({ "rooms": rooms, "next": next }))
+        }
+        Err(err) => unavailable(err),
+    }
+}
+
+/// `GET /api/admin/authors/{authorId}/messages?limit=`: newest first, across rooms.
+pub async fn author_messages(app: &Arc<App>, author: &str, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, req) {
+        return res;
+    }
+    let Some(author) = AuthorId::parse(author) else {
+        return error_response(ErrorCode::BadRequest, "authorId must be 16 lowercase hex digits");
+    };
+    let mut limit = AUTHOR_DEFAULT;
+    for (key, value) in pairs(req.uri().query()) {
+        if key == "limit" {
+            match parse_limit(value, AUTHOR_MAX) {
+                Ok(n) => limit = n,
+                Err(message) => return error_response(ErrorCode::BadRequest, &message),
+            }
+        }
+    }
+    match app.store.author_messages(author, limit).await {
+        Ok(messages) => json(&json!({ "messages": messages as Vec<Message> })),
+        Err(err) => unavailable(err),
+    }
+}
+
+/// `GET /api/admin/bans?limit=`: bans still running, longest first.
+pub async fn bans(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, req) {
+        return res;
+    }
+    let mut limit = BANS_DEFAULT;
+    for (key, value) in pairs(req.uri().query()) {
+        if key == "limit" {
+            match parse_limit(value, BANS_MAX) {
+                Ok(n) => limit = n,
+                Err(message) => return error_response(ErrorCode::BadRequest, &message),
+            }
+        }
+    }
+    match app.store.bans(now_millis(), limit).await {
+        Ok(bans) => {
+            let bans: Vec<_> = bans
+                .iter()
+                .map(|b| json!({ "room": b.room.as_str(), "authorId": b.author.as_str(), "until": format_millis(b.until) }))
+                .collect();
+            json(&json!({ "bans": bans }))
+        }
+        Err(err) => unavailable(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_query_is_bounded() {
+        let q = parse_rooms_query(Some("search=post_1&after=post-0&limit=100")).unwrap();
+        assert_eq!(q, RoomsQuery { search: Some("post_1".into()), after: RoomId::parse("post-0"), limit: 100 });
+        assert_eq!(parse_rooms_query(None).unwrap().limit, ROOMS_DEFAULT);
+        assert_eq!(parse_rooms_query(Some("search=&after=")).unwrap().search, None);
+        for bad in ["limit=0", "limit=101", "limit=x", "search=a%25b", "search=a b", "after=%2F", &format!("search={}", "a".repeat(129))] {
+            assert!(parse_rooms_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

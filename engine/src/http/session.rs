@@ -1,0 +1,226 @@
+//! Who may moderate: API clients with `Authorization: Bearer <admin token>`, and the owner's
+//! browser with the session cookie it got by signing in with that token (`POST /admin/session`).
+//!
+//! The session is a signed cookie, not a server-side table: `expiry.nonce.mac`, where `mac` is an
+//! HMAC-SHA-256 keyed by the admin token. Any pod that knows the token can check it, so no shared
+//! session store is needed and a session works on every pod; changing the token ends every session.
+//! The cookie is HttpOnly (page scripts never see it), `SameSite=Strict`, `Path=/`, and `Secure`
+//! when the request came over HTTPS (said by a trusted proxy).
+//!
+//! CSRF: a state-changing request authenticated by the cookie must carry `X-CSRF-Token`, which is
+//! an HMAC of the cookie value returned at sign-in (and by `GET /admin/session`); a page on another
+//! origin can neither read it nor set the header without a CORS preflight the engine never grants.
+//! Its `Origin`, when present, must be the engine's own. Bearer requests need neither.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Buf;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, COOKIE, HOST, ORIGIN, SET_COOKIE};
+use hyper::{Method, Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use super::{error_response, json, Body};
+use crate::app::App;
+use crate::chat::{format_millis, now_millis};
+use crate::protocol::ErrorCode;
+
+pub const COOKIE_NAME: &str = "chat_admin";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// How long a wrong token waits for its refusal (this request only; nothing else waits).
+pub const WRONG_TOKEN_DELAY: Duration = Duration::from_secs(1);
+const BODY_MAX: usize = 4096;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(key: &str, parts: &[&[u8]]) -> Vec<u8> {
+    // HMAC takes keys of any length.
+    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("any key length");
+    for part in parts {
+        mac.update(part);
+        mac.update(b"\n");
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn admin_token(app: &App) -> Option<&str> {
+    app.config.admin_token.as_deref().filter(|t| !t.is_empty())
+}
+
+/// A new session cookie value for `key`, valid until `expires` (epoch ms).
+fn new_session(key: &str, expires: i64) -> String {
+    let nonce = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+    let head = format!("{expires}.{nonce}");
+    let sig = URL_SAFE_NO_PAD.encode(mac(key, &[b"session", head.as_bytes()]));
+    format!("{head}.{sig}")
+}
+
+/// Whether a cookie value is a session signed with `key` that has not expired.
+fn session_valid(key: &str, value: &str, now: i64) -> bool {
+    let Some((head, sig)) = value.rsplit_once('.') else { return false };
+    let Some(expires) = head.split_once('.').and_then(|(e, _)| e.parse::<i64>().ok()) else { return false };
+    let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else { return false };
+    let expected = mac(key, &[b"session", head.as_bytes()]);
+    bool::from(sig.ct_eq(&expected)) && expires > now
+}
+
+/// The CSRF token that goes with a session.
+fn csrf_token(key: &str, session: &str) -> String {
+    URL_SAFE_NO_PAD.encode(mac(key, &[b"csrf", session.as_bytes()]))
+}
+
+fn session_cookie<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value)
+}
+
+/// Whether the request's `Origin`, when it has one, is the engine's own (its `Host`).
+fn same_origin_or_none<B>(req: &Request<B>) -> bool {
+    let Some(origin) = req.headers().get(ORIGIN) else { return true };
+    let (Ok(origin), Some(host)) = (origin.to_str(), req.headers().get(HOST).and_then(|h| h.to_str().ok())) else { return false };
+    origin
+        .split_once("://")
+        .is_some_and(|(scheme, authority)| matches!(scheme, "http" | "https") && authority.trim_end_matches('/').eq_ignore_ascii_case(host))
+}
+
+/// Why a request may not moderate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No (valid) bearer token or session.
+    NotSignedIn,
+    /// A session, but a state-changing request without the right CSRF token or from another origin.
+    Csrf,
+}
+
+impl Denied {
+    pub fn response(self) -> Response<Body> {
+        match self {
+            Denied::NotSignedIn => error_response(ErrorCode::Forbidden, "moderation needs the admin token or a signed-in session"),
+            Denied::Csrf => {
+                error_response(ErrorCode::Forbidden, "this request needs the session's X-CSRF-Token and the engine's own origin")
+            }
+        }
+    }
+}
+
+/// Whether the request may moderate: the bearer token, or a valid session (with the CSRF checks
+/// for anything but GET and HEAD). No token configured means nobody may.
+pub fn check<B>(app: &App, req: &Request<B>) -> Result<(), Denied> {
+    let Some(key) = admin_token(app) else { return Err(Denied::NotSignedIn) };
+    if let Some(auth) = req.headers().get(AUTHORIZATION) {
+        let given = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        // A wrong bearer token is refused, whatever cookie comes with it.
+        return if bool::from(given.as_bytes().ct_eq(key.as_bytes())) { Ok(()) } else { Err(Denied::NotSignedIn) };
+    }
+    let Some(session) = session_cookie(req).filter(|s| session_valid(key, s, now_millis())) else { return Err(Denied::NotSignedIn) };
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let given = req.headers().get(CSRF_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
+    let csrf_ok: bool = given.ct_eq(csrf_token(key, session).as_bytes()).into();
+    if csrf_ok && same_origin_or_none(req) {
+        Ok(())
+    } else {
+        Err(Denied::Csrf)
+    }
+}
+
+fn cookie_header(value: &str, max_age: u64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}");
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("chat_admin=; Path=/; Max-Age=0"))
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+/// `POST /admin/session` with `{ "token" }`: sets the session cookie and answers the CSRF token.
+pub async fn sign_in(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    // A page on another origin has no business signing the browser in (login CSRF).
+    if !same_origin_or_none(&req) {
+        return Denied::Csrf.response();
+    }
+    let secure = app.trusted_proxies.came_over_https(peer.ip(), req.headers());
+    let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
+        Ok(body) => body.aggregate(),
+        Err(_) => return error_response(ErrorCode::BadRequest, "body missing or larger than 4 KiB"),
+    };
+    let request: SignIn = match serde_json::from_reader(body.reader()) {
+        Ok(r) => r,
+        Err(err) => return error_response(ErrorCode::BadRequest, &format!("body: {err}")),
+    };
+    let key = match admin_token(app) {
+        Some(key) if bool::from(request.token.as_bytes().ct_eq(key.as_bytes())) => key,
+        _ => {
+            // Only this request waits; guessing costs a second per try.
+            tokio::time::sleep(WRONG_TOKEN_DELAY).await;
+            tracing::info!(peer = %peer, "admin sign-in refused");
+            return error_response(ErrorCode::Forbidden, "wrong admin token");
+        }
+    };
+    let expires = now_millis() + SESSION_TTL.as_millis() as i64;
+    let session = new_session(key, expires);
+    let mut res = json(&json!({ "csrfToken": csrf_token(key, &session), "expiresAt": format_millis(expires) }));
+    res.headers_mut().insert(SET_COOKIE, cookie_header(&session, SESSION_TTL.as_secs(), secure));
+    tracing::info!(peer = %peer, "admin signed in");
+    res
+}
+
+/// `GET /admin/session`: whether this browser is signed in, and its CSRF token (a reloaded page
+/// gets it again without the admin token).
+pub fn status(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let session = admin_token(app).and_then(|key| Some((key, session_cookie(req).filter(|s| session_valid(key, s, now_millis()))?)));
+    match session {
+        Some((key, session)) => json(&json!({ "signedIn": true, "csrfToken": csrf_token(key, session) })),
+        None => Denied::NotSignedIn.response(),
+    }
+}
+
+/// `DELETE /admin/session`: clears the cookie.
+pub fn sign_out(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let secure = app.trusted_proxies.came_over_https(peer.ip(), req.headers());
+    let mut res = json(&json!({ "signedIn": false }));
+    res.headers_mut().insert(SET_COOKIE, cookie_header("", 0, secure));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_checked_by_signature_and_expiry() {
+        let now = now_millis();
+        let session = new_session("key", now + 1000);
+        assert!(session_valid("key", &session, now));
+        assert!(!session_valid("other key", &session, now), "signed with the token");
+        assert!(!session_valid("key", &session, now + 1000), "expired");
+        let (head, sig) = session.rsplit_once('.').unwrap();
+        let (_, nonce) = head.split_once('.').unwrap();
+        let forged = format!("{}.{nonce}.{sig}", now + 10_000_000);
+        assert!(!session_valid("key", &forged, now), "the expiry is signed too");
+        for junk in ["", ".", "..", "1.2.3", "abc"] {
+            assert!(!session_valid("key", junk, now), "{junk:?}");
+        }
+        assert_ne!(csrf_token("key", &session), csrf_token("key", &new_session("key", now + 1000)));
+    }
+}
