@@ -12,8 +12,7 @@ use tokio::time::sleep_until;
 
 use super::budget::RingUsage;
 use super::core::{Done, Effect, HistoryRead, RoomCore};
-use super::registry::Inner;
-use super::{Command, RoomContext, HISTORY_ON_JOIN, RESUME_MAX};
+use super::{Command, LiveRooms, RoomContext, HISTORY_ON_JOIN, RESUME_MAX};
 use crate::metrics::METRICS;
 use crate::store::StoreError;
 
@@ -21,7 +20,7 @@ pub(super) struct RoomActor {
     core: RoomCore,
     generation: u64,
     ctx: Arc<RoomContext>,
-    registry: Weak<Inner>,
+    registry: Weak<LiveRooms>,
     rx: mpsc::Receiver<Command>,
     _alive: mpsc::Sender<()>,
     /// The I/O running for this room.
@@ -35,7 +34,7 @@ impl RoomActor {
         id: crate::chat::RoomId,
         generation: u64,
         ctx: Arc<RoomContext>,
-        registry: Weak<Inner>,
+        registry: Weak<LiveRooms>,
         rx: mpsc::Receiver<Command>,
         alive: mpsc::Sender<()>,
         usage: Arc<RingUsage>,
@@ -87,7 +86,7 @@ impl RoomActor {
     /// sees its reply dropped and asks the registry again, which starts a fresh actor.
     async fn stop(&mut self) {
         if let Some(registry) = self.registry.upgrade() {
-            registry.remove(self.core.id(), self.generation);
+            super::unregister(&registry, self.core.id(), self.generation);
         }
         self.rx.close();
         while self.rx.recv().await.is_some() {}

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::registry::Inner;
-use super::Command;
+use super::{Command, LiveRooms};
 use crate::metrics::METRICS;
 
 /// The shedder brings the total down to this share of the budget, so it does not run again for
@@ -74,24 +73,23 @@ fn since_start() -> u64 {
 
 /// Runs for the life of the registry: whenever the budget is exceeded, asks the least recently
 /// active rooms to shed their oldest entries until the total would be back under it.
-pub(super) async fn shed_when_over(budget: Arc<RingBudget>, registry: Weak<Inner>) {
+pub(super) async fn shed_when_over(budget: Arc<RingBudget>, rooms: Weak<LiveRooms>) {
     loop {
         budget.over.notified().await;
-        let Some(registry) = registry.upgrade() else { return };
+        let Some(live) = rooms.upgrade() else { return };
         let used = budget.used();
         if used <= budget.limit {
             continue;
         }
         let mut excess = used - budget.limit * SHED_TO_PERCENT / 100;
-        let mut rooms: Vec<(u64, usize, _)> = registry
-            .map
+        let mut candidates: Vec<(u64, usize, _)> = live
             .iter()
             .map(|e| (e.usage.last_active.load(Ordering::Relaxed), e.usage.bytes.load(Ordering::Relaxed), e.value().clone()))
             .filter(|(_, bytes, _)| *bytes > 0)
             .collect();
-        drop(registry);
-        rooms.sort_by_key(|(last_active, ..)| *last_active);
-        for (_, bytes, room) in rooms {
+        drop(live);
+        candidates.sort_by_key(|(last_active, ..)| *last_active);
+        for (_, bytes, room) in candidates {
             if excess == 0 {
                 break;
             }

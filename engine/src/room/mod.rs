@@ -179,6 +179,15 @@ pub enum Command {
     Shutdown,
 }
 
+/// The live rooms of this pod: room id → running actor. The registry owns it; an actor removes
+/// its own entry when it stops, and the ring budget's shedder reads it.
+pub(crate) type LiveRooms = dashmap::DashMap<crate::chat::RoomId, RoomHandle>;
+
+/// Removes a stopping actor's entry, only if it is still its own (a successor may be running).
+fn unregister(rooms: &LiveRooms, room: &crate::chat::RoomId, generation: u64) {
+    rooms.remove_if(room, |_, h| h.generation == generation);
+}
+
 /// A running room actor, as the registry and the sessions hold it.
 #[derive(Clone)]
 pub struct RoomHandle {

@@ -5,12 +5,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::actor::RoomActor;
 use super::budget::RingUsage;
-use super::{Command, ConnId, JoinError, Kick, RoomContext, RoomError, RoomHandle, RoomInfo};
+use super::{Command, ConnId, JoinError, Kick, LiveRooms, RoomContext, RoomError, RoomHandle, RoomInfo};
 use crate::chat::{AuthorId, Profile, RoomId, Seq};
 use crate::client_ip::ClientKey;
 use crate::protocol::Frame;
@@ -24,8 +23,8 @@ pub struct Rooms {
     inner: Arc<Inner>,
 }
 
-pub(super) struct Inner {
-    pub(super) map: DashMap<RoomId, RoomHandle>,
+struct Inner {
+    map: Arc<LiveRooms>,
     ctx: Arc<RoomContext>,
     generations: AtomicU64,
     closing: AtomicBool,
@@ -47,7 +46,7 @@ impl Rooms {
         let budget = ctx.settings.ring.budget.clone();
         let rooms = Rooms {
             inner: Arc::new(Inner {
-                map: DashMap::new(),
+                map: Arc::new(LiveRooms::new()),
                 ctx: Arc::new(ctx),
                 generations: AtomicU64::new(0),
                 closing: AtomicBool::new(false),
@@ -55,7 +54,7 @@ impl Rooms {
                 all_stopped: tokio::sync::Mutex::new(all_stopped),
             }),
         };
-        tokio::spawn(super::budget::shed_when_over(budget, Arc::downgrade(&rooms.inner)));
+        tokio::spawn(super::budget::shed_when_over(budget, Arc::downgrade(&rooms.inner.map)));
         rooms
     }
 
@@ -70,7 +69,7 @@ impl Rooms {
             let (tx, rx) = mpsc::channel(1024);
             let usage = Arc::new(RingUsage::default());
             let actor =
-                RoomActor::new(room.clone(), generation, self.inner.ctx.clone(), Arc::downgrade(&self.inner), rx, alive, usage.clone());
+                RoomActor::new(room.clone(), generation, self.inner.ctx.clone(), Arc::downgrade(&self.inner.map), rx, alive, usage.clone());
             tokio::spawn(actor.run());
             RoomHandle { tx, generation, usage }
         });
@@ -78,7 +77,7 @@ impl Rooms {
     }
 
     fn forget(&self, room: &RoomId, generation: u64) {
-        self.inner.map.remove_if(room, |_, h| h.generation == generation);
+        super::unregister(&self.inner.map, room, generation);
     }
 
     /// Sends a request to the room's actor and waits for its answer, asking a fresh actor when
@@ -190,12 +189,5 @@ impl Rooms {
             let _ = handle.tx.send(Command::Shutdown).await;
         }
         let _ = self.inner.all_stopped.lock().await.recv().await;
-    }
-}
-
-impl Inner {
-    /// Called by an actor that decided to stop: only removes the entry if it is still its own.
-    pub(super) fn remove(&self, room: &RoomId, generation: u64) {
-        self.map.remove_if(room, |_, h| h.generation == generation);
     }
 }
