@@ -583,7 +583,8 @@ function reportHeight() {
     const content = last ? last.offsetTop + last.offsetHeight + 14 : 0;  // 14: bottom margin + padding
     const fixed = app.getBoundingClientRect().height - body.getBoundingClientRect().height;
     const height = Math.ceil(fixed + Math.min(LIST_MAX, Math.max(LIST_MIN, content)));
-    if (height !== lastHeight) { lastHeight = height; post({ resize: { height } }); }
+    // Kept on the element too, so tests can tell the height the widget last asked for.
+    if (height !== lastHeight) { lastHeight = height; app.dataset.height = height; post({ resize: { height } }); }
   });
 }
 if (hostOrigin && "ResizeObserver" in window) {

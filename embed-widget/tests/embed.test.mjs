@@ -3,7 +3,7 @@
 // until `ready`, several widgets per page, SPA changes, the unread count, and foreign messages.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { api, bot, launchBrowser, reader, startEngine, startHost, until } from "./helpers.mjs";
+import { api, bot, connected, launchBrowser, reader, startEngine, startHost, until } from "./helpers.mjs";
 
 let engine, browser, host, evil;
 before(async () => {
@@ -206,8 +206,16 @@ test("messages from a foreign origin and malformed ones are ignored on both side
   await page.goto(hostPage("attacked", `<div data-chat-room="attacked"></div><iframe id="evil" src="${evilUrl}"></iframe>`));
   await waitReady(page, "attacked");
   const frame = await widget(page, "attacked");
-  await frame.locator("#me").waitFor();
-  const height = await frameHeight(page, "attacked");
+  await connected(frame);
+  // The frame follows the widget's own reports; wait until it has the last one (a report may still
+  // be on its way right after connecting), and watch every height the frame takes from here on.
+  const reported = () => frame.evaluate(() => Number(document.getElementById("app").dataset.height));
+  await until(async () => (await frameHeight(page, "attacked")) === await reported(), { message: "the frame at the reported height" });
+  await page.evaluate(() => {
+    window.heights = [];
+    new ResizeObserver(([entry]) => heights.push(entry.contentRect.height))
+      .observe(document.querySelector('[data-chat-room="attacked"] iframe'));
+  });
   await frame.evaluate(() => {
     window.themes = [];
     window.origins = [];
@@ -234,7 +242,8 @@ test("messages from a foreign origin and malformed ones are ignored on both side
   assert.ok((await frame.evaluate(() => themes)).every((c) => !c.includes("theme-dark")), "never dark");
   assert.equal(await readyCount(page, "attacked"), 1);
   assert.equal(await page.evaluate(() => events.filter((e) => e.type === "chat:unread").length), 0);
-  assert.equal(await frameHeight(page, "attacked"), height);
+  assert.ok((await page.evaluate(() => heights)).every((h) => h !== 33), "the foreign resize was never applied");
+  await until(async () => (await frameHeight(page, "attacked")) === await reported(), { message: "the frame at the reported height" });
   assert.deepEqual(page.errors ?? [], []);
   assert.deepEqual(page.csp, []);
   await page.context().close();
