@@ -1,7 +1,8 @@
 // Protocol client: one room's socket speaking the v1 wire protocol (docs/PROTOCOL.md). It says
 // hello and resumes with lastSeq, passes each message on once (de-duplicated by seq), keeps sends
 // pending until acked and resends them with the same clientId after a reconnect, backs off, obeys
-// the server's `reconnect` frame and reports `retryAfterMs`. No DOM: it tells the view what
+// the server's `reconnect` frame and reports `retryAfterMs`, and keeps the room's state (locked,
+// pinned message). No DOM: it tells the view what
 // happened through callbacks, so it runs in Node with a fake WebSocket (tests/unit/).
 
 const OPEN = 1;  // WebSocket.OPEN
@@ -31,6 +32,9 @@ export const backoff = (attempt, random = Math.random) => Math.min(30000, 500 * 
  *   error(frame, { clientId, retryAfterMs })  `clientId`: the pending send it refused, now failed
  *                             (kept until retry or discard); `retryAfterMs`: > 0 for `rate_limited`
  *   close(next)               "retry" (backing off), "planned" (after `reconnect`), "banned", "held"
+ *   room({ locked, pinned })  the room's state: after every welcome, and when a `room` or `pinned`
+ *                             frame (or `room_locked`, or the pinned message's deletion) changes it;
+ *                             `pinned`: a Message or null
  *   frame(f)                  everything else (presence, typing, types added later)
  * `WebSocket`, `setTimeout`, `clearTimeout`, `now` and `random` default to the browser's.
  */
@@ -49,6 +53,7 @@ export function createClient({ url, hello, on = {}, ...env }) {
   let maxSeq = 0;             // highest seq received as a message (never from an ack: see onAck)
   let attempt = 0, retryTimer = 0, drainAt = 0;
   let banned = false, held = false;
+  let locked = false, pinned = null;  // the room's state, from welcome, `room` and `pinned`
   const seen = new Set();     // seqs passed on since the last fresh welcome
   const gone = new Set();     // deleted seqs, so a late frame cannot bring one back
   const pending = new Map();  // clientId -> { content, failed }
@@ -86,7 +91,9 @@ export function createClient({ url, hello, on = {}, ...env }) {
       case "welcome": onWelcome(f); break;
       case "message": if (isNew(f.message)) emit("message", f.message); break;
       case "ack": onAck(f); break;
-      case "deleted": gone.add(f.seq); emit("deleted", f.seq); break;
+      case "deleted": onDeleted(f.seq); break;
+      case "room": setRoom(f.locked === true, pinned); break;
+      case "pinned": setRoom(locked, f.message); break;
       case "error": onError(f); break;
       case "reconnect": onDrain(f.afterMs); break;
       default: emit("frame", f);  // the engine may add frame types
@@ -103,6 +110,22 @@ export function createClient({ url, hello, on = {}, ...env }) {
     return true;
   }
 
+  // A pin is a whole message; anything else (null, a bad frame) means no pin.
+  function setRoom(isLocked, pin, always = false) {
+    const next = pin && typeof pin === "object" && typeof pin.seq === "number" && !gone.has(pin.seq) ? pin : null;
+    if (!always && isLocked === locked && next === pinned) return;
+    locked = isLocked;
+    pinned = next;
+    emit("room", { locked, pinned });
+  }
+
+  // The engine unpins a deleted message with its own `pinned` frame; this covers either order.
+  function onDeleted(seq) {
+    gone.add(seq);
+    emit("deleted", seq);
+    if (pinned && pinned.seq === seq) setRoom(locked, null);
+  }
+
   function onWelcome(f) {
     you = f.you || you;
     welcomed = true;
@@ -111,6 +134,7 @@ export function createClient({ url, hello, on = {}, ...env }) {
     if (!f.resumed) { seen.clear(); maxSeq = 0; }
     const history = Array.isArray(f.history) ? f.history : [];
     emit("welcome", f, history.filter(isNew));
+    setRoom(f.locked === true, f.pinned, true);
     // Sends that were in flight when the socket dropped: same clientId, so the server stores them once.
     for (const [clientId, p] of pending) if (!p.failed) send({ type: "send", clientId, content: p.content });
     everWelcomed = true;
@@ -126,6 +150,7 @@ export function createClient({ url, hello, on = {}, ...env }) {
 
   function onError(f) {
     if (f.code === "banned") banned = true;  // the server closes after it: no reconnect
+    if (f.code === "room_locked") setRoom(true, pinned);  // the `room` frame may still be on its way
     const p = f.clientId ? pending.get(f.clientId) : undefined;
     if (p) p.failed = true;  // not resent by itself: the reader retries or discards it
     else if (f.code === "invalid_nickname" && !welcomed) {
@@ -195,6 +220,8 @@ export function createClient({ url, hello, on = {}, ...env }) {
     get banned() { return banned; },
     get held() { return held; },
     get maxSeq() { return maxSeq; },
+    get locked() { return locked; },
+    get pinned() { return pinned; },
     get attempt() { return attempt; },
     get pending() { return pending; },
   };

@@ -21,13 +21,14 @@ export const STRINGS = {
     nickRule: "Nickname must be 2–15 characters, without control characters.",
     slowDown: (s) => `Slow down — try again in ${s} s`,
     anon: (a) => `Anonymous ${a}`,
+    closed: "This discussion is closed.", pinned: "Pinned",
     animals: {
       otter: "Otter", fox: "Fox", panda: "Panda", koala: "Koala", rabbit: "Bunny", cat: "Cat", dog: "Dog",
       owl: "Owl", tiger: "Tiger", whale: "Whale", seal: "Seal", bear: "Bear", frog: "Frog", wolf: "Wolf",
     },
     errors: {
       rate_limited: "You're sending too fast. Try again in a moment.", invalid_content: "Messages must be 1–2000 characters.",
-      banned: "You can't take part in this chat.", forbidden: "You can only delete your own messages.",
+      banned: "You can't take part in this chat.", room_locked: "This discussion is closed.", forbidden: "You can only delete your own messages.",
       not_found: "That message no longer exists.", unavailable: "Chat is temporarily unavailable.", internal: "Something went wrong.",
     },
   },
@@ -45,13 +46,14 @@ export const STRINGS = {
     nickRule: "닉네임은 제어 문자 없이 2–15자여야 해요.",
     slowDown: (s) => `천천히 보내 주세요 — ${s}초 후에 다시 시도하세요`,
     anon: (a) => `익명의 ${a}`,
+    closed: "토론이 닫혔습니다.", pinned: "고정된 메시지",
     animals: {
       otter: "수달", fox: "여우", panda: "판다", koala: "코알라", rabbit: "토끼", cat: "고양이", dog: "강아지",
       owl: "부엉이", tiger: "호랑이", whale: "고래", seal: "물범", bear: "곰", frog: "개구리", wolf: "늑대",
     },
     errors: {
       rate_limited: "너무 빨리 보내고 있어요. 잠시 후 다시 시도하세요.", invalid_content: "메시지는 1–2000자여야 해요.",
-      banned: "이 채팅에 참여할 수 없어요.", forbidden: "내 메시지만 삭제할 수 있어요.",
+      banned: "이 채팅에 참여할 수 없어요.", room_locked: "토론이 닫혔습니다.", forbidden: "내 메시지만 삭제할 수 있어요.",
       not_found: "이미 없는 메시지예요.", unavailable: "채팅을 일시적으로 사용할 수 없어요.", internal: "문제가 발생했어요.",
     },
   },

@@ -42,6 +42,7 @@ const onlineEl = $("online"), meBtn = $("me"), count = $("count"), sendBtn = $("
 const nickForm = $("nick"), nickInput = $("nick-input"), nickAvatar = $("nick-avatar");
 const nickErr = $("nick-err"), nickCancel = $("nick-cancel");
 const body = list.parentElement, peopleBox = $("people-box"), people = $("people"), hint = $("hint");
+const pinBox = $("pin"), pinBody = $("pin-body"), closedEl = $("closed");
 
 // Creates an element; string children become text nodes (Element.append never parses HTML).
 function h(tag, cls, ...children) {
@@ -84,12 +85,13 @@ if (firstVisit) nickname = defaultNick(avatar);  // joins under the suggested na
 const client = createClient({
   url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/${encodeURIComponent(roomId)}`,
   hello: () => ({ anonymousId, nickname, avatar }),
-  on: { welcome: onWelcome, message: (m) => addLive([m], true), ack: onAck, deleted: removeSeq, error: onError, close: onClose, frame: onFrame },
+  on: { welcome: onWelcome, message: (m) => addLive([m], true), ack: onAck, deleted: removeSeq, error: onError, close: onClose, frame: onFrame, room: onRoom },
 });
 const send = client.send;
 let me = null;              // welcome.you
 let hasOlder = false, loadingOlder = false, olderRetryAt = 0, listGen = 0;
 let unread = 0;
+let locked = false, nickOpen = false;  // the room is closed; the nickname prompt is up
 const items = new Map();    // seq -> { el, msg, local }
 const gone = new Set();     // deleted seqs: older history fetched later cannot bring one back
 const pending = new Map();  // clientId -> { el, content, failed }: this page's sends the client holds
@@ -114,7 +116,7 @@ function timeEl(iso) {
   return t;
 }
 setInterval(() => {
-  for (const t of list.querySelectorAll("time[datetime]")) t.textContent = relTime(new Date(t.dateTime));
+  for (const t of document.querySelectorAll("time[datetime]")) t.textContent = relTime(new Date(t.dateTime));
 }, 30000);
 
 // ---- rendering --------------------------------------------------------------------------------
@@ -389,6 +391,34 @@ onlineEl.addEventListener("click", () => togglePeople());
 peopleBox.addEventListener("keydown", (e) => { if (e.key === "Escape") { togglePeople(false); onlineEl.focus(); } });
 onlineEl.addEventListener("keydown", (e) => { if (e.key === "Escape" && !peopleBox.hidden) togglePeople(false); });
 
+// ---- closed room and pinned message ---------------------------------------------------------------
+// Closed: no composer and no nickname prompt, a line saying so instead; reopened: back as they were.
+function renderForms() {
+  closedEl.hidden = !locked;
+  nickForm.hidden = locked || !nickOpen;
+  composer.hidden = locked || nickOpen;
+  meBtn.hidden = locked || !roomOk;
+}
+
+function onRoom({ locked: isLocked, pinned }) {
+  const had = composer.contains(document.activeElement) || nickForm.contains(document.activeElement);
+  locked = isLocked;
+  renderForms();
+  if (locked && had) list.focus();  // focus must not vanish with the form
+  renderPin(pinned);
+}
+
+// The pinned message above the list: a labelled region, its text clamped to a few lines (shown in
+// full while it has focus).
+function renderPin(m) {
+  pinBox.hidden = !m;
+  if (!m) { pinBody.replaceChildren(); delete pinBox.dataset.seq; return; }
+  pinBox.dataset.seq = m.seq;
+  const [av, bub] = bubble(m, [timeEl(m.createdAt)]);
+  bub.className = "pin-msg";
+  pinBody.replaceChildren(av, bub);
+}
+
 // ---- what the client reports ----------------------------------------------------------------------
 function onFrame(f) {
   if (f.type === "presence") onPresence(f);
@@ -494,7 +524,7 @@ composer.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
 let draftAvatar = avatar;
 
 function renderMe() {
-  meBtn.hidden = false;
+  meBtn.hidden = locked;
   meBtn.textContent = `${ANIMALS[avatar]} ${iso(nickname)}`;
   meBtn.setAttribute("aria-label", `${iso(nickname)}: ${T.changeNick}`);  // keeps the visible name in the label
 }
@@ -509,12 +539,12 @@ function openNick(message = "") {
   nickInput.value = nickname;
   showNickProblem(message);
   nickCancel.hidden = !hasNickname();  // the first choice cannot be skipped
-  nickForm.hidden = false;
-  composer.hidden = true;
+  nickOpen = true;
+  renderForms();
 }
 function closeNick() {
-  nickForm.hidden = true;
-  composer.hidden = false;
+  nickOpen = false;
+  renderForms();
 }
 
 nickAvatar.addEventListener("click", () => {
@@ -600,6 +630,8 @@ document.title = title;
 $("input-label").textContent = T.inputLabel;
 $("nick-label").textContent = T.nickLabel;
 $("nick-save").textContent = T.nickSave;
+$("pin-label").textContent = T.pinned;
+closedEl.textContent = T.closed;
 nickCancel.textContent = T.cancel;
 input.placeholder = T.placeholder;
 sendBtn.textContent = T.send;

@@ -250,6 +250,32 @@ export function artifactsDir(sub = "") {
   return dir;
 }
 
+// Every visible text in the widget against the background it is drawn on (the nearest ancestor
+// with an opaque background): at least 4.5:1, the AA level for normal-size text.
+export async function textContrasts(page) {
+  return page.evaluate(() => {
+    const out = [];
+    const bgOf = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const bg = getComputedStyle(e).backgroundColor;
+        if (!/rgba\(.*,\s*0\)$/.test(bg) && bg !== "transparent") return bg;
+      }
+      return getComputedStyle(document.documentElement).backgroundColor;
+    };
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!n.textContent.trim() || !el.checkVisibility() || el.closest(".sr, [aria-hidden=true], :disabled")) continue;
+      out.push({ text: n.textContent.trim().slice(0, 30), fg: getComputedStyle(el).color, bg: bgOf(el) });
+    }
+    // Input borders and the focus ring are non-text contrast (3:1).
+    for (const el of document.querySelectorAll("textarea, input")) {
+      if (el.checkVisibility()) out.push({ text: `border of #${el.id}`, fg: getComputedStyle(el).borderTopColor, bg: bgOf(el.parentElement), min: 3 });
+    }
+    return out;
+  });
+}
+
 // WCAG 2.x contrast ratio of two CSS rgb()/rgba() colors (alpha ignored: callers pass opaque ones).
 export function contrast(a, b) {
   const lum = (c) => {

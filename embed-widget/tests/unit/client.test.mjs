@@ -58,7 +58,7 @@ function setup({ random = () => 0.5 } = {}) {
     frames(type) { return this.sent.filter((f) => f.type === type); }
   }
   const events = [];
-  const names = ["welcome", "message", "ack", "deleted", "error", "close", "frame"];
+  const names = ["welcome", "message", "ack", "deleted", "error", "close", "frame", "room"];
   const on = Object.fromEntries(names.map((n) => [n, (...args) => events.push([n, ...args])]));
   const client = createClient({
     url: "ws://chat.test/ws/post-1",
@@ -79,10 +79,10 @@ const msg = (seq, extra = {}) => ({ seq, roomId: "post-1", authorId: OTHER, nick
 const seqs = (list) => list.map((m) => m.seq);
 
 /** Opens the newest socket and answers its hello with a welcome. */
-function welcome(t, { history = [], resumed = false } = {}) {
+function welcome(t, { history = [], resumed = false, locked = false, pinned = null } = {}) {
   const sock = t.sock();
   sock.open();
-  sock.receive({ type: "welcome", you: ME, history, resumed, online: 1 });
+  sock.receive({ type: "welcome", you: ME, history, resumed, online: 1, locked, pinned });
   return sock;
 }
 
@@ -383,6 +383,75 @@ describe("errors", () => {
     assert.equal(t.sockets.length, 2);
     t.sock().open();
     assert.equal(t.sock().frames("hello").length, 1);
+  });
+});
+
+describe("closed rooms and the pin", () => {
+  test("the welcome tells the view whether the room is locked and what is pinned, every time", () => {
+    const t = setup();
+    t.client.connect();
+    welcome(t, { locked: true, pinned: msg(3) });
+    assert.deepEqual(t.of("room"), [[{ locked: true, pinned: msg(3) }]]);
+    assert.equal(t.client.locked, true);
+    assert.equal(t.client.pinned.seq, 3);
+    // Reopened and unpinned while this reader was away: the next welcome says so.
+    dropAndReconnect(t);
+    welcome(t, { resumed: true });
+    assert.deepEqual(t.of("room")[1], [{ locked: false, pinned: null }]);
+    assert.equal(t.client.locked, false);
+    assert.equal(t.client.pinned, null);
+  });
+
+  test("room and pinned frames change the state live; repeats and bad pins are not news", () => {
+    const t = setup();
+    t.client.connect();
+    const sock = welcome(t);
+    sock.receive({ type: "room", locked: true });
+    sock.receive({ type: "room", locked: true });
+    sock.receive({ type: "pinned", message: msg(7) });
+    sock.receive({ type: "pinned", message: null });
+    sock.receive({ type: "pinned", message: { content: "no seq" } });
+    sock.receive({ type: "room", locked: false });
+    assert.deepEqual(t.of("room").slice(1), [
+      [{ locked: true, pinned: null }],
+      [{ locked: true, pinned: msg(7) }],
+      [{ locked: true, pinned: null }],
+      [{ locked: false, pinned: null }],
+    ]);
+    assert.deepEqual(t.of("frame"), [], "room and pinned are not passed on as unknown frames");
+  });
+
+  test("deleting the pinned message removes the pin, whichever frame comes first", () => {
+    const t = setup();
+    t.client.connect();
+    const sock = welcome(t, { pinned: msg(5) });
+    sock.receive({ type: "deleted", seq: 4 });
+    assert.equal(t.client.pinned.seq, 5);
+    sock.receive({ type: "deleted", seq: 5 });
+    assert.equal(t.client.pinned, null);
+    sock.receive({ type: "pinned", message: null });
+    sock.receive({ type: "pinned", message: msg(5) });  // late: that message is gone
+    assert.deepEqual(t.of("room").map(([r]) => r.pinned?.seq ?? null), [5, null]);
+  });
+
+  test("room_locked: the send fails once, is not resent, and the room counts as locked", () => {
+    const t = setup();
+    t.client.connect();
+    const sock = welcome(t);
+    const clientId = t.client.submit("too late");
+    sock.receive({ type: "error", code: "room_locked", message: "locked", clientId });
+    assert.deepEqual(t.of("error").map(([f, d]) => [f.code, d]), [["room_locked", { clientId, retryAfterMs: 0 }]]);
+    assert.equal(t.client.pending.get(clientId).failed, true);
+    assert.equal(t.client.locked, true);
+    assert.deepEqual(t.of("room").at(-1), [{ locked: true, pinned: null }]);
+    sock.receive({ type: "room", locked: true });
+    assert.equal(t.of("room").length, 2, "the room frame after it is no news");
+
+    dropAndReconnect(t);
+    const again = welcome(t, { resumed: true, locked: true });
+    t.clock.advance(120000);
+    assert.deepEqual(again.frames("send"), [], "no retry by itself, after a reconnect or ever");
+    assert.equal(t.sockets.length, 2);
   });
 });
 
