@@ -166,7 +166,9 @@ impl Session {
             // memory held by every idle connection.
             let tick = close_at.map_or(next_ping, |c| c.min(next_ping));
             tokio::select! {
-                incoming = self.ws.next() => match self.text_of(incoming).await {
+                // Boxed: it may write an error frame, and that write's state (buffer, deadline
+                // timer) should not be part of every idle connection's future.
+                incoming = self.ws.next() => match Box::pin(self.text_of(incoming)).await {
                     Ok(Some(text)) => if let Err(exit) = Box::pin(self.on_reader_frame(&text, joined)).await { return exit },
                     Ok(None) => {}
                     Err(exit) => return exit,
