@@ -2,7 +2,7 @@
 //! holds their messages. The embedded default is a SQLite file; `writer` adds group commit on top.
 
 pub mod postgres;
-mod reads;
+mod queries;
 pub mod retention;
 pub mod sqlite;
 pub mod writer;

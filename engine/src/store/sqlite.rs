@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 
-use super::reads::Reads;
+use super::queries::Queries;
 use super::{Appended, BanEntry, Deletion, NewMessage, RoomSnapshot, RoomSummary, Store, StoreError};
 use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
 
@@ -113,146 +113,57 @@ impl Store for SqliteStore {
     }
 
     fn load_room(&self, room: RoomId, recent: usize) -> BoxFuture<'_, Result<RoomSnapshot, StoreError>> {
-        async move { Ok(Reads(&self.readers).load_room(&room, recent).await?) }.boxed()
+        async move { Ok(Queries(&self.readers).load_room(&room, recent).await?) }.boxed()
     }
 
     fn history(&self, room: RoomId, before: Option<Seq>, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
-        async move { Ok(Reads(&self.readers).history(&room, before, limit).await?) }.boxed()
+        async move { Ok(Queries(&self.readers).history(&room, before, limit).await?) }.boxed()
     }
 
     fn after(&self, room: RoomId, after: Seq, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
-        async move { Ok(Reads(&self.readers).after(&room, after, limit).await?) }.boxed()
+        async move { Ok(Queries(&self.readers).after(&room, after, limit).await?) }.boxed()
     }
 
     fn last_seq(&self, room: RoomId) -> BoxFuture<'_, Result<Seq, StoreError>> {
-        async move { Ok(Reads(&self.readers).last_seq(&room).await?) }.boxed()
+        async move { Ok(Queries(&self.readers).last_seq(&room).await?) }.boxed()
     }
 
     fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>> {
-        async move {
-            let mut tx = self.writer.begin().await?;
-            let owner: Option<String> =
-                sqlx::query_scalar("SELECT author_id FROM messages WHERE room_id = ? AND seq = ? AND deleted_at IS NULL")
-                    .bind(room.as_str())
-                    .bind(seq)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let outcome = Deletion::decide(owner.as_deref(), author.as_ref());
-            if outcome == Deletion::Deleted {
-                sqlx::query("UPDATE messages SET content = '', deleted_at = ? WHERE room_id = ? AND seq = ?")
-                    .bind(now_millis())
-                    .bind(room.as_str())
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("UPDATE rooms SET pinned_seq = NULL WHERE id = ? AND pinned_seq = ?")
-                    .bind(room.as_str())
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(outcome)
-        }
-        .boxed()
+        async move { Ok(Queries(&self.writer).delete(&room, seq, author.as_ref()).await?) }.boxed()
     }
 
     fn ban(&self, room: RoomId, author: AuthorId, until: i64) -> BoxFuture<'_, Result<(), StoreError>> {
-        async move {
-            sqlx::query(
-                "INSERT INTO bans (room_id, author_id, until, created_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (room_id, author_id) DO UPDATE SET until = excluded.until",
-            )
-            .bind(room.as_str())
-            .bind(author.as_str())
-            .bind(until)
-            .bind(now_millis())
-            .execute(&self.writer)
-            .await?;
-            Ok(())
-        }
-        .boxed()
+        async move { Ok(Queries(&self.writer).ban(&room, &author, until).await?) }.boxed()
     }
 
     fn unban(&self, room: RoomId, author: AuthorId) -> BoxFuture<'_, Result<bool, StoreError>> {
-        async move {
-            let done = sqlx::query("DELETE FROM bans WHERE room_id = ? AND author_id = ? AND until > ?")
-                .bind(room.as_str())
-                .bind(author.as_str())
-                .bind(now_millis())
-                .execute(&self.writer)
-                .await?;
-            Ok(done.rows_affected() > 0)
-        }
-        .boxed()
+        async move { Ok(Queries(&self.writer).unban(&room, &author).await?) }.boxed()
     }
 
     fn set_locked(&self, room: RoomId, locked: bool) -> BoxFuture<'_, Result<(), StoreError>> {
-        async move {
-            let now = now_millis();
-            sqlx::query("INSERT INTO rooms (id, last_seq, created_at, locked_at) VALUES (?, 0, ?, ?) ON CONFLICT (id) DO UPDATE SET locked_at = excluded.locked_at")
-                .bind(room.as_str())
-                .bind(now)
-                .bind(locked.then_some(now))
-                .execute(&self.writer)
-                .await?;
-            Ok(())
-        }
-        .boxed()
+        async move { Ok(Queries(&self.writer).set_locked(&room, locked).await?) }.boxed()
     }
 
     fn pin(&self, room: RoomId, seq: Option<Seq>) -> BoxFuture<'_, Result<Option<Message>, StoreError>> {
-        async move {
-            let mut tx = self.writer.begin().await?;
-            let Some(seq) = seq else {
-                sqlx::query("UPDATE rooms SET pinned_seq = NULL WHERE id = ?").bind(room.as_str()).execute(&mut *tx).await?;
-                tx.commit().await?;
-                return Ok(None);
-            };
-            // The message is read and the pin written in one transaction, so a delete cannot
-            // slip in between and leave a deleted message pinned.
-            let exists: Option<i64> = sqlx::query_scalar("SELECT seq FROM messages WHERE room_id = ? AND seq = ? AND deleted_at IS NULL")
-                .bind(room.as_str())
-                .bind(seq)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
-                return Ok(None);
-            }
-            sqlx::query("UPDATE rooms SET pinned_seq = ? WHERE id = ?").bind(seq).bind(room.as_str()).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(Reads(&self.writer).message(&room, seq).await?)
-        }
-        .boxed()
+        async move { Ok(Queries(&self.writer).pin(&room, seq).await?) }.boxed()
     }
 
     fn rooms(&self, search: Option<String>, after: Option<RoomId>, limit: usize) -> BoxFuture<'_, Result<Vec<RoomSummary>, StoreError>> {
-        async move { Ok(Reads(&self.readers).rooms(search.as_deref(), after.as_ref(), limit).await?) }.boxed()
+        async move { Ok(Queries(&self.readers).rooms(search.as_deref(), after.as_ref(), limit).await?) }.boxed()
     }
 
     fn author_messages(&self, author: AuthorId, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>> {
-        async move { Ok(Reads(&self.readers).author_messages(&author, limit).await?) }.boxed()
+        async move { Ok(Queries(&self.readers).author_messages(&author, limit).await?) }.boxed()
     }
 
     fn bans(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<Vec<BanEntry>, StoreError>> {
-        async move { Ok(Reads(&self.readers).bans(now, limit).await?) }.boxed()
+        async move { Ok(Queries(&self.readers).bans(now, limit).await?) }.boxed()
     }
 
     // The deletes go through the single writer connection like the commits do, so each is one
     // short statement that a waiting commit follows at once (no busy waits, no second writer).
     fn prune_older_than(&self, before: i64, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>> {
-        async move {
-            let done = sqlx::query(
-                "DELETE FROM messages WHERE (room_id, seq) IN
-                 (SELECT room_id, seq FROM messages WHERE created_at < ? ORDER BY created_at LIMIT ?)",
-            )
-            .bind(before)
-            .bind(limit as i64)
-            .execute(&self.writer)
-            .await?;
-            Ok(done.rows_affected())
-        }
-        .boxed()
+        async move { Ok(Queries(&self.writer).prune_older_than(before, limit).await?) }.boxed()
     }
 
     fn rooms_over(
@@ -262,65 +173,19 @@ impl Store for SqliteStore {
         after: Option<RoomId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<(RoomId, Seq)>, StoreError>> {
-        async move {
-            let rows = sqlx::query(
-                "SELECT r.id, MIN(r.last_seq - ?1, COALESCE(
-                     (SELECT seq FROM messages WHERE room_id = r.id AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?2),
-                     (SELECT MIN(seq) FROM messages WHERE room_id = r.id AND deleted_at IS NULL),
-                     r.last_seq + 1) - 1)
-                 FROM rooms r
-                 WHERE r.id > ?3 AND r.last_seq > ?1
-                   AND EXISTS (SELECT 1 FROM messages m WHERE m.room_id = r.id AND m.seq <= r.last_seq - ?1)
-                 ORDER BY r.id LIMIT ?4",
-            )
-            .bind(keep as i64)
-            .bind(protect.saturating_sub(1) as i64)
-            .bind(after.as_ref().map_or("", RoomId::as_str))
-            .bind(limit as i64)
-            .fetch_all(&self.readers)
-            .await?;
-            Ok(rows.iter().filter_map(|row| Some((RoomId::parse(row.get(0))?, row.get(1)))).collect())
-        }
-        .boxed()
+        async move { Ok(Queries(&self.readers).rooms_over(keep, protect, after.as_ref(), limit).await?) }.boxed()
     }
 
     fn prune_room(&self, room: RoomId, upto: Seq, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>> {
-        async move {
-            let done = sqlx::query(
-                "DELETE FROM messages WHERE room_id = ?1 AND seq IN
-                 (SELECT seq FROM messages WHERE room_id = ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)",
-            )
-            .bind(room.as_str())
-            .bind(upto)
-            .bind(limit as i64)
-            .execute(&self.writer)
-            .await?;
-            Ok(done.rows_affected())
-        }
-        .boxed()
+        async move { Ok(Queries(&self.writer).prune_room(&room, upto, limit).await?) }.boxed()
     }
 
     fn prune_bans(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>> {
-        async move {
-            let done = sqlx::query(
-                "DELETE FROM bans WHERE (room_id, author_id) IN
-                 (SELECT room_id, author_id FROM bans WHERE until <= ? LIMIT ?)",
-            )
-            .bind(now)
-            .bind(limit as i64)
-            .execute(&self.writer)
-            .await?;
-            Ok(done.rows_affected())
-        }
-        .boxed()
+        async move { Ok(Queries(&self.writer).prune_bans(now, limit).await?) }.boxed()
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        async move {
-            sqlx::query("SELECT 1").execute(&self.readers).await?;
-            Ok(())
-        }
-        .boxed()
+        async move { Ok(Queries(&self.readers).ping().await?) }.boxed()
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

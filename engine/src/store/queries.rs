@@ -1,0 +1,394 @@
+//! The statements both stores make, written once: every read, and every write but the batch
+//! commit. Their SQL is the same on SQLite and Postgres (sqlx binds `$1`, `$2`, ... by number on
+//! SQLite too) but for what `Dialect` says: Postgres locks the rows a write is about to change, and
+//! spells the two-argument minimum `LEAST`. The batch commit stays with each store (a `chat_append`
+//! call on Postgres, statements on one connection on SQLite).
+
+use sqlx::postgres::PgQueryResult;
+use sqlx::sqlite::SqliteQueryResult;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use super::{BanEntry, Deletion, RoomSnapshot, RoomSummary};
+use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
+
+/// What differs between our two databases in the shared statements.
+pub trait Dialect: Database {
+    /// Ends a `SELECT` of rows a transaction is about to change. Postgres locks them against
+    /// another pod's transaction; SQLite has a single writer, so there is nobody to lock out.
+    const LOCK_ROWS: &'static str;
+    /// Ends a pruning `SELECT`: on Postgres, pods pruning at once skip the rows another is
+    /// deleting instead of waiting for them, so each row is deleted (and counted) once.
+    const SKIP_LOCKED: &'static str;
+    /// The two-argument minimum.
+    const LEAST: &'static str;
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+}
+
+impl Dialect for sqlx::Postgres {
+    const LOCK_ROWS: &'static str = "FOR UPDATE";
+    const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
+    const LEAST: &'static str = "LEAST";
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
+
+impl Dialect for sqlx::Sqlite {
+    const LOCK_ROWS: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
+    const LEAST: &'static str = "MIN";
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+}
+
+/// The columns `message_from` reads, in its order.
+const MESSAGE_COLUMNS: &str = "seq, room_id, author_id, nickname, avatar, content, created_at, client_id";
+
+/// A store's pool (on SQLite: the readers for reads, the writer for writes). The bounds say that
+/// sqlx can bind and read back text and 64-bit integers on the database, which both of ours can.
+pub struct Queries<'p, DB: Database>(pub &'p Pool<DB>);
+
+impl<DB> Queries<'_, DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    /// The counter, the newest `recent` messages and the active bans of a room.
+    pub async fn load_room(&self, room: &RoomId, recent: usize) -> Result<RoomSnapshot, sqlx::Error> {
+        let last_seq = self.last_seq(room).await?;
+        let recent = self.history(room, None, recent).await?;
+        let bans = sqlx::query("SELECT author_id, until FROM bans WHERE room_id = $1 AND until > $2")
+            .bind(room.as_str())
+            .bind(now_millis())
+            .fetch_all(self.0)
+            .await?
+            .iter()
+            .map(|row| (AuthorId::from_store(row.get(0)), row.get::<i64, _>(1)))
+            .collect();
+        let (locked, pinned) = self.lock_and_pin(room).await?;
+        Ok(RoomSnapshot { last_seq, recent, bans, locked, pinned })
+    }
+
+    /// Whether the room is locked, and its pinned message (unless deleted).
+    pub async fn lock_and_pin(&self, room: &RoomId) -> Result<(bool, Option<Message>), sqlx::Error> {
+        let Some(row) =
+            sqlx::query("SELECT locked_at, pinned_seq FROM rooms WHERE id = $1").bind(room.as_str()).fetch_optional(self.0).await?
+        else {
+            return Ok((false, None));
+        };
+        let locked = row.get::<Option<i64>, _>(0).is_some();
+        let pinned = match row.get::<Option<i64>, _>(1) {
+            Some(seq) => self.message(room, seq).await?,
+            None => None,
+        };
+        Ok((locked, pinned))
+    }
+
+    /// One message of a room, unless it is deleted.
+    pub async fn message(&self, room: &RoomId, seq: Seq) -> Result<Option<Message>, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL"))
+            .bind(room.as_str())
+            .bind(seq)
+            .fetch_optional(self.0)
+            .await?;
+        Ok(row.map(|row| message_from(&row, room)))
+    }
+
+    /// See `Store::rooms`. The search matches ids literally (`_` is escaped for `LIKE`).
+    pub async fn rooms(&self, search: Option<&str>, after: Option<&RoomId>, limit: usize) -> Result<Vec<RoomSummary>, sqlx::Error> {
+        let pattern = format!("%{}%", search.unwrap_or("").replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let rows = sqlx::query(
+            "SELECT r.id,
+                    (SELECT COUNT(*) FROM messages m WHERE m.room_id = r.id AND m.deleted_at IS NULL),
+                    (SELECT MAX(m.created_at) FROM messages m WHERE m.room_id = r.id),
+                    r.locked_at
+             FROM rooms r
+             WHERE r.id > $1 AND r.id LIKE $2 ESCAPE '\\'
+             ORDER BY r.id LIMIT $3",
+        )
+        .bind(after.map_or("", RoomId::as_str))
+        .bind(pattern.as_str())
+        .bind(limit as i64)
+        .fetch_all(self.0)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(RoomSummary {
+                    id: RoomId::parse(row.get(0))?,
+                    messages: row.get(1),
+                    last_activity: row.get(2),
+                    locked: row.get::<Option<i64>, _>(3).is_some(),
+                })
+            })
+            .collect())
+    }
+
+    /// See `Store::author_messages`.
+    pub async fn author_messages(&self, author: &AuthorId, limit: usize) -> Result<Vec<Message>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE author_id = $1 AND deleted_at IS NULL
+             ORDER BY created_at DESC, room_id, seq DESC LIMIT $2"
+        ))
+        .bind(author.as_str())
+        .bind(limit as i64)
+        .fetch_all(self.0)
+        .await?;
+        Ok(rows.iter().filter_map(|row| Some(message_from(row, &RoomId::parse(row.get(1))?))).collect())
+    }
+
+    /// See `Store::bans`.
+    pub async fn bans(&self, now: i64, limit: usize) -> Result<Vec<BanEntry>, sqlx::Error> {
+        let rows =
+            sqlx::query("SELECT room_id, author_id, until FROM bans WHERE until > $1 ORDER BY until DESC, room_id, author_id LIMIT $2")
+                .bind(now)
+                .bind(limit as i64)
+                .fetch_all(self.0)
+                .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(BanEntry { room: RoomId::parse(row.get(0))?, author: AuthorId::from_store(row.get(1)), until: row.get(2) })
+            })
+            .collect())
+    }
+
+    /// See `Store::history`.
+    pub async fn history(&self, room: &RoomId, before: Option<Seq>, limit: usize) -> Result<Vec<Message>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE room_id = $1 AND seq < $2 AND deleted_at IS NULL
+             ORDER BY seq DESC LIMIT $3"
+        ))
+        .bind(room.as_str())
+        .bind(before.unwrap_or(Seq::MAX))
+        .bind(limit as i64)
+        .fetch_all(self.0)
+        .await?;
+        Ok(rows.iter().rev().map(|row| message_from(row, room)).collect())
+    }
+
+    /// See `Store::after`.
+    pub async fn after(&self, room: &RoomId, after: Seq, limit: usize) -> Result<Vec<Message>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             WHERE room_id = $1 AND seq > $2 AND deleted_at IS NULL
+             ORDER BY seq LIMIT $3"
+        ))
+        .bind(room.as_str())
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(self.0)
+        .await?;
+        Ok(rows.iter().map(|row| message_from(row, room)).collect())
+    }
+
+    /// The room's counter; 0 for a room that never stored a message.
+    pub async fn last_seq(&self, room: &RoomId) -> Result<Seq, sqlx::Error> {
+        let seq =
+            sqlx::query_scalar::<_, Seq>("SELECT last_seq FROM rooms WHERE id = $1").bind(room.as_str()).fetch_optional(self.0).await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// See `Store::delete`. The message is read and marked in one transaction; deleting the
+    /// pinned message unpins it.
+    pub async fn delete(&self, room: &RoomId, seq: Seq, author: Option<&AuthorId>) -> Result<Deletion, sqlx::Error> {
+        let mut tx = self.0.begin().await?;
+        let owner: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT author_id FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL {}",
+            DB::LOCK_ROWS
+        ))
+        .bind(room.as_str())
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = Deletion::decide(owner.as_deref(), author);
+        if outcome == Deletion::Deleted {
+            sqlx::query("UPDATE messages SET content = '', deleted_at = $1 WHERE room_id = $2 AND seq = $3")
+                .bind(now_millis())
+                .bind(room.as_str())
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE rooms SET pinned_seq = NULL WHERE id = $1 AND pinned_seq = $2")
+                .bind(room.as_str())
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// See `Store::ban`.
+    pub async fn ban(&self, room: &RoomId, author: &AuthorId, until: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO bans (room_id, author_id, until, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (room_id, author_id) DO UPDATE SET until = excluded.until",
+        )
+        .bind(room.as_str())
+        .bind(author.as_str())
+        .bind(until)
+        .bind(now_millis())
+        .execute(self.0)
+        .await?;
+        Ok(())
+    }
+
+    /// See `Store::unban`.
+    pub async fn unban(&self, room: &RoomId, author: &AuthorId) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM bans WHERE room_id = $1 AND author_id = $2 AND until > $3")
+            .bind(room.as_str())
+            .bind(author.as_str())
+            .bind(now_millis())
+            .execute(self.0)
+            .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    /// See `Store::set_locked`. Locking a room nobody wrote in yet creates its row.
+    pub async fn set_locked(&self, room: &RoomId, locked: bool) -> Result<(), sqlx::Error> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO rooms (id, last_seq, created_at, locked_at) VALUES ($1, 0, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET locked_at = excluded.locked_at",
+        )
+        .bind(room.as_str())
+        .bind(now)
+        .bind(locked.then_some(now))
+        .execute(self.0)
+        .await?;
+        Ok(())
+    }
+
+    /// See `Store::pin`. The message is read and the pin written in one transaction, so a delete
+    /// cannot slip in between and leave a deleted message pinned.
+    pub async fn pin(&self, room: &RoomId, seq: Option<Seq>) -> Result<Option<Message>, sqlx::Error> {
+        let mut tx = self.0.begin().await?;
+        let Some(seq) = seq else {
+            sqlx::query("UPDATE rooms SET pinned_seq = NULL WHERE id = $1").bind(room.as_str()).execute(&mut *tx).await?;
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let exists: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT seq FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL {}",
+            DB::LOCK_ROWS
+        ))
+        .bind(room.as_str())
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE rooms SET pinned_seq = $1 WHERE id = $2").bind(seq).bind(room.as_str()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.message(room, seq).await
+    }
+
+    /// See `Store::prune_older_than`.
+    pub async fn prune_older_than(&self, before: i64, limit: usize) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM messages WHERE (room_id, seq) IN
+             (SELECT room_id, seq FROM messages WHERE created_at < $1 ORDER BY created_at LIMIT $2 {})",
+            DB::SKIP_LOCKED
+        ))
+        .bind(before)
+        .bind(limit as i64)
+        .execute(self.0)
+        .await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    /// See `Store::rooms_over`.
+    pub async fn rooms_over(
+        &self,
+        keep: u64,
+        protect: usize,
+        after: Option<&RoomId>,
+        limit: usize,
+    ) -> Result<Vec<(RoomId, Seq)>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT r.id, {}(r.last_seq - $1, COALESCE(
+                 (SELECT seq FROM messages WHERE room_id = r.id AND deleted_at IS NULL ORDER BY seq DESC LIMIT 1 OFFSET $2),
+                 (SELECT MIN(seq) FROM messages WHERE room_id = r.id AND deleted_at IS NULL),
+                 r.last_seq + 1) - 1)
+             FROM rooms r
+             WHERE r.id > $3 AND r.last_seq > $1
+               AND EXISTS (SELECT 1 FROM messages m WHERE m.room_id = r.id AND m.seq <= r.last_seq - $1)
+             ORDER BY r.id LIMIT $4",
+            DB::LEAST
+        ))
+        .bind(keep as i64)
+        .bind(protect.saturating_sub(1) as i64)
+        .bind(after.map_or("", RoomId::as_str))
+        .bind(limit as i64)
+        .fetch_all(self.0)
+        .await?;
+        Ok(rows.iter().filter_map(|row| Some((RoomId::parse(row.get(0))?, row.get(1)))).collect())
+    }
+
+    /// See `Store::prune_room`.
+    pub async fn prune_room(&self, room: &RoomId, upto: Seq, limit: usize) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM messages WHERE room_id = $1 AND seq IN
+             (SELECT seq FROM messages WHERE room_id = $1 AND seq <= $2 ORDER BY seq LIMIT $3 {})",
+            DB::SKIP_LOCKED
+        ))
+        .bind(room.as_str())
+        .bind(upto)
+        .bind(limit as i64)
+        .execute(self.0)
+        .await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    /// See `Store::prune_bans`.
+    pub async fn prune_bans(&self, now: i64, limit: usize) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM bans WHERE (room_id, author_id) IN
+             (SELECT room_id, author_id FROM bans WHERE until <= $1 LIMIT $2 {})",
+            DB::SKIP_LOCKED
+        ))
+        .bind(now)
+        .bind(limit as i64)
+        .execute(self.0)
+        .await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    /// A round trip to the database (readiness).
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(self.0).await?;
+        Ok(())
+    }
+}
+
+/// A `Message` from a row of `MESSAGE_COLUMNS`.
+fn message_from<R>(row: &R, room_id: &RoomId) -> Message
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Message {
+        seq: row.get(0),
+        room_id: room_id.clone(),
+        author_id: AuthorId::from_store(row.get(2)),
+        nickname: row.get(3),
+        avatar: row.get(4),
+        content: row.get(5),
+        created_at: row.get(6),
+        client_id: row.get(7),
+    }
+}
