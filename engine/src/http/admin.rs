@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use bytes::Buf;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{error_response, json, Body};
+use super::{error_response, json, json_body, limit_param, parse_limit, query_pairs, Body};
 use crate::app::App;
 use crate::chat::{format_millis, now_millis, AuthorId, Message, RoomId, Seq};
 use crate::protocol::ErrorCode;
@@ -24,7 +22,6 @@ pub const AUTHOR_DEFAULT: usize = 20;
 pub const AUTHOR_MAX: usize = 100;
 pub const BANS_DEFAULT: usize = 100;
 pub const BANS_MAX: usize = 500;
-const BODY_MAX: usize = 4096;
 
 /// The refusal for a request that may not moderate, if it may not.
 fn refused(app: &App, req: &Request<impl Sized>) -> Option<Response<Body>> {
@@ -65,13 +62,9 @@ pub async fn pin(app: &Arc<App>, room: RoomId, req: Request<Incoming>) -> Respon
     if let Some(res) = refused(app, &req) {
         return res;
     }
-    let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
-        Ok(body) => body.aggregate(),
-        Err(_) => return error_response(ErrorCode::BadRequest, "body missing or larger than 4 KiB"),
-    };
-    let request: PinRequest = match serde_json::from_reader(body.reader()) {
-        Ok(r) => r,
-        Err(err) => return error_response(ErrorCode::BadRequest, &format!("body: {err}")),
+    let request: PinRequest = match json_body(req).await {
+        Ok(request) => request,
+        Err(res) => return res,
     };
     if request.seq < 1 {
         return error_response(ErrorCode::BadRequest, "seq must be a positive integer");
@@ -126,18 +119,6 @@ pub async fn active_rooms(app: &Arc<App>, req: &Request<Incoming>) -> Response<B
     json(&json!({ "rooms": rooms }))
 }
 
-/// The query pairs of a request, undecoded (every value the admin routes take is plain ASCII).
-fn pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
-    query.unwrap_or("").split('&').filter(|p| !p.is_empty()).map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-}
-
-fn parse_limit(value: &str, max: usize) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!("limit must be 1 to {max}")),
-    }
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub struct RoomsQuery {
     pub search: Option<String>,
@@ -147,7 +128,7 @@ pub struct RoomsQuery {
 
 pub fn parse_rooms_query(query: Option<&str>) -> Result<RoomsQuery, String> {
     let mut parsed = RoomsQuery { search: None, after: None, limit: ROOMS_DEFAULT };
-    for (key, value) in pairs(query) {
+    for (key, value) in query_pairs(query) {
         match key {
             // Room ids are plain ASCII, so a search for part of one needs no decoding.
             "search" if value.is_empty() => parsed.search = None,
@@ -202,15 +183,10 @@ pub async fn author_messages(app: &Arc<App>, author: &str, req: &Request<Incomin
     let Some(author) = AuthorId::parse(author) else {
         return error_response(ErrorCode::BadRequest, "authorId must be 16 lowercase hex digits");
     };
-    let mut limit = AUTHOR_DEFAULT;
-    for (key, value) in pairs(req.uri().query()) {
-        if key == "limit" {
-            match parse_limit(value, AUTHOR_MAX) {
-                Ok(n) => limit = n,
-                Err(message) => return error_response(ErrorCode::BadRequest, &message),
-            }
-        }
-    }
+    let limit = match limit_param(req.uri().query(), AUTHOR_DEFAULT, AUTHOR_MAX) {
+        Ok(limit) => limit,
+        Err(message) => return error_response(ErrorCode::BadRequest, &message),
+    };
     match app.store.author_messages(author, limit).await {
         Ok(messages) => json(&json!({ "messages": messages as Vec<Message> })),
         Err(err) => unavailable(err),
@@ -222,15 +198,10 @@ pub async fn bans(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
     if let Some(res) = refused(app, req) {
         return res;
     }
-    let mut limit = BANS_DEFAULT;
-    for (key, value) in pairs(req.uri().query()) {
-        if key == "limit" {
-            match parse_limit(value, BANS_MAX) {
-                Ok(n) => limit = n,
-                Err(message) => return error_response(ErrorCode::BadRequest, &message),
-            }
-        }
-    }
+    let limit = match limit_param(req.uri().query(), BANS_DEFAULT, BANS_MAX) {
+        Ok(limit) => limit,
+        Err(message) => return error_response(ErrorCode::BadRequest, &message),
+    };
     match app.store.bans(now_millis(), limit).await {
         Ok(bans) => {
             let bans: Vec<_> = bans

@@ -2,14 +2,12 @@
 
 use std::sync::Arc;
 
-use bytes::Buf;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{error_response, json, Body};
+use super::{error_response, json, json_body, parse_limit, query_pairs, Body};
 use crate::app::App;
 use crate::chat::{now_millis, AuthorId, RoomId, Seq};
 use crate::protocol::ErrorCode;
@@ -20,8 +18,6 @@ use crate::store::Deletion;
 const HISTORY_MAX: usize = 100;
 /// Longest ban: ten years.
 const BAN_MAX_MINUTES: u64 = 10 * 365 * 24 * 60;
-/// Moderation bodies are tiny; anything larger is refused unread.
-const BODY_MAX: usize = 4096;
 
 fn unavailable() -> Response<Body> {
     error_response(ErrorCode::Unavailable, "message store unavailable")
@@ -50,17 +46,13 @@ struct HistoryQuery {
 
 fn parse_history_query(query: Option<&str>) -> Result<HistoryQuery, String> {
     let mut parsed = HistoryQuery { before: None, limit: HISTORY_ON_JOIN };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, value) in query_pairs(query) {
         match key {
             "before" => match value.parse::<Seq>() {
                 Ok(seq) if seq >= 1 => parsed.before = Some(seq),
                 _ => return Err("before must be a positive seq".into()),
             },
-            "limit" => match value.parse::<usize>() {
-                Ok(n) if (1..=HISTORY_MAX).contains(&n) => parsed.limit = n,
-                _ => return Err(format!("limit must be 1 to {HISTORY_MAX}")),
-            },
+            "limit" => parsed.limit = parse_limit(value, HISTORY_MAX)?,
             _ => {}
         }
     }
@@ -115,13 +107,9 @@ pub async fn ban(app: &Arc<App>, room: RoomId, req: Request<Incoming>) -> Respon
     if let Some(res) = refused(app, &req) {
         return res;
     }
-    let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
-        Ok(body) => body.aggregate(),
-        Err(_) => return error_response(ErrorCode::BadRequest, "body missing or larger than 4 KiB"),
-    };
-    let request: BanRequest = match serde_json::from_reader(body.reader()) {
-        Ok(r) => r,
-        Err(err) => return error_response(ErrorCode::BadRequest, &format!("body: {err}")),
+    let request: BanRequest = match json_body(req).await {
+        Ok(request) => request,
+        Err(res) => return res,
     };
     let Some(author) = AuthorId::parse(&request.author_id) else {
         return error_response(ErrorCode::BadRequest, "authorId must be 16 lowercase hex digits");

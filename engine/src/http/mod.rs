@@ -13,8 +13,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
+use bytes::{Buf, Bytes};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use hyper::{Method, Request, Response, StatusCode};
@@ -195,6 +195,36 @@ pub fn error_response_with_status(status: StatusCode, code: ErrorCode, message: 
     let mut res = json(&Error { error: Inner { code, message } });
     *res.status_mut() = status;
     res
+}
+
+/// The query pairs of a request, undecoded (every value the routes take is plain ASCII).
+pub fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query.unwrap_or("").split('&').filter(|p| !p.is_empty()).map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+/// A `limit` value: 1 to `max`.
+pub fn parse_limit(value: &str, max: usize) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("limit must be 1 to {max}")),
+    }
+}
+
+/// The `limit` of a query that takes nothing else: `default` when absent.
+pub fn limit_param(query: Option<&str>, default: usize, max: usize) -> Result<usize, String> {
+    query_pairs(query).filter(|(key, _)| *key == "limit").try_fold(default, |_, (_, value)| parse_limit(value, max))
+}
+
+/// Request bodies (moderation, sign-in) are tiny; anything larger is refused unread.
+const BODY_MAX: usize = 4096;
+
+/// A request's JSON body as `T`, or the `bad_request` answer to send instead.
+pub async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Body>> {
+    let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
+        Ok(body) => body.aggregate(),
+        Err(_) => return Err(error_response(ErrorCode::BadRequest, "body missing or larger than 4 KiB")),
+    };
+    serde_json::from_reader(body.reader()).map_err(|err| error_response(ErrorCode::BadRequest, &format!("body: {err}")))
 }
 
 pub fn json(value: &impl Serialize) -> Response<Body> {

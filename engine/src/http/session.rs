@@ -18,9 +18,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use bytes::Buf;
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, COOKIE, HOST, ORIGIN, SET_COOKIE};
 use hyper::{Method, Request, Response};
@@ -29,7 +27,7 @@ use serde_json::json;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{error_response, json, Body};
+use super::{error_response, json, json_body, Body};
 use crate::app::App;
 use crate::chat::{format_millis, now_millis};
 use crate::protocol::ErrorCode;
@@ -40,7 +38,6 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// How long a wrong token waits for its refusal (this request only; nothing else waits).
 pub const WRONG_TOKEN_DELAY: Duration = Duration::from_secs(1);
-const BODY_MAX: usize = 4096;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -160,13 +157,9 @@ pub async fn sign_in(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) -
         return Denied::Csrf.response();
     }
     let secure = app.trusted_proxies.came_over_https(peer.ip(), req.headers());
-    let body = match Limited::new(req.into_body(), BODY_MAX).collect().await {
-        Ok(body) => body.aggregate(),
-        Err(_) => return error_response(ErrorCode::BadRequest, "body missing or larger than 4 KiB"),
-    };
-    let request: SignIn = match serde_json::from_reader(body.reader()) {
-        Ok(r) => r,
-        Err(err) => return error_response(ErrorCode::BadRequest, &format!("body: {err}")),
+    let request: SignIn = match json_body(req).await {
+        Ok(request) => request,
+        Err(res) => return res,
     };
     let key = match admin_token(app) {
         Some(key) if bool::from(request.token.as_bytes().ct_eq(key.as_bytes())) => key,
