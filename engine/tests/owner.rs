@@ -171,6 +171,88 @@ async fn signing_in_gives_a_strict_http_only_cookie_and_a_csrf_token() {
     sign_in(&engine, &[("Origin", "https://evil.example")]).await.assert_error(403, "forbidden");
 }
 
+/// The moderator grant of a fresh session (what the admin page hands to an embedded widget).
+async fn grant(engine: &Engine) -> String {
+    let response = sign_in(engine, &[]).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let (cookie, _) = cookie_of(&response);
+    let grant = response.json()["moderatorGrant"].as_str().expect("a grant at sign-in").to_string();
+    let status = engine.http("GET", "/admin/session", &[("Cookie", &cookie)], None).await.json();
+    assert_eq!(status["moderatorGrant"], grant.as_str(), "a reloaded page gets the same grant");
+    grant
+}
+
+#[tokio::test]
+async fn a_moderator_grant_moderates_without_a_cookie_or_csrf_token_and_nothing_else_does() {
+    let engine = Engine::start(&["--admin-token", TOKEN]);
+    let room = room("grant");
+    let grant = grant(&engine).await;
+    let lock = format!("/api/rooms/{room}/lock");
+    let auth = format!("Moderator {grant}");
+    // What the embedded widget sends: the grant, from the engine's own origin, no cookie.
+    let own_origin = format!("http://{}", engine.addr);
+    let response = engine.http("PUT", &lock, &[("Authorization", &auth), ("Origin", &own_origin)], None).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let (_a, welcome) = engine.join(&room, &Reader::new("독자")).await;
+    assert_eq!(welcome["locked"], true);
+
+    // A tampered grant, the cookie's value, or the grant of another token's engine are refused.
+    let session = cookie_of(&sign_in(&engine, &[]).await).0.trim_start_matches("chat_admin=").to_string();
+    let other = Engine::start(&["--admin-token", "another-token"]);
+    let foreign = {
+        let response = other.http("POST", "/admin/session", &[], Some(&json!({"token": "another-token"}).to_string())).await;
+        response.json()["moderatorGrant"].as_str().unwrap().to_string()
+    };
+    for bad in [format!("{grant}x"), session, foreign, String::new()] {
+        let auth = format!("Moderator {bad}");
+        engine.http("DELETE", &lock, &[("Authorization", &auth)], None).await.assert_error(403, "forbidden");
+    }
+    let (_b, welcome) = engine.join(&room, &Reader::new("독자둘")).await;
+    assert_eq!(welcome["locked"], true, "no refused request reopened the room");
+}
+
+#[tokio::test]
+async fn the_owners_watching_socket_sees_everything_live_without_showing_in_presence() {
+    let engine = Engine::start(&["--admin-token", TOKEN]);
+    let room = room("watch");
+    let (mut reader, _) = engine.join(&room, &Reader::new("독자")).await;
+    let owner = Reader::new("운영자");
+
+    // Watching without a valid grant is refused, and the hello may be sent again.
+    let mut watcher = engine.ws(&room).await;
+    for bad in [json!(null), json!("forged.grant.value")] {
+        let mut hello = owner.hello_frame(None);
+        hello["watch"] = json!(true);
+        hello["grant"] = bad;
+        watcher.send_json(&hello).await;
+        watcher.expect_error("forbidden").await;
+    }
+    let mut hello = owner.hello_frame(None);
+    hello["watch"] = json!(true);
+    hello["grant"] = json!(grant(&engine).await);
+    watcher.send_json(&hello).await;
+    let welcome = watcher.next_of_type("welcome").await;
+    assert_eq!(welcome["online"], 1, "the watcher is not counted: {welcome}");
+
+    // Live: a new message and its deletion reach the watcher as they reach readers.
+    let (seq, _) = reader.say("안녕하세요").await;
+    assert_eq!(seq_of(&watcher.next_of_type("message").await["message"]), seq);
+    reader.send_json(&json!({"type": "delete", "seq": seq})).await;
+    assert_eq!(watcher.next_of_type("deleted").await["seq"], seq);
+
+    // It only reads: a send is refused with its clientId and nothing is stored.
+    watcher.send_json(&json!({"type": "send", "clientId": new_id(), "content": "from the watcher"})).await;
+    watcher.expect_error("forbidden").await;
+    watcher.send_json(&json!({"type": "typing"})).await;
+    watcher.expect_error("forbidden").await;
+    let (_late, late_welcome) = engine.join(&room, &Reader::new("늦은 독자")).await;
+    assert_eq!(late_welcome["online"], 2, "two readers, the watcher not among them: {late_welcome}");
+    let listed = reader.next_of_type("presence").await;
+    let names: Vec<&str> = listed["members"].as_array().unwrap().iter().map(|m| m["nickname"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"운영자"), "{listed}");
+    assert!(engine.history(&room, "").await.is_empty(), "the watcher stored nothing");
+}
+
 #[tokio::test]
 async fn the_cookie_is_secure_when_a_trusted_proxy_says_https() {
     let engine = Engine::start(&["--admin-token", TOKEN, "--trusted-proxies", "127.0.0.1"]);

@@ -11,6 +11,15 @@
 //! an HMAC of the cookie value returned at sign-in (and by `GET /admin/session`); a page on another
 //! origin can neither read it nor set the header without a CORS preflight the engine never grants.
 //! Its `Origin`, when present, must be the engine's own. Bearer requests need neither.
+//!
+//! Moderator grant: the widget embedded on a blog is a cross-site frame, where browsers send no
+//! `SameSite=Strict` cookie (and, increasingly, no third-party cookie at all) and give it storage
+//! partitioned away from the engine's own pages. So the owner's session reaches it by hand: the
+//! widget opens the admin page in a popup (first-party, the cookie is sent), which hands the
+//! session's grant back to the widget with `postMessage` to the engine's own origin. The grant is
+//! `expiry.nonce.mac` signed for a different purpose than the cookie, sent as
+//! `Authorization: Moderator <grant>`; browsers never attach it by themselves, so it needs no CSRF
+//! token. It expires with the session it came from; the owner's watch-mode socket presents it too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +43,8 @@ use crate::protocol::ErrorCode;
 
 pub const COOKIE_NAME: &str = "chat_admin";
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The `Authorization` scheme of a moderator grant.
+const GRANT_SCHEME: &str = "Moderator ";
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// How long a wrong token waits for its refusal (this request only; nothing else waits).
@@ -55,21 +66,62 @@ fn admin_token(app: &App) -> Option<&str> {
     app.config.admin_token.as_deref().filter(|t| !t.is_empty())
 }
 
-/// A new session cookie value for `key`, valid until `expires` (epoch ms).
-fn new_session(key: &str, expires: i64) -> String {
+/// What a signed value is for: a cookie session, or a grant handed to the embedded widget.
+#[derive(Clone, Copy)]
+enum Purpose {
+    Session,
+    Grant,
+}
+
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Purpose::Session => b"session",
+            Purpose::Grant => b"grant",
+        }
+    }
+}
+
+/// A new signed value (`expiry.nonce.mac`) for `key`, valid until `expires` (epoch ms).
+fn new_signed(key: &str, purpose: Purpose, expires: i64) -> String {
     let nonce = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
-    let head = format!("{expires}.{nonce}");
-    let sig = URL_SAFE_NO_PAD.encode(mac(key, &[b"session", head.as_bytes()]));
+    signed(key, purpose, &format!("{expires}.{nonce}"))
+}
+
+fn signed(key: &str, purpose: Purpose, head: &str) -> String {
+    let sig = URL_SAFE_NO_PAD.encode(mac(key, &[purpose.label(), head.as_bytes()]));
     format!("{head}.{sig}")
 }
 
-/// Whether a cookie value is a session signed with `key` that has not expired.
+fn new_session(key: &str, expires: i64) -> String {
+    new_signed(key, Purpose::Session, expires)
+}
+
+/// The expiry of a value signed with `key` for `purpose`, if it is one and has not expired.
+fn signed_expiry(key: &str, purpose: Purpose, value: &str, now: i64) -> Option<i64> {
+    let (head, sig) = value.rsplit_once('.')?;
+    let expires = head.split_once('.').and_then(|(e, _)| e.parse::<i64>().ok())?;
+    let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
+    let expected = mac(key, &[purpose.label(), head.as_bytes()]);
+    (bool::from(sig.ct_eq(&expected)) && expires > now).then_some(expires)
+}
+
 fn session_valid(key: &str, value: &str, now: i64) -> bool {
-    let Some((head, sig)) = value.rsplit_once('.') else { return false };
-    let Some(expires) = head.split_once('.').and_then(|(e, _)| e.parse::<i64>().ok()) else { return false };
-    let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else { return false };
-    let expected = mac(key, &[b"session", head.as_bytes()]);
-    bool::from(sig.ct_eq(&expected)) && expires > now
+    signed_expiry(key, Purpose::Session, value, now).is_some()
+}
+
+/// The grant that goes with a session: same expiry, its own signature.
+fn grant_for(key: &str, session: &str) -> Option<String> {
+    let expires = signed_expiry(key, Purpose::Session, session, i64::MIN)?;
+    let (head, _) = session.rsplit_once('.')?;
+    let nonce = head.split_once('.')?.1;
+    Some(signed(key, Purpose::Grant, &format!("{expires}.{nonce}")))
+}
+
+/// Whether `grant` is a moderator grant the admin token signed and that has not expired (the
+/// owner's watch-mode socket shows one in its hello).
+pub fn grant_valid(app: &App, grant: &str) -> bool {
+    admin_token(app).is_some_and(|key| signed_expiry(key, Purpose::Grant, grant, now_millis()).is_some())
 }
 
 /// The CSRF token that goes with a session.
@@ -122,9 +174,13 @@ impl Denied {
 pub fn check<B>(app: &App, req: &Request<B>) -> Result<(), Denied> {
     let Some(key) = admin_token(app) else { return Err(Denied::NotSignedIn) };
     if let Some(auth) = req.headers().get(AUTHORIZATION) {
-        let given = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-        // A wrong bearer token is refused, whatever cookie comes with it.
-        return if bool::from(given.as_bytes().ct_eq(key.as_bytes())) { Ok(()) } else { Err(Denied::NotSignedIn) };
+        let auth = auth.to_str().unwrap_or("");
+        // A wrong bearer token or grant is refused, whatever cookie comes with it.
+        let valid = match auth.strip_prefix(GRANT_SCHEME) {
+            Some(grant) => signed_expiry(key, Purpose::Grant, grant, now_millis()).is_some(),
+            None => bool::from(auth.strip_prefix("Bearer ").unwrap_or("").as_bytes().ct_eq(key.as_bytes())),
+        };
+        return if valid { Ok(()) } else { Err(Denied::NotSignedIn) };
     }
     let Some(session) = session_cookie(req).filter(|s| session_valid(key, s, now_millis())) else { return Err(Denied::NotSignedIn) };
     if matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -172,18 +228,29 @@ pub async fn sign_in(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) -
     };
     let expires = now_millis() + SESSION_TTL.as_millis() as i64;
     let session = new_session(key, expires);
-    let mut res = json(&json!({ "csrfToken": csrf_token(key, &session), "expiresAt": format_millis(expires) }));
+    let mut res = json(&json!({
+        "csrfToken": csrf_token(key, &session),
+        "moderatorGrant": grant_for(key, &session),
+        "expiresAt": format_millis(expires),
+    }));
     res.headers_mut().insert(SET_COOKIE, cookie_header(&session, SESSION_TTL.as_secs(), secure));
     tracing::info!(peer = %peer, "admin signed in");
     res
 }
 
-/// `GET /admin/session`: whether this browser is signed in, and its CSRF token (a reloaded page
-/// gets it again without the admin token).
+/// `GET /admin/session`: whether this browser is signed in, its CSRF token and grant (a reloaded
+/// page gets them again without the admin token). Only a page of the engine's own origin can read
+/// the answer: the engine grants no CORS.
 pub fn status(app: &App, req: &Request<Incoming>) -> Response<Body> {
-    let session = admin_token(app).and_then(|key| Some((key, session_cookie(req).filter(|s| session_valid(key, s, now_millis()))?)));
-    match session {
-        Some((key, session)) => json(&json!({ "signedIn": true, "csrfToken": csrf_token(key, session) })),
+    let key = admin_token(app);
+    let session = key.and_then(|key| Some((key, session_cookie(req)?)));
+    match session.and_then(|(key, session)| Some((key, session, signed_expiry(key, Purpose::Session, session, now_millis())?))) {
+        Some((key, session, expires)) => json(&json!({
+            "signedIn": true,
+            "csrfToken": csrf_token(key, session),
+            "moderatorGrant": grant_for(key, session),
+            "expiresAt": format_millis(expires),
+        })),
         None => Denied::NotSignedIn.response(),
     }
 }
@@ -215,5 +282,18 @@ mod tests {
             assert!(!session_valid("key", junk, now), "{junk:?}");
         }
         assert_ne!(csrf_token("key", &session), csrf_token("key", &new_session("key", now + 1000)));
+    }
+
+    #[test]
+    fn a_grant_is_not_a_session_and_expires_with_it() {
+        let now = now_millis();
+        let session = new_session("key", now + 1000);
+        let grant = grant_for("key", &session).unwrap();
+        assert_eq!(signed_expiry("key", Purpose::Grant, &grant, now), Some(now + 1000));
+        assert!(!session_valid("key", &grant, now), "a grant does not pass as a cookie");
+        assert!(signed_expiry("key", Purpose::Grant, &session, now).is_none(), "nor a cookie as a grant");
+        assert!(signed_expiry("other", Purpose::Grant, &grant, now).is_none());
+        assert!(signed_expiry("key", Purpose::Grant, &grant, now + 1000).is_none(), "expired with its session");
+        assert!(grant_for("key", "forged.value.sig").is_none());
     }
 }

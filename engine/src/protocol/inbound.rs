@@ -10,11 +10,26 @@ use crate::chat::{self, Seq};
 /// A client frame that passed every check a room does not need to make.
 #[derive(Debug)]
 pub enum Inbound {
-    Hello { anonymous_id: Uuid, nickname: String, avatar: String, last_seq: Option<Seq> },
-    Send { client_id: String, content: String },
-    Delete { seq: Seq },
+    /// `watch`: the grant of a hello that asks to watch (checked by the session, which knows the key).
+    Hello {
+        anonymous_id: Uuid,
+        nickname: String,
+        avatar: String,
+        last_seq: Option<Seq>,
+        watch: Option<String>,
+    },
+    Send {
+        client_id: String,
+        content: String,
+    },
+    Delete {
+        seq: Seq,
+    },
     Typing,
-    Rename { nickname: String, avatar: String },
+    Rename {
+        nickname: String,
+        avatar: String,
+    },
 }
 
 /// Why a frame was refused: the `error` frame the client gets.
@@ -38,14 +53,15 @@ pub fn check(text: &str) -> Result<Inbound, Refusal> {
         Parsed::Bad { reason, client_id } => return Err(Refusal { code: ErrorCode::BadFrame, message: reason, client_id }),
     };
     match frame {
-        ClientFrame::Hello { anonymous_id, nickname, avatar, last_seq } => {
+        ClientFrame::Hello { anonymous_id, nickname, avatar, last_seq, watch, grant } => {
             let anonymous_id = chat::anonymous_id(&anonymous_id)
                 .ok_or_else(|| refuse(ErrorCode::BadFrame, "anonymousId must be a random UUID (version 4)"))?;
             let nickname = chat::nickname(&nickname).ok_or_else(|| refuse(ErrorCode::InvalidNickname, chat::NICKNAME_RULE))?;
             let avatar = chat::avatar(avatar.as_deref()).ok_or_else(|| refuse(ErrorCode::BadFrame, AVATAR_RULE))?;
             // A lastSeq past every seq there can be asks for nothing missed.
             let last_seq = last_seq.map(|s| Seq::try_from(s).unwrap_or(Seq::MAX));
-            Ok(Inbound::Hello { anonymous_id, nickname, avatar, last_seq })
+            let watch = watch.then(|| grant.unwrap_or_default());
+            Ok(Inbound::Hello { anonymous_id, nickname, avatar, last_seq, watch })
         }
         ClientFrame::Send { client_id, content } => {
             if Uuid::parse_str(&client_id).is_err() {

@@ -62,6 +62,10 @@ pub enum ClientFrame {
         avatar: Option<String>,
         #[serde(rename = "lastSeq")]
         last_seq: Option<u64>,
+        /// The owner's live view: joins without showing in presence, with `grant`.
+        #[serde(default)]
+        watch: bool,
+        grant: Option<String>,
     },
     Send {
         #[serde(rename = "clientId")]

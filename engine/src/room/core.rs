@@ -15,7 +15,7 @@ use super::budget::RingUsage;
 use super::cluster::PresenceSync;
 use super::presence::{room_wide, Presence};
 use super::ring::{Entry, Ring};
-use super::{Command, ConnId, JoinError, Kick, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX};
+use super::{Arrival, Command, ConnId, JoinError, Kick, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX};
 use crate::bus::presence::{Present, HEARTBEAT};
 use crate::bus::{Envelope, RoomEvent};
 use crate::chat::{now_millis, AuthorId, Message, Profile, RoomId, Seq};
@@ -156,6 +156,8 @@ pub(super) enum Requester {
 
 struct Member {
     profile: Profile,
+    /// The owner's live view: not in presence.
+    watching: bool,
     /// The address its sends are charged to, across rooms.
     client: ClientKey,
     outbox: mpsc::Sender<Frame>,
@@ -166,9 +168,8 @@ struct Member {
 /// A join that arrived while the room was loading, or that waits for a repair.
 struct JoinRequest {
     conn: ConnId,
-    profile: Profile,
+    arrival: Arrival,
     client: ClientKey,
-    last_seq: Option<Seq>,
     outbox: mpsc::Sender<Frame>,
     kick: oneshot::Sender<Kick>,
     reply: oneshot::Sender<Result<Frame, JoinError>>,
@@ -393,8 +394,8 @@ impl RoomCore {
 
     pub(super) fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Join { conn, profile, client, last_seq, outbox, kick, reply } => {
-                self.join(JoinRequest { conn, profile, client, last_seq, outbox, kick, reply })
+            Command::Join { conn, arrival, client, outbox, kick, reply } => {
+                self.join(JoinRequest { conn, arrival, client, outbox, kick, reply })
             }
             Command::Leave { conn } => self.leave(conn),
             Command::Send { conn, client_id, content, received } => self.send(conn, client_id, content, received),
@@ -445,12 +446,12 @@ impl RoomCore {
             return;
         }
         let Some(state) = &self.state else { return self.wait_for_load(Waiting::Join(request)) };
-        if self.is_banned(&request.profile.author_id) {
+        if self.is_banned(&request.arrival.profile.author_id) {
             let _ = request.reply.send(Err(JoinError::Banned));
             return;
         }
         // A reader coming from another pod may have seen messages this pod has not delivered yet.
-        if request.last_seq.is_some_and(|seen| seen > state.last_seq) {
+        if request.arrival.last_seq.is_some_and(|seen| seen > state.last_seq) {
             self.behind.push(request);
             if self.repairing.is_none() {
                 self.repair_at = None;
@@ -464,7 +465,7 @@ impl RoomCore {
     /// Makes the reader a member and answers with its welcome, from the ring when it can; the
     /// store is read otherwise, and the welcome follows when it answers.
     fn admit(&mut self, request: JoinRequest) {
-        let JoinRequest { conn, profile, client, last_seq, outbox, kick, reply } = request;
+        let JoinRequest { conn, arrival: Arrival { profile, last_seq, watching }, client, outbox, kick, reply } = request;
         let state = self.state.as_ref().expect("admitted once loaded");
         let upto = state.last_seq;
         let cap = self.settings.welcome_max_bytes;
@@ -481,11 +482,11 @@ impl RoomCore {
             },
             None => Some(state.ring.latest(HISTORY_ON_JOIN).map_or(Err(HistoryRead::Latest), |e| Ok((trim(e, cap), false)))),
         };
-        if self.presence.arrive(&profile) {
+        if !watching && self.presence.arrive(&profile) {
             self.presence_changed();
         }
         self.usage.touch();
-        self.members.insert(conn, Member { profile: profile.clone(), client, outbox, kick: Some(kick), last_typing: None });
+        self.members.insert(conn, Member { profile: profile.clone(), watching, client, outbox, kick: Some(kick), last_typing: None });
         METRICS.joins.inc();
         match from_ring.unwrap_or(Err(HistoryRead::Latest)) {
             Ok((history, resumed)) => {
@@ -588,7 +589,7 @@ impl RoomCore {
     /// Removes a member (and its presence), without a word to its session.
     fn forget(&mut self, conn: ConnId) -> Option<Member> {
         let member = self.members.remove(&conn)?;
-        if self.presence.leave(&member.profile.author_id) {
+        if !member.watching && self.presence.leave(&member.profile.author_id) {
             self.presence_changed();
             self.sender_left(&member.profile.author_id);
         }
@@ -872,7 +873,7 @@ impl RoomCore {
     /// Joins that waited for a repair are answered with what the room has now.
     fn admit_behind(&mut self) {
         for request in std::mem::take(&mut self.behind) {
-            if self.is_banned(&request.profile.author_id) {
+            if self.is_banned(&request.arrival.profile.author_id) {
                 let _ = request.reply.send(Err(JoinError::Banned));
             } else {
                 self.admit(request);
@@ -1263,7 +1264,8 @@ mod tests {
         let (kick_tx, kick) = oneshot::channel();
         let (reply, welcome) = oneshot::channel();
         let client = ClientKey::of("127.0.0.1".parse().unwrap());
-        core.command(Command::Join { conn, profile, client, last_seq, outbox, kick: kick_tx, reply });
+        let arrival = Arrival { profile, last_seq, watching: false };
+        core.command(Command::Join { conn, arrival, client, outbox, kick: kick_tx, reply });
         Tab { frames, kick, welcome }
     }
 

@@ -112,12 +112,20 @@ pub struct RoomInfo {
     pub locked: bool,
 }
 
+/// Who joins: the reader's profile, the last seq it saw, and whether it only watches (the owner's
+/// live view: not in presence, never sends).
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub profile: Profile,
+    pub last_seq: Option<Seq>,
+    pub watching: bool,
+}
+
 pub enum Command {
     Join {
         conn: ConnId,
-        profile: Profile,
+        arrival: Arrival,
         client: ClientKey,
-        last_seq: Option<Seq>,
         outbox: mpsc::Sender<Frame>,
         kick: oneshot::Sender<Kick>,
         reply: oneshot::Sender<Result<Frame, JoinError>>,

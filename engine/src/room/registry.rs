@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::actor::RoomActor;
 use super::budget::RingUsage;
-use super::{Command, ConnId, JoinError, Kick, LiveRooms, RoomContext, RoomError, RoomHandle, RoomInfo};
-use crate::chat::{AuthorId, Profile, RoomId, Seq};
+use super::{Arrival, Command, ConnId, JoinError, Kick, LiveRooms, RoomContext, RoomError, RoomHandle, RoomInfo};
+use crate::chat::{AuthorId, RoomId, Seq};
 use crate::client_ip::ClientKey;
 use crate::protocol::Frame;
 use crate::store::Deletion;
@@ -38,6 +38,8 @@ pub struct Joined {
     pub room: RoomHandle,
     pub outbox: mpsc::Receiver<Frame>,
     pub kick: oneshot::Receiver<Kick>,
+    /// The owner's live view (not in presence, never sends).
+    pub watching: bool,
 }
 
 impl Rooms {
@@ -101,20 +103,20 @@ impl Rooms {
         &self,
         room: &RoomId,
         conn: ConnId,
-        profile: Profile,
+        arrival: Arrival,
         client: ClientKey,
-        last_seq: Option<Seq>,
         queue: usize,
     ) -> Result<(Joined, Frame), JoinError> {
+        let watching = arrival.watching;
         for _ in 0..ATTEMPTS {
             let handle = self.handle(room).ok_or(JoinError::Closed)?;
             let (outbox_tx, outbox) = mpsc::channel(queue.max(1));
             let (kick_tx, kick) = oneshot::channel();
             let (reply, answer) = oneshot::channel();
-            let cmd = Command::Join { conn, profile: profile.clone(), client, last_seq, outbox: outbox_tx, kick: kick_tx, reply };
+            let cmd = Command::Join { conn, arrival: arrival.clone(), client, outbox: outbox_tx, kick: kick_tx, reply };
             if handle.tx.send(cmd).await.is_ok() {
                 if let Ok(result) = answer.await {
-                    return result.map(|welcome| (Joined { room: handle, outbox, kick }, welcome));
+                    return result.map(|welcome| (Joined { room: handle, outbox, kick, watching }, welcome));
                 }
             }
             self.forget(room, handle.generation);

@@ -18,14 +18,14 @@ use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::app::App;
-use crate::chat::{AuthorId, Profile, RoomId, Seq};
+use crate::chat::{AuthorId, Profile, RoomId};
 use crate::client_ip::ClientKey;
 use crate::clients::ClientSocket;
 use crate::metrics::{SendOutcome, METRICS};
 use crate::protocol::inbound::{self, Inbound, Refusal};
 use crate::protocol::{self, CloseCode, ErrorCode, Frame};
 use crate::rate::TokenBucket;
-use crate::room::{Command, ConnId, JoinError, Joined, Kick};
+use crate::room::{Arrival, Command, ConnId, JoinError, Joined, Kick};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -39,6 +39,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// bytes.
 const COPY_BELOW: usize = 4 * 1024;
 const ALREADY_JOINED: &str = "already joined; hello is sent once per connection";
+const WATCH_NEEDS_GRANT: &str = "watching needs the owner's moderator grant";
+const WATCHING: &str = "this connection only watches";
 /// How long a close handshake may take before the connection is simply dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Input read and thrown away after our close frame, so the kernel never answers unread input
@@ -113,9 +115,12 @@ impl Session {
             };
             let Some(text) = text else { continue };
             match inbound::check(&text) {
-                Ok(Inbound::Hello { anonymous_id, nickname, avatar, last_seq }) => {
+                Ok(Inbound::Hello { watch: Some(grant), .. }) if !crate::http::session::grant_valid(&self.app, &grant) => {
+                    self.error(ErrorCode::Forbidden, WATCH_NEEDS_GRANT, None).await?
+                }
+                Ok(Inbound::Hello { anonymous_id, nickname, avatar, last_seq, watch }) => {
                     let profile = Profile { author_id: AuthorId::derive(&anonymous_id), nickname, avatar };
-                    return self.hello(profile, last_seq).await;
+                    return self.hello(Arrival { profile, last_seq, watching: watch.is_some() }).await;
                 }
                 Ok(_) => self.error(ErrorCode::HelloRequired, "send hello first", None).await?,
                 Err(refusal) if protocol::frame_type(&text).is_some_and(|t| t != "hello") => {
@@ -128,9 +133,9 @@ impl Session {
     }
 
     /// Joins the room with a checked hello.
-    async fn hello(&mut self, profile: Profile, last_seq: Option<Seq>) -> Result<Joined, Exit> {
+    async fn hello(&mut self, arrival: Arrival) -> Result<Joined, Exit> {
         let queue = self.app.config.outbound_queue;
-        match self.app.rooms.join(&self.room, self.conn, profile, self.client, last_seq, queue).await {
+        match self.app.rooms.join(&self.room, self.conn, arrival, self.client, queue).await {
             Ok((joined, welcome)) => {
                 tracing::debug!(room = %self.room, conn = self.conn, "joined");
                 if let Err(exit) = self.write(welcome).await {
@@ -223,6 +228,11 @@ impl Session {
                 }
                 return self.refuse(refusal).await;
             }
+            // The owner's live view only reads; it acts through the moderation routes.
+            Ok(Inbound::Send { client_id, .. }) if joined.watching => {
+                return self.error(ErrorCode::Forbidden, WATCHING, Some(&client_id)).await
+            }
+            Ok(_) if joined.watching => return self.error(ErrorCode::Forbidden, WATCHING, None).await,
             Ok(Inbound::Send { client_id, content }) => Command::Send { conn, client_id, content, received: Instant::now() },
             Ok(Inbound::Delete { seq }) => Command::Delete { conn, seq },
             Ok(Inbound::Typing) => Command::Typing { conn },
