@@ -28,7 +28,8 @@ export const backoff = (attempt, random = Math.random) => Math.min(30000, 500 * 
  *                             order (when `frame.resumed` is false, the view starts over with them)
  *   message(m)                a message not seen before
  *   ack(clientId, seq, content)  a pending send is stored (once per send)
- *   deleted(seq)
+ *   deleted(seq)              deleted, or hidden after readers' reports
+ *   restored(m)               a hidden message the owner kept, back in its place
  *   error(frame, { clientId, retryAfterMs })  `clientId`: the pending send it refused, now failed
  *                             (kept until retry or discard); `retryAfterMs`: > 0 for `rate_limited`
  *   close(next)               "retry" (backing off), "planned" (after `reconnect`), "banned", "held"
@@ -92,6 +93,9 @@ export function createClient({ url, hello, on = {}, ...env }) {
       case "message": if (isNew(f.message)) emit("message", f.message); break;
       case "ack": onAck(f); break;
       case "deleted": onDeleted(f.seq); break;
+      // Hidden after readers' reports: gone unless the owner keeps it.
+      case "hidden": onDeleted(f.seq); break;
+      case "restored": onRestored(f.message); break;
       case "room": setRoom(f.locked === true, pinned); break;
       case "pinned": setRoom(locked, f.message); break;
       case "error": onError(f); break;
@@ -124,6 +128,13 @@ export function createClient({ url, hello, on = {}, ...env }) {
     gone.add(seq);
     emit("deleted", seq);
     if (pinned && pinned.seq === seq) setRoom(locked, null);
+  }
+
+  function onRestored(m) {
+    if (!m || typeof m.seq !== "number") return;
+    // Hidden here before: it may come again. Never seen (hidden before we joined): simply new.
+    if (gone.delete(m.seq)) seen.delete(m.seq);
+    if (isNew(m)) emit("restored", m);
   }
 
   function onWelcome(f) {

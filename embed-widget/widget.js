@@ -3,6 +3,7 @@
 // client.js's, the saved identity storage.js's, the texts strings.js's.
 // Rule kept throughout: user data (nicknames, content) reaches the DOM only as text nodes.
 import { createClient } from "./client.js";
+import { BAN_MINUTES, createModerator } from "./moderator.js";
 import { loadIdentity, hasNickname, persistent, saveProfile } from "./storage.js";
 import { ANIMALS, STRINGS, pickLang } from "./strings.js";
 
@@ -43,6 +44,7 @@ const nickForm = $("nick"), nickInput = $("nick-input"), nickAvatar = $("nick-av
 const nickErr = $("nick-err"), nickCancel = $("nick-cancel");
 const body = list.parentElement, peopleBox = $("people-box"), people = $("people"), hint = $("hint");
 const pinBox = $("pin"), pinBody = $("pin-body"), closedEl = $("closed");
+const modBtn = $("mod"), lockBtn = $("lock");
 
 // Creates an element; string children become text nodes (Element.append never parses HTML).
 function h(tag, cls, ...children) {
@@ -85,7 +87,8 @@ if (firstVisit) nickname = defaultNick(avatar);  // joins under the suggested na
 const client = createClient({
   url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/${encodeURIComponent(roomId)}`,
   hello: () => ({ anonymousId, nickname, avatar }),
-  on: { welcome: onWelcome, message: (m) => addLive([m], true), ack: onAck, deleted: removeSeq, error: onError, close: onClose, frame: onFrame, room: onRoom },
+  on: { welcome: onWelcome, message: (m) => addLive([m], true), ack: onAck, deleted: removeSeq, restored: onRestored,
+    error: onError, close: onClose, frame: onFrame, room: onRoom },
 });
 const send = client.send;
 let me = null;              // welcome.you
@@ -96,6 +99,8 @@ const items = new Map();    // seq -> { el, msg, local }
 const gone = new Set();     // deleted seqs: older history fetched later cannot bring one back
 const pending = new Map();  // clientId -> { el, content, failed }: this page's sends the client holds
 const typers = new Map();   // authorId -> { nickname, timer }
+const reported = new Set(); // seqs this reader reported (the server counts each reader once anyway)
+let pinnedSeq = 0;
 
 // ---- time -------------------------------------------------------------------------------------
 const rtf = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
@@ -157,10 +162,16 @@ function renderMessage(m, li = h("li")) {
   const own = !!me && m.authorId === me.authorId;
   li.className = own ? "msg own" : "msg";
   li.dataset.seq = m.seq;
-  const extra = [timeEl(m.createdAt)];
-  if (own) extra.push(deleteButton(m.seq));
-  li.replaceChildren(...bubble(m, extra));
+  const tools = h("span", "tools");
+  if (moderator.active) tools.append(...modTools(m, own));
+  else if (own) tools.append(deleteButton(m.seq));
+  else tools.append(reportButton(m.seq));
+  li.replaceChildren(...bubble(m, [timeEl(m.createdAt), tools]));
   return li;
+}
+
+function rerender() {
+  for (const { el, msg, local } of items.values()) if (!local) renderMessage(msg, el);
 }
 
 function renderPending(clientId, p) {
@@ -191,6 +202,84 @@ function deleteButton(seq) {
   });
   return b;
 }
+
+// A report goes once; the engine answers `reported` (also for a repeat) and hides a message once
+// enough readers reported it.
+function reportButton(seq) {
+  if (reported.has(seq)) {
+    const done = button(T.reported, null);
+    done.disabled = true;
+    return done;
+  }
+  let timer = 0;
+  const b = button(T.report, () => {
+    if (!timer) {
+      b.textContent = T.reportSure;
+      timer = setTimeout(() => { timer = 0; b.textContent = T.report; }, 3000);
+    } else if (send({ type: "report", seq })) b.disabled = true;
+    else note(T.offline);
+  });
+  return b;
+}
+
+function onReported(seq) {
+  reported.add(seq);
+  const it = items.get(seq);
+  if (it && !it.local) renderMessage(it.msg, it.el);
+  note(T.thanksReport);
+}
+
+// ---- moderator mode ---------------------------------------------------------------------------
+const moderator = createModerator({ roomId, lang, onChange: renderModerator });
+
+function renderModerator() {
+  const on = moderator.active;
+  modBtn.textContent = on ? T.modStop : T.moderate;
+  modBtn.setAttribute("aria-pressed", String(on));
+  lockBtn.hidden = !on;
+  lockBtn.textContent = locked ? T.reopen : T.lock;
+  app.classList.toggle("moderating", on);
+  rerender();
+  renderPin(client.pinned);
+}
+
+// Says how an action went; a grant that stopped working has already turned the mode off.
+async function act(b, action, done) {
+  b.disabled = true;
+  const outcome = await action();
+  if (outcome === "ok") { if (done) note(done); } else note(T.modOutcome[outcome]);
+  b.disabled = false;
+}
+
+function modTools(m, own) {
+  let timer = 0;
+  const del = button(T.del, () => {
+    if (!timer) {
+      del.textContent = T.delSure;
+      timer = setTimeout(() => { timer = 0; del.textContent = T.del; }, 3000);
+    } else act(del, () => moderator.deleteMessage(m.seq));
+  });
+  const pinned = m.seq === pinnedSeq;
+  const pin = button(pinned ? T.unpin : T.pin, () => act(pin, () => moderator.pin(pinned ? null : m.seq)));
+  if (own) return [del, pin];
+  const ban = button(T.ban, () => {
+    // The lengths replace the button; a choice (or Escape) puts it back.
+    const choices = BAN_MINUTES.map((minutes, i) => button(T.banFor[i], async () => {
+      await act(choices[i], () => moderator.ban(m.authorId, minutes), T.bannedFor(iso(m.nickname), T.banFor[i]));
+      group.replaceWith(ban);
+    }));
+    const group = h("span", "ban-for", ...choices);
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", T.banHow(iso(String(m.nickname ?? ""))));
+    group.addEventListener("keydown", (e) => { if (e.key === "Escape") { group.replaceWith(ban); ban.focus(); } });
+    ban.replaceWith(group);
+    choices[0].focus();
+  });
+  return [del, ban, pin];
+}
+
+modBtn.addEventListener("click", () => (moderator.active ? moderator.stop() : moderator.open()));
+lockBtn.addEventListener("click", () => act(lockBtn, () => moderator.lock(!locked)));
 
 // Confirmed messages sit in seq order; pending ones (no data-seq) stay below them.
 function place(el, seq) {
@@ -233,6 +322,12 @@ function addLive(msgs, announceThem) {
     if (stick) scrollToEnd(false);  // keep following, but the reader has not seen them yet
     if (fromOthers) { unread += fromOthers; renderPill(); }
   }
+}
+
+// A hidden message the owner kept: back in its place, quietly.
+function onRestored(m) {
+  gone.delete(m.seq);
+  addMessage(m);
 }
 
 function removeSeq(seq) {
@@ -405,6 +500,12 @@ function onRoom({ locked: isLocked, pinned }) {
   locked = isLocked;
   renderForms();
   if (locked && had) list.focus();  // focus must not vanish with the form
+  const pinChanged = (pinned?.seq || 0) !== pinnedSeq;
+  pinnedSeq = pinned?.seq || 0;
+  if (moderator.active) {
+    lockBtn.textContent = locked ? T.reopen : T.lock;
+    if (pinChanged) rerender();  // the Pin / Unpin labels follow
+  }
   renderPin(pinned);
 }
 
@@ -414,7 +515,12 @@ function renderPin(m) {
   pinBox.hidden = !m;
   if (!m) { pinBody.replaceChildren(); delete pinBox.dataset.seq; return; }
   pinBox.dataset.seq = m.seq;
-  const [av, bub] = bubble(m, [timeEl(m.createdAt)]);
+  const extra = [timeEl(m.createdAt)];
+  if (moderator.active) {
+    const unpin = button(T.unpin, () => act(unpin, () => moderator.pin(null)));
+    extra.push(unpin);
+  }
+  const [av, bub] = bubble(m, extra);
   bub.className = "pin-msg";
   pinBody.replaceChildren(av, bub);
 }
@@ -423,6 +529,7 @@ function renderPin(m) {
 function onFrame(f) {
   if (f.type === "presence") onPresence(f);
   else if (f.type === "typing") onTyping(f);
+  else if (f.type === "reported" && typeof f.seq === "number") onReported(f.seq);
 }
 
 // `history`: what the client had not passed on before. Not resumed: a fresh page of the latest
@@ -636,6 +743,8 @@ nickCancel.textContent = T.cancel;
 input.placeholder = T.placeholder;
 sendBtn.textContent = T.send;
 meBtn.title = T.changeNick;
+modBtn.title = T.moderateTitle;
+renderModerator();
 onInput();
 
 if (!persistent) { hint.hidden = false; hint.textContent = T.tabOnly; }

@@ -58,7 +58,7 @@ function setup({ random = () => 0.5 } = {}) {
     frames(type) { return this.sent.filter((f) => f.type === type); }
   }
   const events = [];
-  const names = ["welcome", "message", "ack", "deleted", "error", "close", "frame", "room"];
+  const names = ["welcome", "message", "ack", "deleted", "restored", "error", "close", "frame", "room"];
   const on = Object.fromEntries(names.map((n) => [n, (...args) => events.push([n, ...args])]));
   const client = createClient({
     url: "ws://chat.test/ws/post-1",
@@ -158,6 +158,23 @@ describe("de-duplication", () => {
     assert.deepEqual(t.of("deleted"), [[2]]);
     assert.deepEqual(t.of("message"), []);
     assert.equal(t.client.maxSeq, 1);
+  });
+
+  test("a message hidden after reports goes like a deleted one, and comes back once when the owner keeps it", () => {
+    const t = setup();
+    t.client.connect();
+    const sock = welcome(t, { history: [msg(1), msg(2)], pinned: msg(2) });
+    sock.receive({ type: "hidden", seq: 2 });
+    assert.deepEqual(t.of("deleted"), [[2]]);
+    assert.equal(t.client.pinned, null, "a hidden pin is no pin");
+    sock.receive({ type: "message", message: msg(2) });
+    assert.deepEqual(t.of("message"), [], "a late copy does not bring it back");
+    sock.receive({ type: "restored", message: msg(2) });
+    sock.receive({ type: "restored", message: msg(2) });
+    sock.receive({ type: "restored", message: { seq: "2" } });
+    assert.deepEqual(t.of("restored").map(([m]) => m.seq), [2]);
+    sock.receive({ type: "reported", seq: 1 });
+    assert.deepEqual(t.of("frame").map(([f]) => f.type), ["reported"], "the view hears of its report");
   });
 });
 

@@ -45,6 +45,7 @@ static WIDGET_JS: Asset = asset!("widget.js", "text/javascript; charset=utf-8", 
 static CLIENT_JS: Asset = asset!("client.js", "text/javascript; charset=utf-8", "public, max-age=300");
 static STORAGE_JS: Asset = asset!("storage.js", "text/javascript; charset=utf-8", "public, max-age=300");
 static STRINGS_JS: Asset = asset!("strings.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static MODERATOR_JS: Asset = asset!("moderator.js", "text/javascript; charset=utf-8", "public, max-age=300");
 static WIDGET_CSS: Asset = asset!("widget.css", "text/css; charset=utf-8", "public, max-age=300");
 pub static EMBED_JS: Asset = asset!("embed.js", "text/javascript; charset=utf-8", "public, max-age=300");
 
@@ -61,6 +62,7 @@ fn named(name: &str) -> Option<&'static Asset> {
         "client.js" => Some(&CLIENT_JS),
         "storage.js" => Some(&STORAGE_JS),
         "strings.js" => Some(&STRINGS_JS),
+        "moderator.js" => Some(&MODERATOR_JS),
         "widget.css" => Some(&WIDGET_CSS),
         _ => None,
     }
