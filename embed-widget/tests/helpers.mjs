@@ -85,11 +85,15 @@ export async function startHost() {
 
 // ---- browser ------------------------------------------------------------------------------------
 
-export function launchBrowser() {
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
+/**
+ * Debian's Chromium. playwright-core turns third-party storage partitioning off; `partitioned`
+ * turns it back on, as readers' browsers have it (the last --disable-features wins, and this one
+ * keeps the rest of playwright's list that matters here).
+ */
+export function launchBrowser({ partitioned = false } = {}) {
+  const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"];
+  if (partitioned) args.push("--disable-features=AvoidUnnecessaryBeforeUnloadCheckSync,DestroyProfileOnBrowserClose,MediaRouter,PaintHolding");
+  return chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args });
 }
 
 /**
