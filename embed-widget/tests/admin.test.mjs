@@ -559,6 +559,7 @@ describe("screenshots", () => {
       await page.locator("#room-title").evaluate((el) => el.scrollIntoView({ block: "start" }));
       await page.screenshot({ path: path.join(dir, `admin-${theme}-360.png`) });
       await page.setViewportSize({ width: 1200, height: 860 });
+      await page.evaluate(() => window.scrollTo(0, 0));
       await msg(page, "FREE followers").locator("button").nth(1).click();
       await page.locator("#ban .msg").nth(2).waitFor();
       await page.screenshot({ path: path.join(dir, `admin-${theme}-ban.png`) });
