@@ -38,6 +38,8 @@ function sync(list, rows, emptyText) {
     if (prev?.dataset.sig === sig) return prev;
     const el = make();
     el.dataset.key = key; el.dataset.sig = sig;
+    // A report whose context was open stays open (and loads it again).
+    if (prev?.querySelector("details")?.open) el.querySelector("details").open = true;
     // The same control in the new row takes the focus its old one had.
     if (prev?.contains(active)) queueMicrotask(() => el.querySelectorAll("button")[[...prev.querySelectorAll("button")].indexOf(active)]?.focus());
     return el;
