@@ -49,6 +49,31 @@ describe("assets", () => {
     assert.ok(sizes["/embed.js"].gzip <= 3 * 1024, `embed.js ${sizes["/embed.js"].gzip} B gzip`);
   });
 
+  test("admin page gzip size budget: page + css + js <= 20 KB, every file revalidates", async (t) => {
+    const page = await reader(browser);
+    const files = new Set();
+    page.on("request", (r) => {
+      const url = new URL(r.url());
+      if (url.origin === engine.origin && !/^\/(ws|api|admin)\//.test(url.pathname)) files.add(url.pathname);
+    });
+    await page.goto(`${engine.origin}/admin?lang=en`);
+    await page.locator("#sign-in-btn:not(:empty)").waitFor();
+    assert.deepEqual(page.csp, [], "no CSP violations");
+    await page.context().close();
+    for (const p of ["/admin", "/assets/admin.css", "/assets/admin.js", "/assets/admin-room.js"]) assert.ok(files.has(p), `${p} in ${[...files]}`);
+    const sizes = {};
+    for (const p of files) {
+      const res = await fetch(engine.origin + p);
+      const body = Buffer.from(await res.arrayBuffer());
+      assert.deepEqual(body, readFileSync(path.join(HERE, "..", p === "/admin" ? "admin.html" : path.basename(p))), `${p} is the file on disk`);
+      sizes[p] = { raw: body.length, gzip: gzipSync(body, { level: 9 }).length };
+      assert.equal((await fetch(engine.origin + p, { headers: { "if-none-match": res.headers.get("etag") } })).status, 304, p);
+    }
+    const total = Object.values(sizes).reduce((sum, s) => sum + s.gzip, 0);
+    t.diagnostic(`admin gzip -9 sizes: ${JSON.stringify(sizes)}; total ${total} B`);
+    assert.ok(total <= 20 * 1024, `admin ${total} B gzip`);
+  });
+
   test("assets carry ETag and Cache-Control and revalidate with 304", async () => {
     for (const p of [...await pageFiles(), "/room/cache", "/embed.js"]) {
       const res = await fetch(engine.origin + p);

@@ -1,6 +1,7 @@
 //! The widget's static files, compiled into the binary: the page at `/room/{roomId}`, its script
-//! modules and style under `/assets/`, and `/embed.js` for host pages. Served with ETags so
-//! browsers revalidate cheaply.
+//! modules and style under `/assets/`, and `/embed.js` for host pages; likewise the owner's admin
+//! page at `/admin` and its own modules (`admin*.js`, `admin.css`). Served with ETags so browsers
+//! revalidate cheaply.
 //!
 //! The script is plain ES modules, one file per job (`widget.js`, the view, imports `client.js`,
 //! `storage.js` and `strings.js`), served as they are in the repository: the page has always loaded
@@ -47,6 +48,14 @@ static STORAGE_JS: Asset = asset!("storage.js", "text/javascript; charset=utf-8"
 static STRINGS_JS: Asset = asset!("strings.js", "text/javascript; charset=utf-8", "public, max-age=300");
 static MODERATOR_JS: Asset = asset!("moderator.js", "text/javascript; charset=utf-8", "public, max-age=300");
 static WIDGET_CSS: Asset = asset!("widget.css", "text/css; charset=utf-8", "public, max-age=300");
+static ADMIN_PAGE: Asset = asset!("admin.html", "text/html; charset=utf-8", "no-cache");
+static ADMIN_JS: Asset = asset!("admin.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static ADMIN_API_JS: Asset = asset!("admin-api.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static ADMIN_DOM_JS: Asset = asset!("admin-dom.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static ADMIN_ROOM_JS: Asset = asset!("admin-room.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static ADMIN_BAN_JS: Asset = asset!("admin-ban.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static ADMIN_STRINGS_JS: Asset = asset!("admin-strings.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static ADMIN_CSS: Asset = asset!("admin.css", "text/css; charset=utf-8", "public, max-age=300");
 pub static EMBED_JS: Asset = asset!("embed.js", "text/javascript; charset=utf-8", "public, max-age=300");
 
 fn etag(body: &str) -> String {
@@ -64,6 +73,13 @@ fn named(name: &str) -> Option<&'static Asset> {
         "strings.js" => Some(&STRINGS_JS),
         "moderator.js" => Some(&MODERATOR_JS),
         "widget.css" => Some(&WIDGET_CSS),
+        "admin.js" => Some(&ADMIN_JS),
+        "admin-api.js" => Some(&ADMIN_API_JS),
+        "admin-dom.js" => Some(&ADMIN_DOM_JS),
+        "admin-room.js" => Some(&ADMIN_ROOM_JS),
+        "admin-ban.js" => Some(&ADMIN_BAN_JS),
+        "admin-strings.js" => Some(&ADMIN_STRINGS_JS),
+        "admin.css" => Some(&ADMIN_CSS),
         _ => None,
     }
 }
@@ -99,6 +115,7 @@ pub fn serve(req: &Request<impl Sized>, asset: &Asset) -> Response<Body> {
 /// `script-src` allows them and nothing else inline; computed from the page itself, so an edit
 /// to the script cannot leave a stale hash behind.
 static INLINE_SCRIPTS: LazyLock<String> = LazyLock::new(|| inline_script_hashes(PAGE.body));
+static ADMIN_INLINE_SCRIPTS: LazyLock<String> = LazyLock::new(|| inline_script_hashes(ADMIN_PAGE.body));
 
 fn inline_script_hashes(html: &str) -> String {
     let mut sources = String::new();
@@ -120,8 +137,24 @@ fn inline_script_hashes(html: &str) -> String {
 /// names the socket's origin explicitly, as older browsers do not count `ws:` as `'self'`.
 /// Embedding is limited to `ALLOWED_ORIGINS` when set (`frame-ancestors`).
 pub fn widget_page(app: &Arc<App>, req: &Request<impl Sized>, _room: RoomId) -> Response<Body> {
+    let mut policy = page_policy(req, &INLINE_SCRIPTS);
+    if let Some(ancestors) = app.frame_ancestors() {
+        policy.push_str(&format!("; frame-ancestors {ancestors}"));
+    }
+    let mut res = serve(req, &PAGE);
+    let h = res.headers_mut();
+    h.insert("referrer-policy", HeaderValue::from_static("strict-origin-when-cross-origin"));
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        h.insert(CONTENT_SECURITY_POLICY, value);
+    }
+    res
+}
+
+/// The policy both pages share: everything from the engine itself, inline only the scripts with
+/// these hashes.
+fn page_policy(req: &Request<impl Sized>, inline_scripts: &str) -> String {
     let mut policy =
-        format!("default-src 'self'; script-src 'self'{}; style-src 'self'; img-src 'self' data:; connect-src 'self'", *INLINE_SCRIPTS);
+        format!("default-src 'self'; script-src 'self'{inline_scripts}; style-src 'self'; img-src 'self' data:; connect-src 'self'");
     // The Host header is the client's to write: only a plain host[:port] goes into the header.
     let host = req
         .headers()
@@ -132,12 +165,16 @@ pub fn widget_page(app: &Arc<App>, req: &Request<impl Sized>, _room: RoomId) -> 
         policy.push_str(&format!(" ws://{host} wss://{host}"));
     }
     policy.push_str("; base-uri 'none'; object-src 'none'; form-action 'none'");
-    if let Some(ancestors) = app.frame_ancestors() {
-        policy.push_str(&format!("; frame-ancestors {ancestors}"));
-    }
-    let mut res = serve(req, &PAGE);
+    policy
+}
+
+/// The owner's admin page: the widget's policy, never framed by anyone (a framed admin page could
+/// be clickjacked into deleting or banning), and no referrer leaves it (room ids are in its URLs).
+pub fn admin_page(req: &Request<impl Sized>) -> Response<Body> {
+    let policy = format!("{}; frame-ancestors 'none'", page_policy(req, &ADMIN_INLINE_SCRIPTS));
+    let mut res = serve(req, &ADMIN_PAGE);
     let h = res.headers_mut();
-    h.insert("referrer-policy", HeaderValue::from_static("strict-origin-when-cross-origin"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     if let Ok(value) = HeaderValue::from_str(&policy) {
         h.insert(CONTENT_SECURITY_POLICY, value);
     }
@@ -153,11 +190,16 @@ mod tests {
         script.split("from \"./").skip(1).filter_map(|rest| rest.split_once('"').map(|(name, _)| name)).collect()
     }
 
-    /// Every module the page's entry reaches through imports is served here and preloaded by the
+    /// Every module a page's entry reaches through imports is served here and preloaded by the
     /// page, and the page preloads nothing else.
     #[test]
     fn every_module_the_page_loads_is_served_and_preloaded() {
-        let mut modules = vec!["widget.js"];
+        modules_are_served_and_preloaded(&PAGE, "widget.js");
+        modules_are_served_and_preloaded(&ADMIN_PAGE, "admin.js");
+    }
+
+    fn modules_are_served_and_preloaded(page: &Asset, entry: &'static str) {
+        let mut modules = vec![entry];
         let mut i = 0;
         while let Some(&name) = modules.get(i) {
             let script = named(name).unwrap_or_else(|| panic!("{name} is imported but not served"));
@@ -170,8 +212,9 @@ mod tests {
         }
         assert!(modules.len() > 1, "the entry imports its modules: {modules:?}");
         for name in &modules[1..] {
-            assert!(PAGE.body.contains(&format!(r#"<link rel="modulepreload" href="/assets/{name}">"#)), "{name} is not preloaded");
+            assert!(page.body.contains(&format!(r#"<link rel="modulepreload" href="/assets/{name}">"#)), "{name} is not preloaded");
         }
-        assert_eq!(PAGE.body.matches(r#"rel="modulepreload""#).count(), modules.len() - 1, "the page preloads a module nothing imports");
+        assert_eq!(page.body.matches(r#"rel="modulepreload""#).count(), modules.len() - 1, "the page preloads a module nothing imports");
+        assert!(page.body.contains(&format!(r#"<script type="module" src="/assets/{entry}"></script>"#)), "{entry} is the entry");
     }
 }

@@ -42,6 +42,8 @@ pub enum Route<'a> {
     EmbedJs,
     Asset(&'a str),
     WidgetPage(RoomId),
+    /// The owner's admin page.
+    AdminPage,
     Socket(RoomId),
     RoomInfo(RoomId),
     History(RoomId),
@@ -76,6 +78,7 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         (&Method::GET, ["embed.js"]) => Route::EmbedJs,
         (&Method::GET, ["assets", name]) => Route::Asset(name),
         (&Method::GET, ["room", id]) => room(id, Route::WidgetPage),
+        (&Method::GET, ["admin"]) => Route::AdminPage,
         (&Method::GET, ["ws", id]) => room(id, Route::Socket),
         (&Method::GET, ["api", "rooms", id]) => room(id, Route::RoomInfo),
         (&Method::GET, ["api", "rooms", id, "messages"]) => room(id, Route::History),
@@ -97,7 +100,7 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         (&Method::GET, ["api", "admin", "rooms"]) => Route::AllRooms,
         (&Method::GET, ["api", "admin", "authors", author, "messages"]) => Route::AuthorMessages(author),
         (&Method::GET, ["api", "admin", "bans"]) => Route::Bans,
-        (_, ["healthz" | "readyz" | "metrics" | "embed.js"])
+        (_, ["healthz" | "readyz" | "metrics" | "embed.js" | "admin"])
         | (_, ["admin", "session"])
         | (_, ["api", "admin", "rooms" | "bans"])
         | (_, ["api", "admin", "rooms", "active"])
@@ -134,6 +137,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> R
         Route::EmbedJs => assets::serve(&req, &assets::EMBED_JS),
         Route::Asset(name) => assets::asset(&req, name),
         Route::WidgetPage(room) => assets::widget_page(&app, &req, room),
+        Route::AdminPage => assets::admin_page(&req),
         Route::Socket(room) => upgrade::upgrade(&app, room, req, peer),
         Route::RoomInfo(room) => api::room_info(&app, room).await,
         Route::History(room) => api::history(&app, room, req.uri().query()).await,
@@ -332,5 +336,9 @@ mod tests {
         assert_eq!(parse_route(&Method::DELETE, "/api/admin/bans"), Route::MethodNotAllowed);
         assert_eq!(parse_route(&Method::GET, "/api/admin/authors/x/messages"), Route::AuthorMessages("x"));
         assert_eq!(parse_route(&Method::GET, "/api/admin/other"), Route::NotFound);
+        assert_eq!(parse_route(&Method::GET, "/admin"), Route::AdminPage);
+        assert_eq!(parse_route(&Method::POST, "/admin"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::GET, "/admin/x"), Route::NotFound);
+        assert_eq!(parse_route(&Method::GET, "/assets/admin.js"), Route::Asset("admin.js"));
     }
 }
