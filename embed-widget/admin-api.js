@@ -2,6 +2,8 @@
 // The CSRF token lives only in this module's memory; a reload gets it again from GET /admin/session.
 
 let csrf = null;
+// The session's moderator grant: for the watch-mode socket, and handed to a widget that asked.
+let session = null;  // { moderatorGrant, expiresAt }
 // Called when the engine says the session is gone (403 on a GET), so the page can ask to sign in.
 let onExpired = () => {};
 export const whenExpired = (fn) => { onExpired = fn; };
@@ -34,7 +36,8 @@ const room = (id) => `/api/rooms/${encodeURIComponent(id)}`;
 /** Signs in with the admin token; resolves true, or false for a wrong token. */
 export async function signIn(token) {
   try {
-    csrf = (await call("POST", "/admin/session", { token })).csrfToken;
+    session = await call("POST", "/admin/session", { token });
+    csrf = session.csrfToken;
     return true;
   } catch (e) {
     if (e.status === 403) return false;
@@ -45,7 +48,8 @@ export async function signIn(token) {
 /** Whether this browser already has a session (then its CSRF token is kept). */
 export async function resume() {
   try {
-    csrf = (await call("GET", "/admin/session")).csrfToken;
+    session = await call("GET", "/admin/session");
+    csrf = session.csrfToken;
     return true;
   } catch (e) {
     if (e.status === 403) return false;
@@ -54,8 +58,10 @@ export async function resume() {
 }
 
 export async function signOut() {
-  await call("DELETE", "/admin/session").finally(() => { csrf = null; });
+  await call("DELETE", "/admin/session").finally(() => { csrf = null; session = null; });
 }
+
+export const grant = () => (session ? { moderatorGrant: session.moderatorGrant, expiresAt: session.expiresAt } : null);
 
 export const signedIn = () => csrf !== null;
 

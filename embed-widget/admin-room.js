@@ -188,7 +188,9 @@ function watch() {
   const room = id;
   const sock = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/${encodeURIComponent(room)}`);
   ws = sock;
-  sock.onopen = () => sock.send(JSON.stringify({ type: "hello", anonymousId: uuid(), nickname: "Admin", avatar: "owl", watch: true }));
+  sock.onopen = () => sock.send(JSON.stringify({
+    type: "hello", anonymousId: uuid(), nickname: "Admin", avatar: "owl", watch: true, grant: api.grant()?.moderatorGrant,
+  }));
   sock.onmessage = (e) => {
     if (sock !== ws) return;
     const f = JSON.parse(e.data);

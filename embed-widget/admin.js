@@ -213,7 +213,18 @@ function showSignIn(message = "") {
   $("token").focus();
 }
 
+// Opened by a widget's "Moderate" button (a popup at /admin#moderate): hand that widget the
+// session's grant, at our own origin only (the widget's frame is on it; the blog's page is not).
+function handOff() {
+  const g = api.grant();
+  if (location.hash !== "#moderate" || !window.opener || !g) return;
+  window.opener.postMessage({ chat: g }, location.origin);
+  say(T.handedOff);
+  window.close();
+}
+
 function showApp() {
+  handOff();
   $("sign-in").hidden = true;
   $("app").hidden = false;
   $("sign-out").hidden = false;

@@ -233,6 +233,7 @@ async fn the_owners_watching_socket_sees_everything_live_without_showing_in_pres
     watcher.send_json(&hello).await;
     let welcome = watcher.next_of_type("welcome").await;
     assert_eq!(welcome["online"], 1, "the watcher is not counted: {welcome}");
+    assert_eq!(welcome["watching"], true, "{welcome}");
 
     // Live: a new message and its deletion reach the watcher as they reach readers.
     let (seq, _) = reader.say("안녕하세요").await;

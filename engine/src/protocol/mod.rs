@@ -206,7 +206,7 @@ pub fn message(message_json: &str) -> Frame {
 
 /// `welcome` frame; the history entries are message JSON serialized when they were stored.
 /// Sized up front: a welcome can be large, and a grown buffer would be kept until it is written.
-pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: usize, room: &RoomState<'_>) -> Frame {
+pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: usize, room: &RoomState<'_>, watching: bool) -> Frame {
     let you = serde_json::to_string(you).unwrap_or_default();
     let pinned = room.pinned.unwrap_or("null");
     let size = 128 + you.len() + pinned.len() + history.iter().map(|m| m.len() + 1).sum::<usize>();
@@ -228,6 +228,9 @@ pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: us
     out.push_str(if room.locked { "true" } else { "false" });
     out.push_str(r#","pinned":"#);
     out.push_str(pinned);
+    if watching {
+        out.push_str(r#","watching":true"#);
+    }
     out.push('}');
     out.into()
 }

@@ -490,7 +490,7 @@ impl RoomCore {
         METRICS.joins.inc();
         match from_ring.unwrap_or(Err(HistoryRead::Latest)) {
             Ok((history, resumed)) => {
-                let welcome = self.welcome(&profile, &history, resumed);
+                let welcome = self.welcome(conn, &profile, &history, resumed);
                 let _ = reply.send(Ok(welcome));
             }
             Err(read) => {
@@ -533,18 +533,20 @@ impl RoomCore {
                 (within(history.into_iter().skip(skip).collect(), cap, true).unwrap_or_default(), false)
             }
         };
-        let welcome = self.welcome(&welcoming.profile, &history, resumed);
+        let welcome = self.welcome(conn, &welcoming.profile, &history, resumed);
         let _ = welcoming.reply.send(Ok(welcome));
     }
 
-    /// A welcome with the room's online count, lock and pin as they are now.
-    fn welcome(&self, profile: &Profile, history: &[MessageJson], resumed: bool) -> Frame {
+    /// A welcome with the room's online count, lock and pin as they are now (and, for the owner's
+    /// live view, that it watches).
+    fn welcome(&self, conn: ConnId, profile: &Profile, history: &[MessageJson], resumed: bool) -> Frame {
         let state = self.state.as_ref();
         let room = protocol::RoomState {
             locked: state.is_some_and(|s| s.locked),
             pinned: state.and_then(|s| s.pinned.as_ref()).map(|e| &*e.json),
         };
-        protocol::welcome(profile, history, resumed, self.online(), &room)
+        let watching = self.members.get(&conn).is_some_and(|m| m.watching);
+        protocol::welcome(profile, history, resumed, self.online(), &room, watching)
     }
 
     fn info(&self, last_seq: Seq) -> RoomInfo {
