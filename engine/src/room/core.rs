@@ -913,8 +913,8 @@ impl RoomCore {
 
     /// Delivers what the store returned that this room had not. A seq only becomes visible once
     /// every lower seq of its room is committed, so a seq below one known committed before the
-    /// read (returned by it, or held when it started) that the read did not return was deleted,
-    /// and is skipped. Messages delivered while the read ran are simply not delivered twice.
+    /// read (returned by it, or held when it started) that the read did not return was deleted
+    /// (or hidden), and is skipped. Messages delivered while the read ran are simply not delivered twice.
     fn repaired(&mut self, result: Result<Vec<Message>, StoreError>) {
         let Some(held_before) = self.repairing.take() else { return };
         let Some(last) = self.state.as_ref().map(|s| s.last_seq) else { return };

@@ -1,6 +1,6 @@
 //! The room's recent messages in memory, already serialized, so joins and resumes are answered
-//! without touching the store. Invariant: the ring holds every non-deleted message with a seq
-//! above `floor` (the newest message it ever dropped).
+//! without touching the store. Invariant: the ring holds every message that is not deleted or
+//! hidden with a seq above `floor` (the newest message it ever dropped).
 //!
 //! A ring is bounded by count and by bytes, and its bytes count towards the pod-wide budget
 //! (`budget.rs`), which may ask it to drop its oldest entries when other rooms are more active.
