@@ -175,7 +175,7 @@ pub trait Store: Send + Sync + 'static {
     fn set_locked(&self, room: RoomId, locked: bool) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Pins a message (`Some`), or unpins (`None`). Pinning answers the pinned message, or
-    /// `None` when the seq does not exist or is deleted (then nothing changes).
+    /// `None` when the seq does not exist or is deleted or hidden (then nothing changes).
     fn pin(&self, room: RoomId, seq: Option<Seq>) -> BoxFuture<'_, Result<Option<Message>, StoreError>>;
 
     /// Rooms whose id contains `search` (when given) and is above `after`, in id order, at most `limit`.
