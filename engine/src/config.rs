@@ -151,6 +151,11 @@ pub struct Config {
     #[arg(long, env = "PRUNE_EVERY", default_value = "300", value_parser = parse_interval)]
     pub prune_every: Duration,
 
+    /// Distinct readers whose reports hide a message from every reader until the owner dismisses
+    /// them. 0: reports only queue messages for the owner, never hide one.
+    #[arg(long, env = "AUTO_HIDE_REPORTS", default_value_t = 3)]
+    pub auto_hide_reports: u32,
+
     /// Serve `/metrics` only on this address (e.g. `0.0.0.0:9091`); the main port then answers
     /// 404 for it. Unset: `/metrics` is on the main port.
     #[arg(long, env = "METRICS_BIND")]

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub write_timeouts: IntCounter,
     /// Messages the retention pruner deleted, by the rule that removed them: `age`, `count`.
     pub messages_pruned: IntCounterVec,
+    /// Readers' reports recorded (a reader reporting a message again is not counted).
+    pub reports: IntCounter,
+    /// Messages hidden by readers' reports (counted on the pod that hid them).
+    pub messages_hidden: IntCounter,
     /// Client addresses the per-address limits track (open sockets or budgets still refilling).
     pub client_addresses: IntGauge,
 }
@@ -117,6 +121,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "chat_write_timeouts_total",
             "Connections closed because the client did not read what was written to it within WRITE_TIMEOUT.",
         ),
+        reports: counter(&r, "chat_reports_total", "Readers' reports recorded, each reader counted once per message."),
+        messages_hidden: counter(&r, "chat_messages_hidden_total", "Messages hidden because enough readers reported them."),
         messages_pruned: counter_vec(
             &r,
             "chat_messages_pruned_total",

@@ -56,6 +56,7 @@ pub async fn serve(
             budget: Arc::new(RingBudget::new(usize::try_from(config.ring_memory).unwrap_or(usize::MAX))),
         },
         clients: clients.clone(),
+        auto_hide_reports: config.auto_hide_reports,
     };
     let cluster: Arc<dyn Cluster> = match &bus {
         Some(bus) => Arc::new(RedisCluster::new(bus.clone())),

@@ -824,3 +824,46 @@ async fn lock_pin_and_unban_on_one_pod_reach_the_other_pods_readers() {
     };
     back.say("sorry").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_on_two_pods_hide_a_message_on_both_and_keeping_it_restores_it_on_both() {
+    const TOKEN: &str = "cluster-admin-token";
+    let cluster = Cluster::start_with(2, None, &["--admin-token", TOKEN, "--auto-hide-reports", "2"]).await;
+    let room = room("reports");
+    let author = Reader::new("말썽꾼");
+    let (mut a, _) = cluster.pod(1).join(&room, &author).await;
+    let (mut near, _) = cluster.pod(1).join(&room, &Reader::new("가까운 독자")).await;
+    let (mut far, _) = cluster.pod(0).join(&room, &Reader::new("먼 독자")).await;
+    let (kept, _) = a.say("fine").await;
+    let (rude, _) = a.say("not fine").await;
+    for client in [&mut near, &mut far] {
+        assert_eq!(seq_of(&client.next_where("message `not fine`", |f| f["message"]["seq"] == rude).await["message"]), rude);
+    }
+
+    // One report on each pod: the second, wherever it lands, hides it on both.
+    for client in [&mut far, &mut near] {
+        client.send_json(&json!({"type": "report", "seq": rude})).await;
+        assert_eq!(client.next_of_type("reported").await["seq"], rude);
+    }
+    for client in [&mut a, &mut near, &mut far] {
+        assert_eq!(client.next_of_type("hidden").await, json!({"type": "hidden", "seq": rude}));
+    }
+    for pod in 0..2 {
+        assert_eq!(seqs(&cluster.pod(pod).history(&room, "").await), vec![kept], "pod-{pod}'s history API");
+        let (_late, welcome) = cluster.pod(pod).join(&room, &Reader::new("늦은 독자")).await;
+        assert_eq!(seqs(welcome["history"].as_array().unwrap()), vec![kept], "pod-{pod}'s welcome: {welcome}");
+    }
+
+    // The owner keeps it on pod-0: readers on both pods get it back.
+    let auth = format!("Bearer {TOKEN}");
+    let response = cluster.pod(0).http("DELETE", &format!("/api/rooms/{room}/reports/{rude}"), &[("Authorization", &auth)], None).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    for client in [&mut a, &mut near, &mut far] {
+        let restored = client.next_of_type("restored").await;
+        assert_message(&restored["message"], &room, &author, "not fine");
+    }
+    for pod in 0..2 {
+        let (_later, welcome) = cluster.pod(pod).join(&room, &Reader::new("나중 독자")).await;
+        assert_eq!(seqs(welcome["history"].as_array().unwrap()), vec![kept, rude], "pod-{pod}'s welcome: {welcome}");
+    }
+}

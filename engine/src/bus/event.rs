@@ -15,6 +15,15 @@ pub enum RoomEvent {
     Deleted {
         seq: Seq,
     },
+    /// Readers' reports hid a message.
+    Hidden {
+        seq: Seq,
+    },
+    /// The owner kept a hidden message: its seq and `Message` JSON.
+    Restored {
+        seq: Seq,
+        json: MessageJson,
+    },
     /// A typing frame, passed on to the room's readers other than its author.
     Typing {
         author: AuthorId,
@@ -51,6 +60,8 @@ pub fn encode(pod: &str, sent_at_ms: i64, event: &RoomEvent) -> String {
     let (kind, payload) = match event {
         RoomEvent::Message { seq, json } => ("message", format!("{seq}\n{json}")),
         RoomEvent::Deleted { seq } => ("deleted", seq.to_string()),
+        RoomEvent::Hidden { seq } => ("hidden", seq.to_string()),
+        RoomEvent::Restored { seq, json } => ("restored", format!("{seq}\n{json}")),
         RoomEvent::Typing { author, frame } => ("typing", format!("{}\n{}", author.as_str(), frame.as_str())),
         RoomEvent::Banned { author, until } => ("banned", format!("{}\n{until}", author.as_str())),
         RoomEvent::Unbanned { author } => ("unbanned", author.as_str().to_string()),
@@ -74,6 +85,11 @@ pub fn decode(raw: &str) -> Option<Envelope> {
             RoomEvent::Message { seq: seq.parse().ok()?, json: json.to_string().into() }
         }
         "deleted" => RoomEvent::Deleted { seq: payload.parse().ok()? },
+        "hidden" => RoomEvent::Hidden { seq: payload.parse().ok()? },
+        "restored" => {
+            let (seq, json) = payload.split_once('\n')?;
+            RoomEvent::Restored { seq: seq.parse().ok()?, json: json.to_string().into() }
+        }
         "typing" => {
             let (author, frame) = payload.split_once('\n')?;
             RoomEvent::Typing { author: AuthorId::parse(author)?, frame: frame.to_string().into() }
@@ -109,6 +125,8 @@ mod tests {
         let events = [
             RoomEvent::Message { seq: 7, json: r#"{"seq":7,"content":"two\nlines"}"#.into() },
             RoomEvent::Deleted { seq: 3 },
+            RoomEvent::Hidden { seq: 4 },
+            RoomEvent::Restored { seq: 4, json: r#"{"seq":4,"content":"x\ny"}"#.into() },
             RoomEvent::Typing { author: author.clone(), frame: r#"{"type":"typing"}"#.to_string().into() },
             RoomEvent::Banned { author: author.clone(), until: 1_800_000_000_000 },
             RoomEvent::Unbanned { author },

@@ -1,5 +1,5 @@
-//! The owner's routes: lock and pin a room, lift a ban, and the JSON the admin page reads (rooms
-//! live here, all rooms, one author's messages, active bans). All of them need the admin token or
+//! The owner's routes: lock and pin a room, lift a ban, keep a reported message, and the JSON the
+//! admin page reads (rooms live here, all rooms, one author's messages, active bans, reports). All of them need the admin token or
 //! a signed-in session (`session.rs`); inputs are bounded, errors are the shared JSON shape.
 
 use std::sync::Arc;
@@ -22,6 +22,8 @@ pub const AUTHOR_DEFAULT: usize = 20;
 pub const AUTHOR_MAX: usize = 100;
 pub const BANS_DEFAULT: usize = 100;
 pub const BANS_MAX: usize = 500;
+pub const REPORTS_DEFAULT: usize = 50;
+pub const REPORTS_MAX: usize = 100;
 
 /// The refusal for a request that may not moderate, if it may not.
 fn refused(app: &App, req: &Request<impl Sized>) -> Option<Response<Body>> {
@@ -99,6 +101,53 @@ pub async fn unban(app: &Arc<App>, room: RoomId, author: &str, req: &Request<Inc
         Ok(true) => json(&json!({ "id": room.as_str(), "unbanned": author.as_str() })),
         Ok(false) => error_response(ErrorCode::NotFound, "no active ban for this author in this room"),
         Err(err) => room_error(err),
+    }
+}
+
+/// `DELETE /api/rooms/{id}/reports/{seq}`: the owner keeps the message. 404 when it has no open
+/// reports.
+pub async fn dismiss(app: &Arc<App>, room: RoomId, seq: &str, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, req) {
+        return res;
+    }
+    let Some(seq) = seq.parse::<Seq>().ok().filter(|s| *s >= 1) else {
+        return error_response(ErrorCode::BadRequest, "seq must be a positive integer");
+    };
+    match app.rooms.dismiss(&room, seq).await {
+        Ok(true) => json(&json!({ "id": room.as_str(), "seq": seq, "dismissed": true })),
+        Ok(false) => error_response(ErrorCode::NotFound, "no open reports for this message"),
+        Err(err) => room_error(err),
+    }
+}
+
+/// `GET /api/admin/reports?limit=`: messages with open reports, most reported first, then the
+/// longest waiting.
+pub async fn reports(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, req) {
+        return res;
+    }
+    let limit = match limit_param(req.uri().query(), REPORTS_DEFAULT, REPORTS_MAX) {
+        Ok(limit) => limit,
+        Err(message) => return error_response(ErrorCode::BadRequest, &message),
+    };
+    match app.store.reports(limit).await {
+        Ok(reported) => {
+            let reports: Vec<_> = reported
+                .iter()
+                .map(|r| {
+                    json!({
+                        "room": r.message.room_id.as_str(),
+                        "seq": r.message.seq,
+                        "reports": r.reports,
+                        "hidden": r.hidden,
+                        "lastReportedAt": format_millis(r.last_reported_at),
+                        "message": r.message,
+                    })
+                })
+                .collect();
+            json(&json!({ "reports": reports }))
+        }
+        Err(err) => unavailable(err),
     }
 }
 

@@ -54,6 +54,8 @@ pub enum Route<'a> {
     Pin(RoomId),
     Unpin(RoomId),
     Unban(RoomId, &'a str),
+    /// The owner keeps a reported message (its seq, unparsed).
+    DismissReports(RoomId, &'a str),
     SignIn,
     SessionStatus,
     SignOut,
@@ -61,6 +63,7 @@ pub enum Route<'a> {
     AllRooms,
     AuthorMessages(&'a str),
     Bans,
+    Reports,
     InvalidRoom,
     MethodNotAllowed,
     NotFound,
@@ -89,6 +92,9 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         (&Method::DELETE, ["api", "rooms", id, "bans", author]) => {
             RoomId::parse(id).map_or(Route::InvalidRoom, |id| Route::Unban(id, author))
         }
+        (&Method::DELETE, ["api", "rooms", id, "reports", seq]) => {
+            RoomId::parse(id).map_or(Route::InvalidRoom, |id| Route::DismissReports(id, seq))
+        }
         (&Method::PUT, ["api", "rooms", id, "lock"]) => room(id, |id| Route::Lock(id, true)),
         (&Method::DELETE, ["api", "rooms", id, "lock"]) => room(id, |id| Route::Lock(id, false)),
         (&Method::PUT, ["api", "rooms", id, "pin"]) => room(id, Route::Pin),
@@ -100,13 +106,14 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         (&Method::GET, ["api", "admin", "rooms"]) => Route::AllRooms,
         (&Method::GET, ["api", "admin", "authors", author, "messages"]) => Route::AuthorMessages(author),
         (&Method::GET, ["api", "admin", "bans"]) => Route::Bans,
+        (&Method::GET, ["api", "admin", "reports"]) => Route::Reports,
         (_, ["healthz" | "readyz" | "metrics" | "embed.js" | "admin"])
         | (_, ["admin", "session"])
-        | (_, ["api", "admin", "rooms" | "bans"])
+        | (_, ["api", "admin", "rooms" | "bans" | "reports"])
         | (_, ["api", "admin", "rooms", "active"])
         | (_, ["api", "admin", "authors", _, "messages"])
         | (_, ["api", "rooms", _, "lock" | "pin"])
-        | (_, ["api", "rooms", _, "bans", _])
+        | (_, ["api", "rooms", _, "bans" | "reports", _])
         | (_, ["assets" | "room" | "ws", _])
         | (_, ["api", "rooms", _])
         | (_, ["api", "rooms", _, "messages" | "bans"])
@@ -147,6 +154,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> R
         Route::Pin(room) => admin::pin(&app, room, req).await,
         Route::Unpin(room) => admin::unpin(&app, room, &req).await,
         Route::Unban(room, author) => admin::unban(&app, room, author, &req).await,
+        Route::DismissReports(room, seq) => admin::dismiss(&app, room, seq, &req).await,
         Route::SignIn => session::sign_in(&app, req, peer).await,
         Route::SessionStatus => session::status(&app, &req),
         Route::SignOut => session::sign_out(&app, &req, peer),
@@ -154,6 +162,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> R
         Route::AllRooms => admin::rooms(&app, &req).await,
         Route::AuthorMessages(author) => admin::author_messages(&app, author, &req).await,
         Route::Bans => admin::bans(&app, &req).await,
+        Route::Reports => admin::reports(&app, &req).await,
         Route::InvalidRoom => invalid_room(),
         Route::MethodNotAllowed => {
             error_response_with_status(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed on this route")
@@ -257,7 +266,7 @@ mod tests {
         let segment = prop_oneof![
             prop::sample::select(vec![
                 "", "room", "ws", "api", "rooms", "messages", "bans", "assets", "metrics", "healthz", "readyz", "embed.js", "..", ".",
-                "admin", "session", "lock", "pin", "active", "authors"
+                "admin", "session", "lock", "pin", "active", "authors", "reports"
             ])
             .prop_map(str::to_string),
             "[A-Za-z0-9._-]{1,130}",
@@ -270,7 +279,7 @@ mod tests {
     fn room_of<'a>(route: &'a Route<'_>) -> Option<&'a RoomId> {
         match route {
             Route::WidgetPage(room) | Route::Socket(room) | Route::RoomInfo(room) | Route::History(room) | Route::Ban(room) => Some(room),
-            Route::DeleteMessage(room, _) | Route::Unban(room, _) | Route::Lock(room, _) => Some(room),
+            Route::DeleteMessage(room, _) | Route::Unban(room, _) | Route::Lock(room, _) | Route::DismissReports(room, _) => Some(room),
             Route::Pin(room) | Route::Unpin(room) => Some(room),
             _ => None,
         }
@@ -340,5 +349,10 @@ mod tests {
         assert_eq!(parse_route(&Method::POST, "/admin"), Route::MethodNotAllowed);
         assert_eq!(parse_route(&Method::GET, "/admin/x"), Route::NotFound);
         assert_eq!(parse_route(&Method::GET, "/assets/admin.js"), Route::Asset("admin.js"));
+        assert_eq!(parse_route(&Method::GET, "/api/admin/reports"), Route::Reports);
+        assert_eq!(parse_route(&Method::POST, "/api/admin/reports"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/reports/7"), Route::DismissReports(p(), "7"));
+        assert_eq!(parse_route(&Method::GET, "/api/rooms/p/reports/7"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::DELETE, "/api/rooms/a%2Fb/reports/7"), Route::InvalidRoom);
     }
 }

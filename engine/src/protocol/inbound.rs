@@ -25,6 +25,9 @@ pub enum Inbound {
     Delete {
         seq: Seq,
     },
+    Report {
+        seq: Seq,
+    },
     Typing,
     Rename {
         nickname: String,
@@ -39,10 +42,12 @@ pub struct Refusal {
     pub message: String,
     /// The send's clientId, when the frame carried one, so the client knows which send failed.
     pub client_id: Option<String>,
+    /// The reported message's seq, so the client knows which report failed.
+    pub seq: Option<Seq>,
 }
 
 fn refuse(code: ErrorCode, message: &str) -> Refusal {
-    Refusal { code, message: message.to_string(), client_id: None }
+    Refusal { code, message: message.to_string(), client_id: None, seq: None }
 }
 
 const AVATAR_RULE: &str = "avatar: at most 32 printable characters";
@@ -50,7 +55,7 @@ const AVATAR_RULE: &str = "avatar: at most 32 printable characters";
 pub fn check(text: &str) -> Result<Inbound, Refusal> {
     let frame = match protocol::parse(text) {
         Parsed::Frame(frame) => frame,
-        Parsed::Bad { reason, client_id } => return Err(Refusal { code: ErrorCode::BadFrame, message: reason, client_id }),
+        Parsed::Bad { reason, client_id } => return Err(Refusal { code: ErrorCode::BadFrame, message: reason, client_id, seq: None }),
     };
     match frame {
         ClientFrame::Hello { anonymous_id, nickname, avatar, last_seq, watch, grant } => {
@@ -75,6 +80,11 @@ pub fn check(text: &str) -> Result<Inbound, Refusal> {
         // No message has a seq past i64::MAX.
         ClientFrame::Delete { seq } => {
             Seq::try_from(seq).map(|seq| Inbound::Delete { seq }).map_err(|_| refuse(ErrorCode::NotFound, "no such message"))
+        }
+        // Seq 0 names no message ever; past i64::MAX none can exist yet.
+        ClientFrame::Report { seq: 0 } => Err(Refusal { seq: Some(0), ..refuse(ErrorCode::BadFrame, "seq must be a positive integer") }),
+        ClientFrame::Report { seq } => {
+            Seq::try_from(seq).map(|seq| Inbound::Report { seq }).map_err(|_| refuse(ErrorCode::NotFound, "no such message"))
         }
         ClientFrame::Typing {} => Ok(Inbound::Typing),
         ClientFrame::Rename { nickname, avatar } => {
@@ -130,6 +140,7 @@ mod tests {
             Just(json!("hello")),
             Just(json!("send")),
             Just(json!("delete")),
+            Just(json!("report")),
             Just(json!("typing")),
             Just(json!("rename")),
             json_value(),
@@ -163,6 +174,7 @@ mod tests {
             }
             Ok(Inbound::Rename { nickname, .. }) => prop_assert_eq!(chat::nickname(&nickname), Some(nickname.clone())),
             Ok(Inbound::Delete { seq }) => prop_assert!(seq >= 0),
+            Ok(Inbound::Report { seq }) => prop_assert!(seq >= 1),
             Ok(Inbound::Typing) => {}
         }
         Ok(())
@@ -199,6 +211,10 @@ mod tests {
         assert_eq!(code(json!({"type": "hello", "anonymousId": id, "nickname": "\u{202e}ab"})), Some(ErrorCode::InvalidNickname));
         assert_eq!(code(json!({"type": "send", "clientId": id, "content": " "})), Some(ErrorCode::InvalidContent));
         assert_eq!(code(json!({"type": "delete", "seq": u64::MAX})), Some(ErrorCode::NotFound));
+        assert_eq!(code(json!({"type": "report", "seq": 57})), None);
+        for bad in [json!(0), json!(-1), json!(1.5), json!("57"), json!(null)] {
+            assert_eq!(code(json!({"type": "report", "seq": bad})), Some(ErrorCode::BadFrame), "{bad}");
+        }
         assert_eq!(code(json!({"type": "dance"})), Some(ErrorCode::BadFrame));
     }
 }

@@ -75,6 +75,10 @@ pub enum ClientFrame {
     Delete {
         seq: u64,
     },
+    /// A reader reports someone else's message to the owner.
+    Report {
+        seq: u64,
+    },
     Typing {},
     Rename {
         nickname: String,
@@ -140,7 +144,10 @@ enum ServerFrame<'a> {
         message: &'a str,
         #[serde(rename = "clientId", skip_serializing_if = "Option::is_none")]
         client_id: Option<&'a str>,
-        /// On a refused send: milliseconds until the limit that refused it lets a send through.
+        /// On a refused report: the message it was about.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<Seq>,
+        /// On a refused send or report: milliseconds until the limit that refused it lets a send through.
         #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
@@ -151,6 +158,14 @@ enum ServerFrame<'a> {
     /// The room's state changed: locked read-only (true) or reopened.
     Room {
         locked: bool,
+    },
+    /// The reader's report of this message is recorded.
+    Reported {
+        seq: Seq,
+    },
+    /// Readers' reports hid this message: it leaves the conversation as a deleted one does.
+    Hidden {
+        seq: Seq,
     },
 }
 
@@ -176,13 +191,31 @@ pub fn typing(author: &Profile) -> Frame {
 }
 
 pub fn error(code: ErrorCode, message: &str, client_id: Option<&str>) -> Frame {
-    encode(&ServerFrame::Error { code, message, client_id, retry_after_ms: None })
+    encode(&ServerFrame::Error { code, message, client_id, seq: None, retry_after_ms: None })
+}
+
+/// An `error` about a report, naming the message; `rate_limited` also says when to try again.
+pub fn report_error(code: ErrorCode, message: &str, seq: Seq, retry_after_ms: Option<u64>) -> Frame {
+    encode(&ServerFrame::Error { code, message, client_id: None, seq: Some(seq), retry_after_ms })
+}
+
+pub fn reported(seq: Seq) -> Frame {
+    encode(&ServerFrame::Reported { seq })
+}
+
+pub fn hidden(seq: Seq) -> Frame {
+    encode(&ServerFrame::Hidden { seq })
+}
+
+/// `restored` frame around a message that was hidden and that the owner kept.
+pub fn restored(message_json: &str) -> Frame {
+    format!(r#"{{"type":"restored","message":{message_json}}}"#).into()
 }
 
 /// `rate_limited` for a send, with when to try again.
 pub fn rate_limited(message: &str, client_id: &str, retry_after_ms: u64) -> Frame {
     let client_id = Some(client_id);
-    encode(&ServerFrame::Error { code: ErrorCode::RateLimited, message, client_id, retry_after_ms: Some(retry_after_ms) })
+    encode(&ServerFrame::Error { code: ErrorCode::RateLimited, message, client_id, seq: None, retry_after_ms: Some(retry_after_ms) })
 }
 
 /// `room` frame: the room was locked read-only or reopened.
@@ -250,6 +283,7 @@ mod tests {
     fn parses_every_client_frame() {
         assert!(matches!(parse(r#"{"type":"typing"}"#), Parsed::Frame(ClientFrame::Typing {})));
         assert!(matches!(parse(r#"{"type":"delete","seq":57}"#), Parsed::Frame(ClientFrame::Delete { seq: 57 })));
+        assert!(matches!(parse(r#"{"type":"report","seq":57}"#), Parsed::Frame(ClientFrame::Report { seq: 57 })));
         assert!(matches!(
             parse(r#"{"type":"hello","anonymousId":"x","nickname":"n","lastSeq":41,"extra":1}"#),
             Parsed::Frame(ClientFrame::Hello { last_seq: Some(41), .. })
@@ -265,5 +299,6 @@ mod tests {
         assert!(matches!(parse("not json"), Parsed::Bad { client_id: None, .. }));
         assert!(matches!(parse(r#"{"type":"dance"}"#), Parsed::Bad { .. }));
         assert!(matches!(parse(r#"{"type":"delete","seq":-1}"#), Parsed::Bad { .. }));
+        assert!(matches!(parse(r#"{"type":"report","seq":"57"}"#), Parsed::Bad { .. }));
     }
 }

@@ -124,6 +124,14 @@ impl RoomActor {
                 Effect::Delete { seq, author, requester } => {
                     self.tasks.spawn(async move { Done::Deleted { seq, requester, outcome: store.delete(room, seq, author).await } });
                 }
+                Effect::Report { conn, seq, reporter } => {
+                    let auto_hide = self.ctx.settings.auto_hide_reports;
+                    self.tasks
+                        .spawn(async move { Done::Reported { conn, seq, outcome: store.report(room, seq, reporter, auto_hide).await } });
+                }
+                Effect::Dismiss { seq, reply } => {
+                    self.tasks.spawn(async move { Done::Dismissed { reply, outcome: store.dismiss(room, seq).await } });
+                }
                 Effect::Ban { author, until, reply } => {
                     self.tasks.spawn(async move {
                         let outcome = store.ban(room, author.clone(), until).await;

@@ -24,7 +24,7 @@ use crate::metrics::{SendOutcome, METRICS};
 use crate::protocol::{self, CloseCode, ErrorCode, Frame, MessageJson};
 use crate::rate::TokenBucket;
 use crate::store::writer::AppendResult;
-use crate::store::{Deletion, NewMessage, RoomSnapshot, StoreError};
+use crate::store::{Deletion, Dismissal, NewMessage, Report, RoomSnapshot, StoreError};
 
 /// Presence frames go out at most this often per room, whatever the churn.
 const PRESENCE_EVERY: Duration = Duration::from_millis(500);
@@ -65,6 +65,17 @@ pub(super) enum Effect {
         seq: Seq,
         author: Option<AuthorId>,
         requester: Requester,
+    },
+    /// Record a reader's report (which may hide the message).
+    Report {
+        conn: ConnId,
+        seq: Seq,
+        reporter: AuthorId,
+    },
+    /// Clear a message's reports and keep it.
+    Dismiss {
+        seq: Seq,
+        reply: oneshot::Sender<Result<bool, RoomError>>,
     },
     Ban {
         author: AuthorId,
@@ -119,6 +130,15 @@ pub(super) enum Done {
         seq: Seq,
         requester: Requester,
         outcome: Result<Deletion, StoreError>,
+    },
+    Reported {
+        conn: ConnId,
+        seq: Seq,
+        outcome: Result<Report, StoreError>,
+    },
+    Dismissed {
+        reply: oneshot::Sender<Result<bool, RoomError>>,
+        outcome: Result<Dismissal, StoreError>,
     },
     Banned {
         author: AuthorId,
@@ -405,6 +425,7 @@ impl RoomCore {
                     self.effects.push(Effect::Delete { seq, author: Some(author), requester: Requester::Member(conn) });
                 }
             }
+            Command::Report { conn, seq } => self.report(conn, seq),
             Command::Typing { conn } => self.typing(conn),
             Command::Rename { conn, nickname, avatar } => self.rename(conn, nickname, avatar),
             Command::Info { reply } => match &self.state {
@@ -421,6 +442,7 @@ impl RoomCore {
             Command::Unban { author, reply } => self.effects.push(Effect::Unban { author, reply }),
             Command::Lock { locked, reply } => self.effects.push(Effect::SetLock { locked, reply }),
             Command::Pin { seq, reply } => self.effects.push(Effect::Pin { seq, reply }),
+            Command::Dismiss { seq, reply } => self.effects.push(Effect::Dismiss { seq, reply }),
             Command::Remote(envelope) => self.remote(envelope),
             Command::ShedRing { bytes } => {
                 if let Some(state) = self.state.as_mut() {
@@ -667,8 +689,7 @@ impl RoomCore {
         if let Err((limit, wait)) = self.take_send_token(&author.author_id, member.client) {
             METRICS.send(SendOutcome::RateLimited);
             METRICS.error(ErrorCode::RateLimited);
-            let retry_after_ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1);
-            self.deliver(conn, protocol::rate_limited(limit.message(), &client_id, retry_after_ms));
+            self.deliver(conn, protocol::rate_limited(limit.message(), &client_id, retry_after_ms(wait)));
             return;
         }
         if self.is_banned(&author.author_id) {
@@ -677,6 +698,77 @@ impl RoomCore {
         }
         self.pending.push(Pending { conn, author, client_id, content, received });
         self.start_commit();
+    }
+
+    /// A reader's report of a message. It takes from the same limits as a send, so reporting
+    /// cannot be used to flood the store; the store decides the rest (exists, not the reader's
+    /// own, enough reports to hide it).
+    fn report(&mut self, conn: ConnId, seq: Seq) {
+        let Some(member) = self.members.get(&conn) else { return };
+        let (reporter, client) = (member.profile.author_id.clone(), member.client);
+        if let Err((limit, wait)) = self.take_send_token(&reporter, client) {
+            METRICS.error(ErrorCode::RateLimited);
+            self.deliver(conn, protocol::report_error(ErrorCode::RateLimited, limit.message(), seq, Some(retry_after_ms(wait))));
+            return;
+        }
+        if self.is_banned(&reporter) {
+            self.kick_banned(&reporter);
+            return;
+        }
+        self.effects.push(Effect::Report { conn, seq, reporter });
+    }
+
+    fn reported(&mut self, conn: ConnId, seq: Seq, outcome: Result<Report, StoreError>) {
+        let (code, message) = match outcome {
+            Ok(Report::Recorded { fresh, hidden }) => {
+                if fresh {
+                    METRICS.reports.inc();
+                }
+                self.deliver(conn, protocol::reported(seq));
+                if hidden {
+                    METRICS.messages_hidden.inc();
+                    tracing::info!(room = %self.id, seq, "message hidden by readers' reports");
+                    self.effects.push(Effect::Publish(RoomEvent::Hidden { seq }));
+                    self.take_back(seq, protocol::hidden(seq));
+                }
+                return;
+            }
+            Ok(Report::NotFound) => (ErrorCode::NotFound, "no such message"),
+            Ok(Report::Forbidden) => (ErrorCode::Forbidden, "you cannot report your own message"),
+            Err(_) => (ErrorCode::Unavailable, "message store unavailable; try again"),
+        };
+        METRICS.error(code);
+        self.deliver(conn, protocol::report_error(code, message, seq, None));
+    }
+
+    /// The owner kept a message; one that was hidden is shown again.
+    fn dismissed(&mut self, reply: oneshot::Sender<Result<bool, RoomError>>, outcome: Result<Dismissal, StoreError>) {
+        let answer = match outcome {
+            Ok(Dismissal::NoReports) => Ok(false),
+            Ok(Dismissal::Kept) => Ok(true),
+            Ok(Dismissal::Restored(message)) => {
+                let entry = Entry::new(&message);
+                self.effects.push(Effect::Publish(RoomEvent::Restored { seq: entry.seq, json: entry.json.clone() }));
+                tracing::info!(room = %self.id, seq = entry.seq, "hidden message restored");
+                self.apply_restored(entry);
+                Ok(true)
+            }
+            Err(_) => Err(RoomError::Unavailable),
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// A hidden message is back: in the ring at its place and on every reader's screen. One this
+    /// pod has not delivered yet simply takes its turn in seq order.
+    fn apply_restored(&mut self, entry: Entry) {
+        let Some(state) = self.state.as_mut() else { return };
+        if entry.seq > state.last_seq {
+            self.offer(entry);
+            return;
+        }
+        let frame = protocol::restored(&entry.json);
+        state.ring.restore(entry);
+        self.broadcast(&frame, None);
     }
 
     /// The send limits, in one place: the author's budget in this room, the room's ceiling and the
@@ -824,8 +916,8 @@ impl RoomCore {
 
     /// Delivers what the store returned that this room had not. A seq only becomes visible once
     /// every lower seq of its room is committed, so a seq below one known committed before the
-    /// read (returned by it, or held when it started) that the read did not return was deleted,
-    /// and is skipped. Messages delivered while the read ran are simply not delivered twice.
+    /// read (returned by it, or held when it started) that the read did not return was deleted
+    /// (or hidden), and is skipped. Messages delivered while the read ran are simply not delivered twice.
     fn repaired(&mut self, result: Result<Vec<Message>, StoreError>) {
         let Some(held_before) = self.repairing.take() else { return };
         let Some(last) = self.state.as_ref().map(|s| s.last_seq) else { return };
@@ -892,6 +984,8 @@ impl RoomCore {
             Done::Repaired(result) => self.repaired(result),
             Done::History { conn, read, result } => self.history_read(conn, read, result),
             Done::Deleted { seq, requester, outcome } => self.deleted(seq, requester, outcome),
+            Done::Reported { conn, seq, outcome } => self.reported(conn, seq, outcome),
+            Done::Dismissed { reply, outcome } => self.dismissed(reply, outcome),
             Done::Banned { author, until, reply, outcome } => {
                 if outcome.is_ok() {
                     self.effects.push(Effect::Publish(RoomEvent::Banned { author: author.clone(), until }));
@@ -1043,6 +1137,8 @@ impl RoomCore {
         match envelope.event {
             RoomEvent::Message { seq, json } => self.offer(Entry { seq, json }),
             RoomEvent::Deleted { seq } => self.apply_deleted(seq),
+            RoomEvent::Hidden { seq } => self.take_back(seq, protocol::hidden(seq)),
+            RoomEvent::Restored { seq, json } => self.apply_restored(Entry { seq, json }),
             RoomEvent::Typing { author, frame } => self.broadcast(&frame, Some(&author)),
             RoomEvent::Banned { author, until } => self.apply_ban(author, until),
             RoomEvent::Unbanned { author } => self.change(RoomChange::Unbanned(author)),
@@ -1057,6 +1153,11 @@ impl RoomCore {
     }
 
     fn apply_deleted(&mut self, seq: Seq) {
+        self.take_back(seq, protocol::deleted(seq));
+    }
+
+    /// Takes a message out of readers' sight (deleted or hidden) and tells them with `frame`.
+    fn take_back(&mut self, seq: Seq, frame: Frame) {
         if let Some(state) = self.state.as_mut() {
             state.ring.remove(seq);
         }
@@ -1069,7 +1170,7 @@ impl RoomCore {
             // seq still counts as passed.
             return;
         }
-        self.broadcast(&protocol::deleted(seq), None);
+        self.broadcast(&frame, None);
     }
 
     fn apply_ban(&mut self, author: AuthorId, until: i64) {
@@ -1172,6 +1273,11 @@ impl RoomCore {
     }
 }
 
+/// A wait as the `retryAfterMs` of a refusal: whole milliseconds, rounded up, at least 1.
+fn retry_after_ms(wait: Duration) -> u64 {
+    u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1)
+}
+
 /// The newest of these entries whose JSON fits in `cap` bytes, oldest first.
 fn trim<'a>(entries: impl DoubleEndedIterator<Item = &'a Entry>, cap: usize) -> Vec<MessageJson> {
     within(entries.map(|e| e.json.clone()).collect(), cap, true).unwrap_or_default()
@@ -1219,6 +1325,7 @@ mod tests {
             welcome_max_bytes: 256 * 1024,
             ring: RingLimits { count: ring, bytes: 1 << 20, budget: Arc::new(RingBudget::new(usize::MAX)) },
             clients: Clients::new(limits),
+            auto_hide_reports: 3,
         })
     }
 
@@ -1534,5 +1641,111 @@ mod tests {
         core.done(Done::Unbanned { author: troll.author_id.clone(), reply: oneshot::channel().0, outcome: Ok(true) });
         assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Unbanned { .. }))));
         join(&mut core, 1, troll, None).welcome();
+    }
+
+    fn history_seqs(welcome: &serde_json::Value) -> Vec<i64> {
+        welcome["history"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_report_goes_to_the_store_and_its_answer_to_the_reporter_only() {
+        let mut core = loaded(settings(10), vec![message(1), message(2)], 2);
+        let mut reporter = join(&mut core, 1, profile("신고자"), None);
+        let mut other = join(&mut core, 2, profile("구경꾼"), None);
+        reporter.welcome();
+        other.welcome();
+        core.command(Command::Report { conn: 1, seq: 2 });
+        let effects = core.take_effects();
+        assert!(matches!(effects.as_slice(), [Effect::Report { conn: 1, seq: 2, .. }]), "stored first");
+        core.done(Done::Reported { conn: 1, seq: 2, outcome: Ok(Report::Recorded { fresh: true, hidden: false }) });
+        assert_eq!(reporter.frames(), vec![serde_json::json!({"type": "reported", "seq": 2})]);
+        assert!(other.frames().iter().all(|f| f["type"] == "presence"), "nobody else hears of it");
+        for (outcome, code) in
+            [(Ok(Report::NotFound), "not_found"), (Ok(Report::Forbidden), "forbidden"), (Err(StoreError::Timeout), "unavailable")]
+        {
+            core.done(Done::Reported { conn: 1, seq: 2, outcome });
+            let refused = reporter.of_type("error");
+            assert_eq!((refused[0]["code"].as_str(), refused[0]["seq"].as_i64()), (Some(code), Some(2)), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn reports_take_from_the_send_budget() {
+        let mut core = loaded(settings(2), vec![message(1)], 1);
+        let mut tab = join(&mut core, 1, profile("성급한"), None);
+        tab.welcome();
+        core.command(Command::Send { conn: 1, client_id: "a".into(), content: "x".into(), received: Instant::now() });
+        core.command(Command::Report { conn: 1, seq: 1 });
+        core.command(Command::Report { conn: 1, seq: 1 });
+        let reports = core.take_effects().iter().filter(|e| matches!(e, Effect::Report { .. })).count();
+        assert_eq!(reports, 1, "the send and one report used the burst of 2");
+        let refused = tab.of_type("error");
+        assert_eq!((refused[0]["code"].as_str(), refused[0]["seq"].as_i64()), (Some("rate_limited"), Some(1)));
+        assert!(refused[0]["retryAfterMs"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_hidden_message_leaves_every_reader_the_pin_and_later_welcomes() {
+        let mut core = loaded(settings(10), vec![message(1), message(2), message(3)], 3);
+        let mut reporter = join(&mut core, 1, profile("신고자"), None);
+        let mut other = join(&mut core, 2, profile("구경꾼"), None);
+        reporter.welcome();
+        other.welcome();
+        core.done(Done::Pinned { unpin: false, reply: oneshot::channel().0, outcome: Ok(Some(message(2))) });
+        core.take_effects();
+        other.frames();
+        reporter.frames();
+        core.done(Done::Reported { conn: 1, seq: 2, outcome: Ok(Report::Recorded { fresh: true, hidden: true }) });
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Hidden { seq: 2 }))), "other pods are told");
+        let frames = other.frames();
+        assert!(frames.contains(&serde_json::json!({"type": "hidden", "seq": 2})), "{frames:?}");
+        assert!(frames.iter().any(|f| f["type"] == "pinned" && f["message"].is_null()), "hiding unpins: {frames:?}");
+        let kinds: Vec<_> = reporter.frames().into_iter().filter(|f| f["type"] != "presence").map(|f| f["type"].clone()).collect();
+        assert_eq!(kinds, vec!["reported", "pinned", "hidden"]);
+        let mut late = join(&mut core, 3, profile("늦은"), None);
+        let welcome = late.welcome();
+        assert_eq!(history_seqs(&welcome), vec![1, 3]);
+        assert!(welcome["pinned"].is_null());
+    }
+
+    #[test]
+    fn a_kept_message_comes_back_in_place_for_readers_and_welcomes() {
+        let mut core = loaded(settings(10), vec![message(1), message(2), message(3)], 3);
+        let mut tab = join(&mut core, 1, profile("독자"), None);
+        tab.welcome();
+        core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Hidden { seq: 2 } }));
+        assert_eq!(tab.of_type("hidden"), vec![serde_json::json!({"type": "hidden", "seq": 2})]);
+        let (reply, answer) = oneshot::channel();
+        core.command(Command::Dismiss { seq: 2, reply });
+        let Some(Effect::Dismiss { seq: 2, reply }) = core.take_effects().pop() else { panic!("stored first") };
+        core.done(Done::Dismissed { reply, outcome: Ok(Dismissal::Restored(message(2))) });
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(true));
+        assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Restored { seq: 2, .. }))));
+        let restored = tab.of_type("restored");
+        assert_eq!((restored.len(), restored[0]["message"]["content"].as_str()), (1, Some("m2")));
+        assert_eq!(history_seqs(&join(&mut core, 2, profile("늦은"), None).welcome()), vec![1, 2, 3]);
+        let resumed = join(&mut core, 3, profile("돌아온"), Some(1)).welcome();
+        assert_eq!((history_seqs(&resumed), resumed["resumed"].as_bool()), (vec![2, 3], Some(true)));
+        // Nothing open: the owner hears so and nobody else hears anything.
+        let (reply, answer) = oneshot::channel();
+        core.done(Done::Dismissed { reply, outcome: Ok(Dismissal::NoReports) });
+        assert_eq!(answer.blocking_recv().unwrap(), Ok(false));
+        assert!(core.take_effects().is_empty());
+        assert!(tab.of_type("restored").is_empty());
+    }
+
+    #[test]
+    fn a_message_restored_before_this_pod_delivered_it_arrives_in_order() {
+        let mut core = loaded(settings(10), vec![message(1)], 1);
+        let mut tab = join(&mut core, 1, profile("독자"), None);
+        tab.welcome();
+        remote(&mut core, 3);
+        let entry = Entry::new(&message(2));
+        core.command(Command::Remote(Envelope {
+            pod: "other".into(),
+            sent_at_ms: 0,
+            event: RoomEvent::Restored { seq: 2, json: entry.json },
+        }));
+        assert_eq!(seqs(&tab.of_type("message")), vec![2, 3]);
     }
 }

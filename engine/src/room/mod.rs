@@ -51,6 +51,8 @@ pub struct RoomSettings {
     pub ring: RingLimits,
     /// The per-address send budget every room draws from.
     pub clients: std::sync::Arc<crate::clients::Clients>,
+    /// Distinct readers whose reports hide a message (0: reports never hide one).
+    pub auto_hide_reports: u32,
 }
 
 pub struct RoomContext {
@@ -143,6 +145,11 @@ pub enum Command {
         conn: ConnId,
         seq: Seq,
     },
+    /// A reader reports someone else's message.
+    Report {
+        conn: ConnId,
+        seq: Seq,
+    },
     Typing {
         conn: ConnId,
     },
@@ -175,6 +182,12 @@ pub enum Command {
     /// Pin a message (false: no such message), or unpin (`None`).
     Pin {
         seq: Option<Seq>,
+        reply: oneshot::Sender<Result<bool, RoomError>>,
+    },
+    /// The owner keeps a reported message: its reports are cleared and, if it was hidden, it is
+    /// shown again (false: it had no open reports).
+    Dismiss {
+        seq: Seq,
         reply: oneshot::Sender<Result<bool, RoomError>>,
     },
     /// Something another pod published for this room.

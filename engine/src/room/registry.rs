@@ -155,6 +155,11 @@ impl Rooms {
         self.request(room, |reply| Command::Pin { seq, reply }).await?
     }
 
+    /// Dismisses a message's reports (false: it had none open), showing it again if hidden.
+    pub async fn dismiss(&self, room: &RoomId, seq: Seq) -> Result<bool, RoomError> {
+        self.request(room, |reply| Command::Dismiss { seq, reply }).await?
+    }
+
     /// The rooms live on this pod with their info, in id order. A room that does not answer in
     /// time (stopping, or busy) is left out.
     pub async fn active(&self) -> Vec<(RoomId, RoomInfo)> {

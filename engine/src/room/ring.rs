@@ -1,6 +1,6 @@
 //! The room's recent messages in memory, already serialized, so joins and resumes are answered
-//! without touching the store. Invariant: the ring holds every non-deleted message with a seq
-//! above `floor` (the newest message it ever dropped).
+//! without touching the store. Invariant: the ring holds every message that is not deleted or
+//! hidden with a seq above `floor` (the newest message it ever dropped).
 //!
 //! A ring is bounded by count and by bytes, and its bytes count towards the pod-wide budget
 //! (`budget.rs`), which may ask it to drop its oldest entries when other rooms are more active.
@@ -69,6 +69,20 @@ impl Ring {
     pub fn push(&mut self, entry: Entry) {
         self.add_bytes(entry.cost());
         self.entries.push_back(entry);
+        while self.entries.len() > self.limits.count || self.bytes > self.limits.bytes {
+            self.pop_oldest();
+        }
+    }
+
+    /// Puts back a message that was taken out (hidden, then kept by the owner) at its place in
+    /// seq order. One at or below the floor is not the ring's to hold.
+    pub fn restore(&mut self, entry: Entry) {
+        if entry.seq <= self.floor {
+            return;
+        }
+        let Err(at) = self.entries.binary_search_by_key(&entry.seq, |e| e.seq) else { return };
+        self.add_bytes(entry.cost());
+        self.entries.insert(at, entry);
         while self.entries.len() > self.limits.count || self.bytes > self.limits.bytes {
             self.pop_oldest();
         }
@@ -185,6 +199,17 @@ mod tests {
         ring.remove(6);
         assert!(ring.latest(3).is_none(), "older messages live only in the store");
         assert_eq!(seqs(ring.after(5).unwrap()), vec![7]);
+    }
+
+    #[test]
+    fn a_restored_message_goes_back_in_seq_order_unless_below_the_floor() {
+        let mut ring = ring(limits(3, usize::MAX), &[msg(5), msg(6), msg(7)], false);
+        ring.remove(6);
+        ring.restore(Entry::new(&msg(6)));
+        ring.restore(Entry::new(&msg(6)));
+        assert_eq!(seqs(ring.after(4).unwrap()), vec![5, 6, 7], "once, in its place");
+        ring.restore(Entry::new(&msg(4)));
+        assert_eq!(seqs(ring.after(4).unwrap()), vec![5, 6, 7], "4 is below the floor: the store has it");
     }
 
     #[test]

@@ -48,13 +48,13 @@ pub struct Appended {
 #[derive(Debug, Default)]
 pub struct RoomSnapshot {
     pub last_seq: Seq,
-    /// The newest messages that are not deleted, oldest first.
+    /// The newest messages that are not deleted or hidden, oldest first.
     pub recent: Vec<Message>,
     /// Active bans: author and the end of the ban in epoch milliseconds.
     pub bans: Vec<(AuthorId, i64)>,
     /// Locked read-only: sends are refused.
     pub locked: bool,
-    /// The pinned message, when there is one (never a deleted one).
+    /// The pinned message, when there is one (never a deleted or hidden one).
     pub pinned: Option<Message>,
 }
 
@@ -84,6 +84,39 @@ pub enum Deletion {
     Forbidden,
 }
 
+/// What a reader's report of a message came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// Stored. `fresh`: this reader had not reported the message before; `hidden`: this report
+    /// hid it (enough distinct readers reported it and the owner had not kept it).
+    Recorded { fresh: bool, hidden: bool },
+    /// No such message (never stored, deleted or pruned).
+    NotFound,
+    /// The reader's own message.
+    Forbidden,
+}
+
+/// What dismissing a message's reports came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dismissal {
+    /// The message has no open reports (or does not exist): nothing changed.
+    NoReports,
+    /// Reports cleared and the message kept; it was not hidden.
+    Kept,
+    /// Reports cleared and the message kept; it had been hidden and is shown again.
+    Restored(Message),
+}
+
+/// A message with open reports, as the owner's queue lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedMessage {
+    pub message: Message,
+    /// Distinct readers who reported it since it was last kept.
+    pub reports: i64,
+    pub hidden: bool,
+    pub last_reported_at: i64,
+}
+
 impl Deletion {
     /// What deleting a message owned by `owner` (None: no such message, or already deleted)
     /// comes to, for `author` (None: a moderator).
@@ -110,16 +143,28 @@ pub trait Store: Send + Sync + 'static {
 
     fn load_room(&self, room: RoomId, recent: usize) -> BoxFuture<'_, Result<RoomSnapshot, StoreError>>;
 
-    /// Messages (not deleted) with seq below `before` (or the newest), at most `limit`, oldest first.
+    /// Messages (not deleted or hidden) with seq below `before` (or the newest), at most `limit`, oldest first.
     fn history(&self, room: RoomId, before: Option<Seq>, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>>;
 
-    /// Messages (not deleted) with seq above `after`, at most `limit`, oldest first.
+    /// Messages (not deleted or hidden) with seq above `after`, at most `limit`, oldest first.
     fn after(&self, room: RoomId, after: Seq, limit: usize) -> BoxFuture<'_, Result<Vec<Message>, StoreError>>;
 
     fn last_seq(&self, room: RoomId) -> BoxFuture<'_, Result<Seq, StoreError>>;
 
-    /// Erases a message's content. With an author, only that author's message may go.
+    /// Erases a message's content (and closes its reports). With an author, only that author's
+    /// message may go.
     fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>>;
+
+    /// Records `reporter`'s report of a message and, once `auto_hide` distinct readers (0: never)
+    /// have reported it and the owner has not kept it, hides it (unpinning it) in the same
+    /// transaction.
+    fn report(&self, room: RoomId, seq: Seq, reporter: AuthorId, auto_hide: u32) -> BoxFuture<'_, Result<Report, StoreError>>;
+
+    /// Clears a message's open reports and marks it kept by the owner, showing it again if hidden.
+    fn dismiss(&self, room: RoomId, seq: Seq) -> BoxFuture<'_, Result<Dismissal, StoreError>>;
+
+    /// Messages (not deleted) with open reports, most reported first, then the longest waiting.
+    fn reports(&self, limit: usize) -> BoxFuture<'_, Result<Vec<ReportedMessage>, StoreError>>;
 
     fn ban(&self, room: RoomId, author: AuthorId, until: i64) -> BoxFuture<'_, Result<(), StoreError>>;
 
@@ -130,7 +175,7 @@ pub trait Store: Send + Sync + 'static {
     fn set_locked(&self, room: RoomId, locked: bool) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Pins a message (`Some`), or unpins (`None`). Pinning answers the pinned message, or
-    /// `None` when the seq does not exist or is deleted (then nothing changes).
+    /// `None` when the seq does not exist or is deleted or hidden (then nothing changes).
     fn pin(&self, room: RoomId, seq: Option<Seq>) -> BoxFuture<'_, Result<Option<Message>, StoreError>>;
 
     /// Rooms whose id contains `search` (when given) and is above `after`, in id order, at most `limit`.

@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use super::queries::Queries;
-use super::{Appended, BanEntry, Deletion, NewMessage, RoomSnapshot, RoomSummary, Store, StoreError};
+use super::{Appended, BanEntry, Deletion, Dismissal, NewMessage, Report, ReportedMessage, RoomSnapshot, RoomSummary, Store, StoreError};
 use crate::chat::{AuthorId, Message, RoomId, Seq};
 
 pub struct PgStore {
@@ -92,6 +92,18 @@ impl Store for PgStore {
 
     fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>> {
         async move { Ok(Queries(&self.pool).delete(&room, seq, author.as_ref()).await?) }.boxed()
+    }
+
+    fn report(&self, room: RoomId, seq: Seq, reporter: AuthorId, auto_hide: u32) -> BoxFuture<'_, Result<Report, StoreError>> {
+        async move { Ok(Queries(&self.pool).report(&room, seq, &reporter, auto_hide).await?) }.boxed()
+    }
+
+    fn dismiss(&self, room: RoomId, seq: Seq) -> BoxFuture<'_, Result<Dismissal, StoreError>> {
+        async move { Ok(Queries(&self.pool).dismiss(&room, seq).await?) }.boxed()
+    }
+
+    fn reports(&self, limit: usize) -> BoxFuture<'_, Result<Vec<ReportedMessage>, StoreError>> {
+        async move { Ok(Queries(&self.pool).reports(limit).await?) }.boxed()
     }
 
     fn ban(&self, room: RoomId, author: AuthorId, until: i64) -> BoxFuture<'_, Result<(), StoreError>> {

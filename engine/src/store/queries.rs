@@ -8,7 +8,7 @@ use sqlx::postgres::PgQueryResult;
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
-use super::{BanEntry, Deletion, RoomSnapshot, RoomSummary};
+use super::{BanEntry, Deletion, Dismissal, Report, ReportedMessage, RoomSnapshot, RoomSummary};
 use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
 
 /// What differs between our two databases in the shared statements.
@@ -91,13 +91,15 @@ where
         Ok((locked, pinned))
     }
 
-    /// One message of a room, unless it is deleted.
+    /// One message of a room, unless it is deleted or hidden.
     pub async fn message(&self, room: &RoomId, seq: Seq) -> Result<Option<Message>, sqlx::Error> {
-        let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL"))
-            .bind(room.as_str())
-            .bind(seq)
-            .fetch_optional(self.0)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL AND hidden_at IS NULL"
+        ))
+        .bind(room.as_str())
+        .bind(seq)
+        .fetch_optional(self.0)
+        .await?;
         Ok(row.map(|row| message_from(&row, room)))
     }
 
@@ -165,7 +167,7 @@ where
     pub async fn history(&self, room: &RoomId, before: Option<Seq>, limit: usize) -> Result<Vec<Message>, sqlx::Error> {
         let rows = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE room_id = $1 AND seq < $2 AND deleted_at IS NULL
+             WHERE room_id = $1 AND seq < $2 AND deleted_at IS NULL AND hidden_at IS NULL
              ORDER BY seq DESC LIMIT $3"
         ))
         .bind(room.as_str())
@@ -180,7 +182,7 @@ where
     pub async fn after(&self, room: &RoomId, after: Seq, limit: usize) -> Result<Vec<Message>, sqlx::Error> {
         let rows = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE room_id = $1 AND seq > $2 AND deleted_at IS NULL
+             WHERE room_id = $1 AND seq > $2 AND deleted_at IS NULL AND hidden_at IS NULL
              ORDER BY seq LIMIT $3"
         ))
         .bind(room.as_str())
@@ -199,7 +201,7 @@ where
     }
 
     /// See `Store::delete`. The message is read and marked in one transaction; deleting the
-    /// pinned message unpins it.
+    /// pinned message unpins it, and its reports leave the owner's queue.
     pub async fn delete(&self, room: &RoomId, seq: Seq, author: Option<&AuthorId>) -> Result<Deletion, sqlx::Error> {
         let mut tx = self.0.begin().await?;
         let owner: Option<String> = sqlx::query_scalar(&format!(
@@ -218,14 +220,126 @@ where
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE rooms SET pinned_seq = NULL WHERE id = $1 AND pinned_seq = $2")
+            self.unpin_in(&mut tx, room, seq).await?;
+            sqlx::query("DELETE FROM reports WHERE room_id = $1 AND seq = $2").bind(room.as_str()).bind(seq).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Removes the pin if it is this message (it is going from readers' sight).
+    async fn unpin_in(&self, tx: &mut sqlx::Transaction<'_, DB>, room: &RoomId, seq: Seq) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE rooms SET pinned_seq = NULL WHERE id = $1 AND pinned_seq = $2")
+            .bind(room.as_str())
+            .bind(seq)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// See `Store::report`. The message row is locked first, so reports from several pods at
+    /// once count one after the other and only one of them hides it.
+    pub async fn report(&self, room: &RoomId, seq: Seq, reporter: &AuthorId, auto_hide: u32) -> Result<Report, sqlx::Error> {
+        let mut tx = self.0.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT author_id, hidden_at, kept_at FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL {}",
+            DB::LOCK_ROWS
+        ))
+        .bind(room.as_str())
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(Report::NotFound) };
+        if row.get::<String, _>(0) == reporter.as_str() {
+            return Ok(Report::Forbidden);
+        }
+        let (hidden, kept) = (row.get::<Option<i64>, _>(1).is_some(), row.get::<Option<i64>, _>(2).is_some());
+        let now = now_millis();
+        let inserted = sqlx::query(
+            "INSERT INTO reports (room_id, seq, reporter_id, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (room_id, seq, reporter_id) DO NOTHING",
+        )
+        .bind(room.as_str())
+        .bind(seq)
+        .bind(reporter.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let fresh = DB::rows_affected(&inserted) > 0;
+        let reports: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reports WHERE room_id = $1 AND seq = $2")
+            .bind(room.as_str())
+            .bind(seq)
+            .fetch_one(&mut *tx)
+            .await?;
+        let hide = auto_hide > 0 && reports >= i64::from(auto_hide) && !hidden && !kept;
+        if hide {
+            sqlx::query("UPDATE messages SET hidden_at = $1 WHERE room_id = $2 AND seq = $3")
+                .bind(now)
                 .bind(room.as_str())
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
+            self.unpin_in(&mut tx, room, seq).await?;
         }
         tx.commit().await?;
-        Ok(outcome)
+        Ok(Report::Recorded { fresh, hidden: hide })
+    }
+
+    /// See `Store::dismiss`.
+    pub async fn dismiss(&self, room: &RoomId, seq: Seq) -> Result<Dismissal, sqlx::Error> {
+        let mut tx = self.0.begin().await?;
+        let hidden: Option<Option<i64>> = sqlx::query_scalar(&format!(
+            "SELECT hidden_at FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL {}",
+            DB::LOCK_ROWS
+        ))
+        .bind(room.as_str())
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(hidden) = hidden else { return Ok(Dismissal::NoReports) };
+        let cleared =
+            sqlx::query("DELETE FROM reports WHERE room_id = $1 AND seq = $2").bind(room.as_str()).bind(seq).execute(&mut *tx).await?;
+        if DB::rows_affected(&cleared) == 0 {
+            return Ok(Dismissal::NoReports);
+        }
+        sqlx::query("UPDATE messages SET kept_at = $1, hidden_at = NULL WHERE room_id = $2 AND seq = $3")
+            .bind(now_millis())
+            .bind(room.as_str())
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if hidden.is_none() {
+            return Ok(Dismissal::Kept);
+        }
+        // Deleted since the commit: there is nothing to show again.
+        Ok(self.message(room, seq).await?.map_or(Dismissal::Kept, Dismissal::Restored))
+    }
+
+    /// See `Store::reports`. Grouped by the message's key, so its other columns may be selected.
+    pub async fn reports(&self, limit: usize) -> Result<Vec<ReportedMessage>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT m.seq, m.room_id, m.author_id, m.nickname, m.avatar, m.content, m.created_at, m.client_id,
+                    COUNT(*), MAX(r.created_at), m.hidden_at
+             FROM reports r JOIN messages m ON m.room_id = r.room_id AND m.seq = r.seq
+             WHERE m.deleted_at IS NULL
+             GROUP BY m.room_id, m.seq
+             ORDER BY COUNT(*) DESC, MIN(r.created_at), m.room_id, m.seq LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(self.0)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(ReportedMessage {
+                    message: message_from(row, &RoomId::parse(row.get(1))?),
+                    reports: row.get(8),
+                    last_reported_at: row.get(9),
+                    hidden: row.get::<Option<i64>, _>(10).is_some(),
+                })
+            })
+            .collect())
     }
 
     /// See `Store::ban`.
@@ -279,7 +393,7 @@ where
             return Ok(None);
         };
         let exists: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT seq FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL {}",
+            "SELECT seq FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL AND hidden_at IS NULL {}",
             DB::LOCK_ROWS
         ))
         .bind(room.as_str())

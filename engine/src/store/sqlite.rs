@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::Row;
 
 use super::queries::Queries;
-use super::{Appended, BanEntry, Deletion, NewMessage, RoomSnapshot, RoomSummary, Store, StoreError};
+use super::{Appended, BanEntry, Deletion, Dismissal, NewMessage, Report, ReportedMessage, RoomSnapshot, RoomSummary, Store, StoreError};
 use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
 
 pub struct SqliteStore {
@@ -130,6 +130,18 @@ impl Store for SqliteStore {
 
     fn delete(&self, room: RoomId, seq: Seq, author: Option<AuthorId>) -> BoxFuture<'_, Result<Deletion, StoreError>> {
         async move { Ok(Queries(&self.writer).delete(&room, seq, author.as_ref()).await?) }.boxed()
+    }
+
+    fn report(&self, room: RoomId, seq: Seq, reporter: AuthorId, auto_hide: u32) -> BoxFuture<'_, Result<Report, StoreError>> {
+        async move { Ok(Queries(&self.writer).report(&room, seq, &reporter, auto_hide).await?) }.boxed()
+    }
+
+    fn dismiss(&self, room: RoomId, seq: Seq) -> BoxFuture<'_, Result<Dismissal, StoreError>> {
+        async move { Ok(Queries(&self.writer).dismiss(&room, seq).await?) }.boxed()
+    }
+
+    fn reports(&self, limit: usize) -> BoxFuture<'_, Result<Vec<ReportedMessage>, StoreError>> {
+        async move { Ok(Queries(&self.readers).reports(limit).await?) }.boxed()
     }
 
     fn ban(&self, room: RoomId, author: AuthorId, until: i64) -> BoxFuture<'_, Result<(), StoreError>> {

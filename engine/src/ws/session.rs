@@ -235,6 +235,7 @@ impl Session {
             Ok(_) if joined.watching => return self.error(ErrorCode::Forbidden, WATCHING, None).await,
             Ok(Inbound::Send { client_id, content }) => Command::Send { conn, client_id, content, received: Instant::now() },
             Ok(Inbound::Delete { seq }) => Command::Delete { conn, seq },
+            Ok(Inbound::Report { seq }) => Command::Report { conn, seq },
             Ok(Inbound::Typing) => Command::Typing { conn },
             Ok(Inbound::Rename { nickname, avatar }) => Command::Rename { conn, nickname, avatar },
         };
@@ -267,6 +268,10 @@ impl Session {
     }
 
     async fn refuse(&mut self, refusal: Refusal) -> Result<(), Exit> {
+        if let Some(seq) = refusal.seq {
+            METRICS.error(refusal.code);
+            return self.write(protocol::report_error(refusal.code, &refusal.message, seq, None)).await;
+        }
         self.error(refusal.code, &refusal.message, refusal.client_id.as_deref()).await
     }
 
