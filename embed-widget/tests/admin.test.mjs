@@ -9,8 +9,6 @@ import { after, before, describe, test } from "node:test";
 import { ROOT, api, artifactsDir, bot, contrast, launchBrowser, openRoom, reader, say, startEngine, textContrasts, until } from "./helpers.mjs";
 
 const TOKEN = "admin-secret-token";
-const NEEDS_A = { skip: "needs the reports API (part A)" };
-const NEEDS_B = { skip: "needs watch mode (part B)" };
 
 let engine, browser;
 before(async () => {
@@ -402,7 +400,7 @@ describe("reports queue", () => {
     await page.close();
   }
 
-  test("a reported message shows in context; dismiss keeps it and empties the queue", NEEDS_A, async () => {
+  test("a reported message shows in context; dismiss keeps it and empties the queue", async () => {
     const seeder = await bot(browser, engine, "report-room", "Writer");
     const seqs = await seeder.send(["before 1", "before 2", "the rude one", "after 1"]);
     await report("report-room", seqs[2]);
@@ -423,7 +421,7 @@ describe("reports queue", () => {
     await page.context().close();
   });
 
-  test("delete or ban from the queue", NEEDS_A, async () => {
+  test("delete or ban from the queue", async () => {
     const anonymousId = crypto.randomUUID();
     const { "queue-room": [bad, worse] } = await author({ "queue-room": ["bad", "worse"] }, { anonymousId, nickname: "Troll" });
     await report("queue-room", bad);
@@ -444,7 +442,7 @@ describe("reports queue", () => {
 });
 
 describe("live room view", () => {
-  test("the open room follows new, deleted, locked and pinned live without counting as a reader", NEEDS_B, async () => {
+  test("the open room follows new, deleted, locked and pinned live without counting as a reader", async () => {
     const seeder = await bot(browser, engine, "live-room", "Writer");
     const [first] = await seeder.send(["already here"]);
     const page = await adminInRoom("live-room");
