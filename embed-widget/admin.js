@@ -56,11 +56,12 @@ const openButton = (id, known) => button(id, () => room.open(id, known), { class
 async function loadActive() {
   const { rooms } = await api.activeRooms();
   // A room stays live on the pod a while after its last reader left (or after a lock): only rooms
-  // with readers or recent messages are "active now".
+  // with readers or recent messages are "active now". Rooms live only on other pods come with
+  // their readers alone (`here: false`).
   sync($("active"), rooms.filter((r) => r.online || r.messagesPerMinute).map((r) => ({
     key: r.id, sig: `${r.online}|${r.messagesPerMinute}|${r.locked}`,
-    make: () => h("li", { className: "row" }, openButton(r.id, { locked: r.locked }),
-      h("span", { className: "info" }, `${T.online(r.online)} · ${T.perMin(r.messagesPerMinute)}`),
+    make: () => h("li", { className: "row" }, openButton(r.id, r.locked == null ? {} : { locked: r.locked }),
+      h("span", { className: "info" }, `${T.online(r.online)} · ${r.here === false ? T.otherPods : T.perMin(r.messagesPerMinute)}`),
       r.locked ? h("span", { className: "badge warn" }, T.locked) : null),
   })), T.noActive);
 }

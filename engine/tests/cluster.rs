@@ -775,7 +775,7 @@ async fn a_slow_redis_never_holds_up_a_rooms_sends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lock_pin_and_unban_on_one_pod_reach_the_other_pods_readers() {
+async fn lock_pin_and_unban_on_one_pod_reach_the_other_pods_readers_and_its_rooms_show_as_active() {
     const TOKEN: &str = "cluster-admin-token";
     let cluster = Cluster::start_with(2, None, &["--admin-token", TOKEN]).await;
     let room = room("owner");
@@ -793,6 +793,13 @@ async fn lock_pin_and_unban_on_one_pod_reach_the_other_pods_readers() {
     let (mut t, welcome) = cluster.pod(1).join(&room, &troll).await;
     let troll_id = welcome["you"]["authorId"].as_str().unwrap().to_string();
     let (seq, _) = far.say("pin me").await;
+
+    // The owner on pod 0 sees the room among the active ones, by its readers on pod 1.
+    eventually("pod 1's room active on pod 0", Duration::from_secs(10), || async {
+        let active = cluster.pod(0).http("GET", "/api/admin/rooms/active", &[("Authorization", auth.as_str())], None).await.json();
+        active["rooms"].as_array().unwrap().iter().any(|r| r["id"] == room.as_str() && r["online"] == 2 && r["here"] == false)
+    })
+    .await;
 
     admin("PUT", format!("/api/rooms/{room}/lock"), None).await;
     assert_eq!(far.next_of_type("room").await["locked"], true);

@@ -16,6 +16,8 @@ pub const TTL: Duration = Duration::from_secs(20);
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Presence is best effort: a slow Redis must not hold up the room.
 const DEADLINE: Duration = Duration::from_millis(500);
+/// The admin page's list of busy rooms may take longer; nothing waits on it but that page.
+const ROOMS_DEADLINE: Duration = Duration::from_secs(2);
 
 /// A reader as presence shows it, with the time it arrived (for the order of the capped list).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +64,46 @@ pub async fn write(conn: &mut MultiplexedConnection, room: &RoomId, pod: &str, r
         pipe.cmd("PEXPIRE").arg(&index).arg(ttl_ms).ignore();
     }
     matches!(tokio::time::timeout(DEADLINE, pipe.query_async::<()>(conn)).await, Ok(Ok(())))
+}
+
+/// Rooms with readers on any live pod, each with its readers (distinct authors) room-wide: what
+/// the admin page shows as active on a deployment of several pods. At most `cap` rooms; `None`
+/// when Redis does not answer in time.
+pub async fn rooms(conn: &mut MultiplexedConnection, cap: usize) -> Option<Vec<(RoomId, usize)>> {
+    let read = async {
+        // Index keys are `chat:presence:{room}`; a pod's own key has one more `:` (room ids have none).
+        let mut indexes = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) =
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg("chat:presence:*").arg("COUNT").arg(500).query_async(conn).await?;
+            indexes.extend(keys.iter().filter_map(|k| RoomId::parse(k.strip_prefix("chat:presence:")?)));
+            cursor = next;
+            if cursor == 0 || indexes.len() >= cap {
+                break;
+            }
+        }
+        indexes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        indexes.dedup();
+        indexes.truncate(cap);
+        let mut out = Vec::with_capacity(indexes.len());
+        for room in indexes {
+            let pods: Vec<String> =
+                redis::cmd("ZRANGEBYSCORE").arg(index_key(&room)).arg(now_millis()).arg("+inf").query_async(conn).await?;
+            let mut pipe = redis::pipe();
+            for pod in &pods {
+                pipe.cmd("HKEYS").arg(pod_key(&room, pod));
+            }
+            let mut authors: Vec<String> = pipe.query_async::<Vec<Vec<String>>>(conn).await?.into_iter().flatten().collect();
+            authors.sort_unstable();
+            authors.dedup();
+            if !authors.is_empty() {
+                out.push((room, authors.len()));
+            }
+        }
+        Ok::<_, redis::RedisError>(out)
+    };
+    tokio::time::timeout(ROOMS_DEADLINE, read).await.ok()?.ok()
 }
 
 /// The readers of the room on the other pods that are alive.

@@ -22,6 +22,8 @@ pub const AUTHOR_DEFAULT: usize = 20;
 pub const AUTHOR_MAX: usize = 100;
 pub const BANS_DEFAULT: usize = 100;
 pub const BANS_MAX: usize = 500;
+/// Rooms read from the shared presence for the active list.
+pub const ACTIVE_MAX: usize = 500;
 pub const REPORTS_DEFAULT: usize = 50;
 pub const REPORTS_MAX: usize = 100;
 
@@ -151,20 +153,24 @@ pub async fn reports(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> 
     }
 }
 
-/// `GET /api/admin/rooms/active`: the rooms live on this pod.
+/// `GET /api/admin/rooms/active`: the rooms live on this pod and, with several pods, the rooms
+/// with readers on the others (known only by their readers).
 pub async fn active_rooms(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
     if let Some(res) = refused(app, req) {
         return res;
     }
-    let rooms: Vec<_> = app
-        .rooms
-        .active()
-        .await
-        .into_iter()
+    let (here, anywhere) = tokio::join!(app.rooms.active(), app.rooms.busy_anywhere(ACTIVE_MAX));
+    let mut rooms: Vec<_> = here
+        .iter()
         .map(|(id, info)| {
-            json!({ "id": id.as_str(), "online": info.online, "messagesPerMinute": info.per_minute, "lastSeq": info.last_seq, "locked": info.locked })
+            json!({ "id": id.as_str(), "online": info.online, "messagesPerMinute": info.per_minute, "lastSeq": info.last_seq, "locked": info.locked, "here": true })
         })
         .collect();
+    let elsewhere = anywhere.unwrap_or_default().into_iter().filter(|(id, _)| !here.iter().any(|(h, _)| h == id));
+    rooms.extend(elsewhere.map(|(id, online)| {
+        json!({ "id": id.as_str(), "online": online, "messagesPerMinute": null, "lastSeq": null, "locked": null, "here": false })
+    }));
+    rooms.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     json(&json!({ "rooms": rooms }))
 }
 

@@ -30,6 +30,9 @@ pub trait Cluster: Send + Sync {
     /// Writes our readers of the room (when given) and reads the other pods'. Runs off the room's
     /// loop: Redis may be slow.
     fn sync_presence(&self, room: RoomId, ours: Option<Vec<Present>>) -> BoxFuture<'static, PresenceSync>;
+    /// Rooms with readers on any pod and their readers room-wide (at most `cap`); `None` on a
+    /// single pod (its own rooms are all there is) or when Redis does not answer.
+    fn busy_rooms(&self, cap: usize) -> BoxFuture<'static, Option<Vec<(RoomId, usize)>>>;
 }
 
 /// One pod alone: nobody to tell, nobody to hear from.
@@ -62,6 +65,10 @@ impl Cluster for SinglePod {
 
     fn sync_presence(&self, _room: RoomId, _ours: Option<Vec<Present>>) -> BoxFuture<'static, PresenceSync> {
         future::ready(PresenceSync { wrote: true, others: None }).boxed()
+    }
+
+    fn busy_rooms(&self, _cap: usize) -> BoxFuture<'static, Option<Vec<(RoomId, usize)>>> {
+        future::ready(None).boxed()
     }
 }
 
@@ -108,5 +115,10 @@ impl Cluster for RedisCluster {
             PresenceSync { wrote, others }
         }
         .boxed()
+    }
+
+    fn busy_rooms(&self, cap: usize) -> BoxFuture<'static, Option<Vec<(RoomId, usize)>>> {
+        let bus = self.bus.clone();
+        async move { shared_presence::rooms(&mut bus.connection()?, cap).await }.boxed()
     }
 }

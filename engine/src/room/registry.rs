@@ -175,6 +175,11 @@ impl Rooms {
         live
     }
 
+    /// Rooms with readers on any pod (through the shared presence), `None` on a single pod.
+    pub async fn busy_anywhere(&self, cap: usize) -> Option<Vec<(RoomId, usize)>> {
+        self.inner.ctx.cluster.busy_rooms(cap).await
+    }
+
     /// Hands an event from another pod to the room's actor, if the room is live here (it is
     /// subscribed only then). A full queue drops it: the room repairs gaps from the store.
     pub fn remote(&self, room: &RoomId, envelope: crate::bus::Envelope) {
