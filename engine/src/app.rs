@@ -73,6 +73,17 @@ impl App {
         same_origin || self.origins.contains(&origin)
     }
 
+    /// The `Access-Control-Allow-Origin` for a cross-origin read of public counts: any origin
+    /// (`*`) when `ALLOWED_ORIGINS` is unset, else the request's origin when listed, else none.
+    pub fn cors_origin(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+        if self.origins.is_empty() {
+            return Some(HeaderValue::from_static("*"));
+        }
+        let origin = origin?;
+        let listed = origin.to_str().ok()?.trim_end_matches('/').to_ascii_lowercase();
+        self.origins.contains(&listed).then(|| origin.clone())
+    }
+
     /// The `frame-ancestors` sources for the widget page, when embedding is restricted.
     pub fn frame_ancestors(&self) -> Option<String> {
         (!self.origins.is_empty()).then(|| self.origins.join(" "))

@@ -97,6 +97,17 @@ impl Clients {
         Ok(ClientSocket { clients: self.clone(), key })
     }
 
+    /// Takes one join from the address's budget without opening a socket (a counts request costs
+    /// what a join does), or says how long until there is one.
+    pub fn take_join(&self, key: ClientKey, now: Instant) -> Result<(), Duration> {
+        let mut ledger = self.ledger(key);
+        if ledger.joins.take(now) {
+            Ok(())
+        } else {
+            Err(ledger.joins.wait(now))
+        }
+    }
+
     /// Takes one send from the address's budget, or says how long until there is one.
     pub fn take_send(&self, key: ClientKey, now: Instant) -> Result<(), Duration> {
         let mut ledger = self.ledger(key);

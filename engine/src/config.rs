@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::clients::ClientLimits;
 
@@ -17,7 +19,7 @@ pub struct Config {
 
     /// Message store: `sqlite://path` (the default is the file chat.db in the working directory)
     /// or `postgres://user:password@host/db` (several pods share one database).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://chat.db", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://chat.db", hide_env_values = true, global = true)]
     pub database_url: String,
 
     /// Connections in the Postgres pool (per pod).
@@ -160,6 +162,30 @@ pub struct Config {
     /// 404 for it. Unset: `/metrics` is on the main port.
     #[arg(long, env = "METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+
+    /// Without a subcommand the engine serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// One-off jobs on the store `--database-url` names, instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Writes rooms as JSON lines to stdout: per room its state (counter, lock, pin, bans),
+    /// then every stored message oldest first.
+    Export {
+        /// Every room in the store.
+        #[arg(long, conflicts_with = "rooms", required_unless_present = "rooms")]
+        all: bool,
+        /// Only these rooms.
+        rooms: Vec<String>,
+    },
+    /// Reads an export file into the store, one transaction per room; rooms and messages already
+    /// there under the same seq are left as they are, so it may be run again.
+    Import {
+        /// The export file (`-`: stdin).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

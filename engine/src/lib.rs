@@ -10,7 +10,8 @@
 //! - `http` (routes, JSON API, assets, the upgrade) and `ws` (the session of one socket).
 //! - Around them: `rate` (the token bucket every limit uses), `config`, `app`, `server`, `metrics`, `client_ip` (who a request comes from,
 //!   behind trusted proxies), `clients` (fair share per client address), `write_deadline` (cuts
-//!   connections whose peer stopped reading) and `heap` (returns freed memory).
+//!   connections whose peer stopped reading) and `heap` (returns freed memory),
+//!   `jobs` (the export and import subcommands).
 
 pub mod app;
 pub mod bus;
@@ -20,6 +21,7 @@ pub mod clients;
 pub mod config;
 pub mod heap;
 pub mod http;
+pub mod jobs;
 pub mod metrics;
 pub mod protocol;
 pub mod rate;

@@ -1,9 +1,11 @@
-//! The `chat-engine` binary: parse flags, set up logging, serve until SIGTERM or SIGINT.
+//! The `chat-engine` binary: parse flags, set up logging, serve until SIGTERM or SIGINT; or run
+//! one of the store jobs (`export`, `import`) and exit.
 
 use std::io::IsTerminal;
 
 use anyhow::Context;
-use chat_engine::config::{Config, LogFormat};
+use chat_engine::chat::RoomId;
+use chat_engine::config::{Command, Config, LogFormat};
 use clap::Parser;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -38,9 +40,44 @@ fn raise_fd_limit() {
     }
 }
 
+/// Runs an export or import on the store `--database-url` names. Nothing is logged: stdout
+/// carries the export, and the outcome goes to stderr.
+async fn run_job(config: &Config, command: &Command) -> anyhow::Result<()> {
+    let store = chat_engine::store::open(&config.database_url, config.store_timeout, config.db_max_connections)
+        .await
+        .context("cannot open the store")?;
+    match command {
+        Command::Export { all, rooms } => {
+            let rooms = if *all {
+                None
+            } else {
+                Some(rooms.iter().map(|r| RoomId::parse(r).with_context(|| format!("invalid room id {r:?}"))).collect::<Result<_, _>>()?)
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = chat_engine::jobs::export(store.clone(), rooms, &mut out).await?;
+            eprintln!("exported {written} rooms");
+        }
+        Command::Import { file } => {
+            let input: Box<dyn std::io::BufRead> = match file.to_str() {
+                Some("-") => Box::new(std::io::stdin().lock()),
+                _ => {
+                    Box::new(std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?))
+                }
+            };
+            let done = chat_engine::jobs::import(store.clone(), input).await?;
+            eprintln!("imported {} rooms, {} messages", done.rooms, done.messages);
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    if let Some(command) = &config.command {
+        return run_job(&config, command).await;
+    }
     init_logging(config.log_format);
     raise_fd_limit();
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;

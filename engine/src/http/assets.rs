@@ -16,7 +16,7 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT
 use hyper::{Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
-use super::{error_response, Body};
+use super::{error_response, full, Body};
 use crate::app::App;
 use crate::chat::RoomId;
 use crate::protocol::ErrorCode;
@@ -95,11 +95,11 @@ pub fn serve(req: &Request<impl Sized>, asset: &Asset) -> Response<Body> {
     let etag = asset.etag.as_str();
     let fresh = req.headers().get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
     let mut res = if fresh {
-        let mut res = Response::new(Body::default());
+        let mut res = Response::new(full(bytes::Bytes::new()));
         *res.status_mut() = StatusCode::NOT_MODIFIED;
         res
     } else {
-        Response::new(Body::from(asset.body))
+        Response::new(full(asset.body))
     };
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));

@@ -4,6 +4,8 @@
 mod admin;
 mod api;
 mod assets;
+mod counts;
+mod export;
 pub mod metrics_port;
 mod ops;
 pub mod session;
@@ -14,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
@@ -25,7 +28,13 @@ use crate::chat::RoomId;
 use crate::metrics::METRICS;
 use crate::protocol::ErrorCode;
 
-pub type Body = Full<Bytes>;
+/// Response bodies: whole (`full`) for every route but the export, which streams.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A body sent in one piece.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
 
 /// One header line may take this much (nginx's `large_client_header_buffers` default); the whole
 /// head is capped by `--max-request-head`.
@@ -46,6 +55,10 @@ pub enum Route<'a> {
     AdminPage,
     Socket(RoomId),
     RoomInfo(RoomId),
+    /// Message and online counts of several rooms (`?ids=`), for post lists.
+    RoomCounts,
+    /// A room's messages as JSON lines (moderation).
+    Export(RoomId),
     History(RoomId),
     DeleteMessage(RoomId, &'a str),
     Ban(RoomId),
@@ -83,7 +96,9 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         (&Method::GET, ["room", id]) => room(id, Route::WidgetPage),
         (&Method::GET, ["admin"]) => Route::AdminPage,
         (&Method::GET, ["ws", id]) => room(id, Route::Socket),
+        (&Method::GET, ["api", "rooms"]) => Route::RoomCounts,
         (&Method::GET, ["api", "rooms", id]) => room(id, Route::RoomInfo),
+        (&Method::GET, ["api", "rooms", id, "export"]) => room(id, Route::Export),
         (&Method::GET, ["api", "rooms", id, "messages"]) => room(id, Route::History),
         (&Method::DELETE, ["api", "rooms", id, "messages", seq]) => {
             RoomId::parse(id).map_or(Route::InvalidRoom, |id| Route::DeleteMessage(id, seq))
@@ -112,7 +127,8 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         | (_, ["api", "admin", "rooms" | "bans" | "reports"])
         | (_, ["api", "admin", "rooms", "active"])
         | (_, ["api", "admin", "authors", _, "messages"])
-        | (_, ["api", "rooms", _, "lock" | "pin"])
+        | (_, ["api", "rooms"])
+        | (_, ["api", "rooms", _, "lock" | "pin" | "export"])
         | (_, ["api", "rooms", _, "bans" | "reports", _])
         | (_, ["assets" | "room" | "ws", _])
         | (_, ["api", "rooms", _])
@@ -147,6 +163,8 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> R
         Route::AdminPage => assets::admin_page(&req),
         Route::Socket(room) => upgrade::upgrade(&app, room, req, peer),
         Route::RoomInfo(room) => api::room_info(&app, room).await,
+        Route::RoomCounts => counts::counts(&app, &req, peer).await,
+        Route::Export(room) => export::export(&app, room, &req).await,
         Route::History(room) => api::history(&app, room, req.uri().query()).await,
         Route::DeleteMessage(room, seq) => api::admin_delete(&app, room, seq, &req).await,
         Route::Ban(room) => api::ban(&app, room, req).await,
@@ -181,7 +199,7 @@ fn invalid_room() -> Response<Body> {
 }
 
 fn redirect(to: &'static str) -> Response<Body> {
-    let mut res = Response::new(Body::default());
+    let mut res = Response::new(full(Bytes::new()));
     *res.status_mut() = StatusCode::FOUND;
     res.headers_mut().insert(hyper::header::LOCATION, HeaderValue::from_static(to));
     res
@@ -242,7 +260,7 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -
 
 pub fn json(value: &impl Serialize) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut res = Response::new(Body::from(body));
+    let mut res = Response::new(full(body));
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -266,7 +284,7 @@ mod tests {
         let segment = prop_oneof![
             prop::sample::select(vec![
                 "", "room", "ws", "api", "rooms", "messages", "bans", "assets", "metrics", "healthz", "readyz", "embed.js", "..", ".",
-                "admin", "session", "lock", "pin", "active", "authors", "reports"
+                "admin", "session", "lock", "pin", "active", "authors", "reports", "export"
             ])
             .prop_map(str::to_string),
             "[A-Za-z0-9._-]{1,130}",
@@ -280,7 +298,7 @@ mod tests {
         match route {
             Route::WidgetPage(room) | Route::Socket(room) | Route::RoomInfo(room) | Route::History(room) | Route::Ban(room) => Some(room),
             Route::DeleteMessage(room, _) | Route::Unban(room, _) | Route::Lock(room, _) | Route::DismissReports(room, _) => Some(room),
-            Route::Pin(room) | Route::Unpin(room) => Some(room),
+            Route::Pin(room) | Route::Unpin(room) | Route::Export(room) => Some(room),
             _ => None,
         }
     }
@@ -354,5 +372,10 @@ mod tests {
         assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/reports/7"), Route::DismissReports(p(), "7"));
         assert_eq!(parse_route(&Method::GET, "/api/rooms/p/reports/7"), Route::MethodNotAllowed);
         assert_eq!(parse_route(&Method::DELETE, "/api/rooms/a%2Fb/reports/7"), Route::InvalidRoom);
+        assert_eq!(parse_route(&Method::GET, "/api/rooms"), Route::RoomCounts);
+        assert_eq!(parse_route(&Method::POST, "/api/rooms"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::GET, "/api/rooms/p/export"), Route::Export(p()));
+        assert_eq!(parse_route(&Method::POST, "/api/rooms/p/export"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::GET, "/api/rooms/a%2Fb/export"), Route::InvalidRoom);
     }
 }

@@ -7,7 +7,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use super::{json, Body};
+use super::{full, json, Body};
 use crate::app::App;
 use crate::metrics::METRICS;
 
@@ -34,7 +34,7 @@ pub async fn readyz(app: &Arc<App>) -> Response<Body> {
 }
 
 pub fn metrics() -> Response<Body> {
-    let mut res = Response::new(Body::from(METRICS.render()));
+    let mut res = Response::new(full(METRICS.render()));
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     res
 }

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 
-use super::{error_response, Body};
+use super::{error_response, full, Body};
 use crate::app::App;
 use crate::chat::RoomId;
 use crate::client_ip::ClientKey;
@@ -47,7 +47,7 @@ pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>, peer: S
             Err(err) => tracing::debug!(error = %err, "upgrade failed"),
         }
     });
-    let mut res = Response::new(Body::default());
+    let mut res = Response::new(full(bytes::Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();
     h.insert(UPGRADE, HeaderValue::from_static("websocket"));

@@ -175,6 +175,27 @@ impl Rooms {
         live
     }
 
+    /// Readers online room-wide in each of `rooms`, in the same order. A room live here answers
+    /// from its actor (its count includes the other pods' readers); one that is not live here
+    /// (or does not answer in time) is looked up in the shared presence when there are several
+    /// pods, and has nobody online on a single pod.
+    pub async fn online(&self, rooms: &[RoomId], presence_cap: usize) -> Vec<usize> {
+        let asks = rooms.iter().map(|room| {
+            let handle = self.inner.map.get(room).map(|e| e.value().clone());
+            async move {
+                let (reply, answer) = oneshot::channel();
+                handle?.tx.try_send(Command::Info { reply }).ok()?;
+                let info = tokio::time::timeout(std::time::Duration::from_secs(2), answer).await.ok()?.ok()?.ok()?;
+                Some(info.online)
+            }
+        });
+        let live: Vec<Option<usize>> = futures_util::future::join_all(asks).await;
+        let elsewhere =
+            if live.iter().any(Option::is_none) { self.busy_anywhere(presence_cap).await.unwrap_or_default() } else { Vec::new() };
+        let remote = |room: &RoomId| elsewhere.iter().find(|(id, _)| id == room).map_or(0, |(_, n)| *n);
+        rooms.iter().zip(live).map(|(room, online)| online.unwrap_or_else(|| remote(room))).collect()
+    }
+
     /// Rooms with readers on any pod (through the shared presence), `None` on a single pod.
     pub async fn busy_anywhere(&self, cap: usize) -> Option<Vec<(RoomId, usize)>> {
         self.inner.ctx.cluster.busy_rooms(cap).await

@@ -5,6 +5,7 @@ pub mod postgres;
 mod queries;
 pub mod retention;
 pub mod sqlite;
+pub mod transfer;
 pub mod writer;
 
 use futures_util::future::BoxFuture;
@@ -209,6 +210,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes up to `limit` bans that ended before `now` (epoch ms); returns how many went.
     fn prune_bans(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// How many messages (not deleted or hidden) each of `rooms` holds; rooms without any are
+    /// left out. One query for all of them.
+    fn message_counts(&self, rooms: Vec<RoomId>) -> BoxFuture<'_, Result<Vec<(RoomId, i64)>, StoreError>>;
+
+    /// A room's counter, lock, pin and active bans; `None` when the store has no such room.
+    fn room_state(&self, room: RoomId) -> BoxFuture<'_, Result<Option<transfer::RoomState>, StoreError>>;
+
+    /// Up to `limit` of a room's stored messages with seq above `after`, deleted and hidden ones
+    /// included and flagged, oldest first.
+    fn export_page(&self, room: RoomId, after: Seq, limit: usize) -> BoxFuture<'_, Result<Vec<transfer::ExportedMessage>, StoreError>>;
+
+    /// Writes a room, its bans and its messages (with their seqs, authors and times) in one
+    /// transaction; messages already stored under their (room, seq) are skipped. Returns how
+    /// many were written.
+    fn import_room(&self, state: transfer::RoomState, messages: Vec<transfer::ExportedMessage>) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// Whether the store answers at all (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;

@@ -13,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
 use super::queries::Queries;
+use super::transfer::{ExportedMessage, RoomState};
 use super::{Appended, BanEntry, Deletion, Dismissal, NewMessage, Report, ReportedMessage, RoomSnapshot, RoomSummary, Store, StoreError};
 use crate::chat::{AuthorId, Message, RoomId, Seq};
 
@@ -156,6 +157,22 @@ impl Store for PgStore {
 
     fn prune_bans(&self, now: i64, limit: usize) -> BoxFuture<'_, Result<u64, StoreError>> {
         async move { Ok(Queries(&self.pool).prune_bans(now, limit).await?) }.boxed()
+    }
+
+    fn message_counts(&self, rooms: Vec<RoomId>) -> BoxFuture<'_, Result<Vec<(RoomId, i64)>, StoreError>> {
+        async move { Ok(Queries(&self.pool).message_counts(&rooms).await?) }.boxed()
+    }
+
+    fn room_state(&self, room: RoomId) -> BoxFuture<'_, Result<Option<RoomState>, StoreError>> {
+        async move { Ok(Queries(&self.pool).room_state(&room).await?) }.boxed()
+    }
+
+    fn export_page(&self, room: RoomId, after: Seq, limit: usize) -> BoxFuture<'_, Result<Vec<ExportedMessage>, StoreError>> {
+        async move { Ok(Queries(&self.pool).export_page(&room, after, limit).await?) }.boxed()
+    }
+
+    fn import_room(&self, state: RoomState, messages: Vec<ExportedMessage>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move { Ok(Queries(&self.pool).import_room(&state, &messages).await?) }.boxed()
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -8,6 +8,7 @@ use sqlx::postgres::PgQueryResult;
 use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
+use super::transfer::{ExportedMessage, RoomState};
 use super::{BanEntry, Deletion, Dismissal, Report, ReportedMessage, RoomSnapshot, RoomSummary};
 use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
 
@@ -21,6 +22,8 @@ pub trait Dialect: Database {
     const SKIP_LOCKED: &'static str;
     /// The two-argument minimum.
     const LEAST: &'static str;
+    /// The two-argument maximum.
+    const GREATEST: &'static str;
     fn rows_affected(done: &Self::QueryResult) -> u64;
 }
 
@@ -28,6 +31,7 @@ impl Dialect for sqlx::Postgres {
     const LOCK_ROWS: &'static str = "FOR UPDATE";
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     const LEAST: &'static str = "LEAST";
+    const GREATEST: &'static str = "GREATEST";
     fn rows_affected(done: &PgQueryResult) -> u64 {
         done.rows_affected()
     }
@@ -37,6 +41,7 @@ impl Dialect for sqlx::Sqlite {
     const LOCK_ROWS: &'static str = "";
     const SKIP_LOCKED: &'static str = "";
     const LEAST: &'static str = "MIN";
+    const GREATEST: &'static str = "MAX";
     fn rows_affected(done: &SqliteQueryResult) -> u64 {
         done.rows_affected()
     }
@@ -477,6 +482,129 @@ where
         .execute(self.0)
         .await?;
         Ok(DB::rows_affected(&done))
+    }
+
+    /// See `Store::message_counts`: one grouped query for every room asked about.
+    pub async fn message_counts(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, i64)>, sqlx::Error> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=rooms.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT room_id, COUNT(*) FROM messages
+             WHERE room_id IN ({}) AND deleted_at IS NULL AND hidden_at IS NULL
+             GROUP BY room_id",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for room in rooms {
+            query = query.bind(room.as_str());
+        }
+        let rows = query.fetch_all(self.0).await?;
+        Ok(rows.iter().filter_map(|row| Some((RoomId::parse(row.get(0))?, row.get(1)))).collect())
+    }
+
+    /// See `Store::room_state`.
+    pub async fn room_state(&self, room: &RoomId) -> Result<Option<RoomState>, sqlx::Error> {
+        let Some(row) = sqlx::query("SELECT last_seq, locked_at, pinned_seq FROM rooms WHERE id = $1")
+            .bind(room.as_str())
+            .fetch_optional(self.0)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let bans = sqlx::query("SELECT author_id, until FROM bans WHERE room_id = $1 AND until > $2 ORDER BY author_id")
+            .bind(room.as_str())
+            .bind(now_millis())
+            .fetch_all(self.0)
+            .await?
+            .iter()
+            .map(|row| (AuthorId::from_store(row.get(0)), row.get::<i64, _>(1)))
+            .collect();
+        Ok(Some(RoomState {
+            id: room.clone(),
+            last_seq: row.get(0),
+            locked: row.get::<Option<i64>, _>(1).is_some(),
+            pinned: row.get(2),
+            bans,
+        }))
+    }
+
+    /// See `Store::export_page`.
+    pub async fn export_page(&self, room: &RoomId, after: Seq, limit: usize) -> Result<Vec<ExportedMessage>, sqlx::Error> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS}, deleted_at, hidden_at FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(room.as_str())
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(self.0)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| ExportedMessage {
+                message: message_from(row, room),
+                deleted: row.get::<Option<i64>, _>(8).is_some(),
+                hidden: row.get::<Option<i64>, _>(9).is_some(),
+            })
+            .collect())
+    }
+
+    /// See `Store::import_room`: the room, its bans and its messages in one transaction. A
+    /// message whose (room, seq) or idempotency key is already stored is skipped, so importing
+    /// the same file twice changes nothing; the counter only ever moves up.
+    pub async fn import_room(&self, state: &RoomState, messages: &[ExportedMessage]) -> Result<u64, sqlx::Error> {
+        let now = now_millis();
+        let last_seq = messages.iter().map(|m| m.message.seq).fold(state.last_seq, Seq::max);
+        let mut tx = self.0.begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO rooms (id, last_seq, created_at, locked_at, pinned_seq) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET last_seq = {}(rooms.last_seq, excluded.last_seq),
+                 locked_at = excluded.locked_at, pinned_seq = excluded.pinned_seq",
+            DB::GREATEST
+        ))
+        .bind(state.id.as_str())
+        .bind(last_seq)
+        .bind(messages.first().map_or(now, |m| m.message.created_at))
+        .bind(state.locked.then_some(now))
+        .bind(state.pinned)
+        .execute(&mut *tx)
+        .await?;
+        for (author, until) in &state.bans {
+            sqlx::query(
+                "INSERT INTO bans (room_id, author_id, until, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (room_id, author_id) DO UPDATE SET until = excluded.until",
+            )
+            .bind(state.id.as_str())
+            .bind(author.as_str())
+            .bind(*until)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut inserted = 0;
+        for m in messages {
+            let (msg, gone) = (&m.message, |flag: bool| flag.then_some(now));
+            let done = sqlx::query(
+                "INSERT INTO messages (room_id, seq, author_id, nickname, avatar, content, created_at, client_id, deleted_at, hidden_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            )
+            .bind(state.id.as_str())
+            .bind(msg.seq)
+            .bind(msg.author_id.as_str())
+            .bind(msg.nickname.as_str())
+            .bind(msg.avatar.as_str())
+            .bind(msg.content.as_str())
+            .bind(msg.created_at)
+            .bind(msg.client_id.as_str())
+            .bind(gone(m.deleted))
+            .bind(gone(m.hidden))
+            .execute(&mut *tx)
+            .await?;
+            inserted += DB::rows_affected(&done);
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     /// A round trip to the database (readiness).

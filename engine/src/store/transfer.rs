@@ -1,0 +1,216 @@
+//! The JSON-lines format rooms move between stores in (the export route, `chat-engine export`
+//! and `chat-engine import`): per room, one line with its state, then its messages oldest first,
+//! each in the protocol's Message shape plus `deleted` / `hidden` when the store marks it so.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::{Store, StoreError};
+use crate::chat::{AuthorId, Message, RoomId, Seq};
+
+/// Messages read from the store per query when a room is streamed out.
+pub const PAGE: usize = 500;
+
+/// A room's state apart from its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomState {
+    pub id: RoomId,
+    /// The counter: the next message gets `last_seq + 1`, even when the newest ones were pruned.
+    pub last_seq: Seq,
+    pub locked: bool,
+    pub pinned: Option<Seq>,
+    /// Active bans: author and the end of the ban (epoch ms).
+    pub bans: Vec<(AuthorId, i64)>,
+}
+
+/// A stored message with the flags that keep it from readers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedMessage {
+    pub message: Message,
+    pub deleted: bool,
+    pub hidden: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BanLine {
+    author_id: String,
+    until: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RoomLine {
+    id: String,
+    last_seq: Seq,
+    locked: bool,
+    pinned: Option<Seq>,
+    #[serde(default)]
+    bans: Vec<BanLine>,
+}
+
+#[derive(Serialize)]
+struct RoomHeader<'a> {
+    room: &'a RoomLine,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageOut<'a> {
+    #[serde(flatten)]
+    message: &'a Message,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    hidden: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MessageIn {
+    seq: Seq,
+    room_id: String,
+    author_id: String,
+    nickname: String,
+    avatar: String,
+    content: String,
+    created_at: String,
+    client_id: String,
+    #[serde(default)]
+    deleted: bool,
+    #[serde(default)]
+    hidden: bool,
+}
+
+/// The room line, newline included.
+pub fn room_line(state: &RoomState) -> String {
+    let line = RoomLine {
+        id: state.id.as_str().to_string(),
+        last_seq: state.last_seq,
+        locked: state.locked,
+        pinned: state.pinned,
+        bans: state.bans.iter().map(|(author, until)| BanLine { author_id: author.as_str().to_string(), until: *until }).collect(),
+    };
+    let mut out = serde_json::to_string(&RoomHeader { room: &line }).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// A message line, newline included.
+pub fn message_line(m: &ExportedMessage) -> String {
+    let mut out = serde_json::to_string(&MessageOut { message: &m.message, deleted: m.deleted, hidden: m.hidden }).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// Sends a room's line, then its messages a page at a time, until the last page or until the
+/// receiver is gone (which is not an error: the reader stopped reading).
+pub async fn stream_room(store: &dyn Store, state: RoomState, tx: mpsc::Sender<Bytes>) -> Result<(), StoreError> {
+    let room = state.id.clone();
+    if tx.send(Bytes::from(room_line(&state))).await.is_err() {
+        return Ok(());
+    }
+    let mut after = 0;
+    loop {
+        let page = store.export_page(room.clone(), after, PAGE).await?;
+        let Some(last) = page.last() else { return Ok(()) };
+        after = last.message.seq;
+        let chunk: String = page.iter().map(message_line).collect();
+        if tx.send(Bytes::from(chunk)).await.is_err() || page.len() < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// One line of an export file.
+#[derive(Debug)]
+pub enum Line {
+    Room(RoomState),
+    Message(ExportedMessage),
+}
+
+/// Reads one line; the error says what is wrong with it (the caller adds the line number).
+pub fn parse_line(text: &str) -> Result<Line, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if let Some(room) = value.get("room") {
+        let line = RoomLine::deserialize(room).map_err(|e| format!("room line: {e}"))?;
+        let id = RoomId::parse(&line.id).ok_or_else(|| format!("room line: invalid room id {:?}", line.id))?;
+        let bans = line
+            .bans
+            .into_iter()
+            .map(|ban| {
+                AuthorId::parse(&ban.author_id)
+                    .map(|a| (a, ban.until))
+                    .ok_or_else(|| format!("room line: invalid ban authorId {:?}", ban.author_id))
+            })
+            .collect::<Result<_, _>>()?;
+        if line.last_seq < 0 || line.pinned.is_some_and(|p| p < 1) {
+            return Err("room line: lastSeq and pinned must be positive".into());
+        }
+        return Ok(Line::Room(RoomState { id, last_seq: line.last_seq, locked: line.locked, pinned: line.pinned, bans }));
+    }
+    let m = MessageIn::deserialize(&value).map_err(|e| format!("message line: {e}"))?;
+    let room_id = RoomId::parse(&m.room_id).ok_or_else(|| format!("message line: invalid roomId {:?}", m.room_id))?;
+    let author_id = AuthorId::parse(&m.author_id).ok_or_else(|| format!("message line: invalid authorId {:?}", m.author_id))?;
+    let created_at = chrono::DateTime::parse_from_rfc3339(&m.created_at)
+        .map_err(|e| format!("message line: createdAt {:?}: {e}", m.created_at))?
+        .timestamp_millis();
+    if m.seq < 1 {
+        return Err("message line: seq must be positive".into());
+    }
+    let message = Message {
+        seq: m.seq,
+        room_id,
+        author_id,
+        nickname: m.nickname,
+        avatar: m.avatar,
+        content: m.content,
+        created_at,
+        client_id: m.client_id,
+    };
+    Ok(Line::Message(ExportedMessage { message, deleted: m.deleted, hidden: m.hidden }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_read_back_as_written() {
+        let state = RoomState {
+            id: RoomId::parse("post-1").unwrap(),
+            last_seq: 9,
+            locked: true,
+            pinned: Some(3),
+            bans: vec![(AuthorId::parse("0123456789abcdef").unwrap(), 1_900_000_000_000)],
+        };
+        let Line::Room(back) = parse_line(room_line(&state).trim_end()).unwrap() else { panic!("not a room line") };
+        assert_eq!(back, state);
+        let message = ExportedMessage {
+            message: Message {
+                seq: 4,
+                room_id: state.id.clone(),
+                author_id: AuthorId::parse("fedcba9876543210").unwrap(),
+                nickname: "Otter".into(),
+                avatar: "otter".into(),
+                content: String::new(),
+                created_at: 1_764_000_000_123,
+                client_id: "c-1".into(),
+            },
+            deleted: true,
+            hidden: false,
+        };
+        let text = message_line(&message);
+        assert!(text.contains("\"deleted\":true") && !text.contains("hidden"), "{text}");
+        let Line::Message(back) = parse_line(text.trim_end()).unwrap() else { panic!("not a message line") };
+        assert_eq!(back, message);
+    }
+
+    #[test]
+    fn malformed_lines_say_what_is_wrong() {
+        assert!(parse_line("{").unwrap_err().starts_with("not JSON"));
+        assert!(parse_line(r#"{"room":{"id":"a/b","lastSeq":1,"locked":false,"pinned":null}}"#).unwrap_err().contains("room id"));
+        assert!(parse_line(r#"{"seq":1}"#).unwrap_err().contains("missing field"));
+    }
+}
