@@ -800,6 +800,10 @@ async fn lock_pin_and_unban_on_one_pod_reach_the_other_pods_readers_and_its_room
         active["rooms"].as_array().unwrap().iter().any(|r| r["id"] == room.as_str() && r["online"] == 2 && r["here"] == false)
     })
     .await;
+    // So do the post lists' counts, asked on pod 0 for a room whose readers are on pod 1.
+    let counts = cluster.pod(0).get(&format!("/api/rooms?ids={room},nobody-here")).await.json();
+    assert_eq!(counts["rooms"][room.as_str()]["online"], 2, "{counts}");
+    assert_eq!(counts["rooms"]["nobody-here"]["online"], 0, "{counts}");
 
     admin("PUT", format!("/api/rooms/{room}/lock"), None).await;
     assert_eq!(far.next_of_type("room").await["locked"], true);

@@ -86,24 +86,44 @@ pub async fn rooms(conn: &mut MultiplexedConnection, cap: usize) -> Option<Vec<(
         indexes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         indexes.dedup();
         indexes.truncate(cap);
-        let mut out = Vec::with_capacity(indexes.len());
-        for room in indexes {
-            let pods: Vec<String> =
-                redis::cmd("ZRANGEBYSCORE").arg(index_key(&room)).arg(now_millis()).arg("+inf").query_async(conn).await?;
-            let mut pipe = redis::pipe();
-            for pod in &pods {
-                pipe.cmd("HKEYS").arg(pod_key(&room, pod));
-            }
-            let mut authors: Vec<String> = pipe.query_async::<Vec<Vec<String>>>(conn).await?.into_iter().flatten().collect();
-            authors.sort_unstable();
-            authors.dedup();
-            if !authors.is_empty() {
-                out.push((room, authors.len()));
-            }
-        }
-        Ok::<_, redis::RedisError>(out)
+        let counts = count_readers(conn, &indexes).await?;
+        Ok::<_, redis::RedisError>(indexes.into_iter().zip(counts).filter(|(_, n)| *n > 0).collect())
     };
     tokio::time::timeout(ROOMS_DEADLINE, read).await.ok()?.ok()
+}
+
+/// Readers (distinct authors) room-wide in each of `rooms`, in order: the post lists' counts for
+/// rooms not live on this pod. `None` when Redis does not answer in time.
+pub async fn online(conn: &mut MultiplexedConnection, rooms: &[RoomId]) -> Option<Vec<usize>> {
+    tokio::time::timeout(DEADLINE, count_readers(conn, rooms)).await.ok()?.ok()
+}
+
+/// Two round trips whatever the number of rooms: the live pods of each, then their readers.
+async fn count_readers(conn: &mut MultiplexedConnection, rooms: &[RoomId]) -> redis::RedisResult<Vec<usize>> {
+    let now = now_millis();
+    let mut pipe = redis::pipe();
+    for room in rooms {
+        pipe.cmd("ZRANGEBYSCORE").arg(index_key(room)).arg(now).arg("+inf");
+    }
+    let pods: Vec<Vec<String>> = if rooms.is_empty() { Vec::new() } else { pipe.query_async(conn).await? };
+    let mut pipe = redis::pipe();
+    for (room, pods) in rooms.iter().zip(&pods) {
+        for pod in pods {
+            pipe.cmd("HKEYS").arg(pod_key(room, pod));
+        }
+    }
+    let any = pods.iter().any(|p| !p.is_empty());
+    let keys: Vec<Vec<String>> = if any { pipe.query_async(conn).await? } else { Vec::new() };
+    let mut keys = keys.into_iter();
+    Ok(pods
+        .iter()
+        .map(|pods| {
+            let mut authors: Vec<String> = keys.by_ref().take(pods.len()).flatten().collect();
+            authors.sort_unstable();
+            authors.dedup();
+            authors.len()
+        })
+        .collect())
 }
 
 /// The readers of the room on the other pods that are alive.

@@ -20,8 +20,6 @@ use crate::protocol::ErrorCode;
 
 /// Rooms one request may ask about (a page of a post list).
 pub const IDS_MAX: usize = 50;
-/// Rooms read from the shared presence for rooms not live on this pod.
-const PRESENCE_MAX: usize = 500;
 
 /// The distinct room ids of `?ids=` (commas may come percent-encoded), in first-seen order.
 fn parse_ids(query: Option<&str>) -> Result<Vec<RoomId>, (ErrorCode, String)> {
@@ -68,7 +66,7 @@ async fn answer(app: &Arc<App>, req: &Request<impl Sized>, peer: SocketAddr) -> 
         res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64));
         return res;
     }
-    let (stored, online) = tokio::join!(app.store.message_counts(ids.clone()), app.rooms.online(&ids, PRESENCE_MAX));
+    let (stored, online) = tokio::join!(app.store.message_counts(ids.clone()), app.rooms.online(&ids));
     let stored = match stored {
         Ok(stored) => stored,
         Err(err) => {

@@ -33,6 +33,9 @@ pub trait Cluster: Send + Sync {
     /// Rooms with readers on any pod and their readers room-wide (at most `cap`); `None` on a
     /// single pod (its own rooms are all there is) or when Redis does not answer.
     fn busy_rooms(&self, cap: usize) -> BoxFuture<'static, Option<Vec<(RoomId, usize)>>>;
+    /// Readers room-wide in each of `rooms`, from the shared presence; `None` on a single pod or
+    /// when Redis does not answer.
+    fn online(&self, rooms: Vec<RoomId>) -> BoxFuture<'static, Option<Vec<usize>>>;
 }
 
 /// One pod alone: nobody to tell, nobody to hear from.
@@ -68,6 +71,10 @@ impl Cluster for SinglePod {
     }
 
     fn busy_rooms(&self, _cap: usize) -> BoxFuture<'static, Option<Vec<(RoomId, usize)>>> {
+        future::ready(None).boxed()
+    }
+
+    fn online(&self, _rooms: Vec<RoomId>) -> BoxFuture<'static, Option<Vec<usize>>> {
         future::ready(None).boxed()
     }
 }
@@ -120,5 +127,10 @@ impl Cluster for RedisCluster {
     fn busy_rooms(&self, cap: usize) -> BoxFuture<'static, Option<Vec<(RoomId, usize)>>> {
         let bus = self.bus.clone();
         async move { shared_presence::rooms(&mut bus.connection()?, cap).await }.boxed()
+    }
+
+    fn online(&self, rooms: Vec<RoomId>) -> BoxFuture<'static, Option<Vec<usize>>> {
+        let bus = self.bus.clone();
+        async move { shared_presence::online(&mut bus.connection()?, &rooms).await }.boxed()
     }
 }

@@ -179,7 +179,7 @@ impl Rooms {
     /// from its actor (its count includes the other pods' readers); one that is not live here
     /// (or does not answer in time) is looked up in the shared presence when there are several
     /// pods, and has nobody online on a single pod.
-    pub async fn online(&self, rooms: &[RoomId], presence_cap: usize) -> Vec<usize> {
+    pub async fn online(&self, rooms: &[RoomId]) -> Vec<usize> {
         let asks = rooms.iter().map(|room| {
             let handle = self.inner.map.get(room).map(|e| e.value().clone());
             async move {
@@ -190,10 +190,15 @@ impl Rooms {
             }
         });
         let live: Vec<Option<usize>> = futures_util::future::join_all(asks).await;
-        let elsewhere =
-            if live.iter().any(Option::is_none) { self.busy_anywhere(presence_cap).await.unwrap_or_default() } else { Vec::new() };
-        let remote = |room: &RoomId| elsewhere.iter().find(|(id, _)| id == room).map_or(0, |(_, n)| *n);
-        rooms.iter().zip(live).map(|(room, online)| online.unwrap_or_else(|| remote(room))).collect()
+        let missing: Vec<RoomId> = rooms.iter().zip(&live).filter(|(_, n)| n.is_none()).map(|(r, _)| r.clone()).collect();
+        let elsewhere = match missing.is_empty() {
+            true => None,
+            false => self.inner.ctx.cluster.online(missing).await,
+        };
+        // Without the shared presence (one pod, or Redis not answering) a room not live here has
+        // nobody online.
+        let mut elsewhere = elsewhere.unwrap_or_default().into_iter();
+        live.into_iter().map(|online| online.unwrap_or_else(|| elsewhere.next().unwrap_or(0))).collect()
     }
 
     /// Rooms with readers on any pod (through the shared presence), `None` on a single pod.
