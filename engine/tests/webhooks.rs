@@ -215,3 +215,22 @@ async fn shutdown_delivers_what_is_queued() {
     assert_eq!(receiver.next().await.json()["data"]["content"], "third");
     assert!(engine.wait_exit(Duration::from_secs(15)).await.success());
 }
+
+#[tokio::test]
+async fn a_receiver_that_does_not_answer_in_time_is_tried_again() {
+    let mut receiver = Receiver::start().await;
+    let engine = engine_for(&receiver, &["--webhook-timeout", "1"]);
+    let room = room("hook-timeout");
+    let (mut client, _) = engine.join(&room, &Reader::new("작성자")).await;
+    receiver.hold();
+    client.say("are you there?").await;
+
+    let first = receiver.next().await;
+    // Still holding the first request: the engine gave up on it and tries again.
+    let second = receiver.next().await;
+    assert_eq!(first.body, second.body, "the same event again");
+    assert!(engine.metric("chat_webhook_retries_total").await >= 1.0);
+    receiver.release();
+    eventually("counted delivered", FRAME_TIMEOUT, || async { webhook_deliveries(&engine, "message.created", "delivered").await == 1.0 })
+        .await;
+}
