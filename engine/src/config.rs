@@ -163,6 +163,30 @@ pub struct Config {
     #[arg(long, env = "METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// The engine's public base URL (e.g. `https://chat.example.com`), for links to a room's widget
+    /// page in webhook events. Unset: events carry no link.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// An endpoint that is told about new messages, reports and lock changes (repeatable; the
+    /// environment variable is comma-separated). `slack:` or `discord:` before the URL posts that
+    /// service's message shape instead of the JSON event.
+    #[arg(long = "webhook-url", env = "WEBHOOK_URLS", value_delimiter = ',', value_parser = crate::webhooks::Target::parse, hide_env_values = true)]
+    pub webhook_urls: Vec<crate::webhooks::Target>,
+
+    /// Key of the `X-Chat-Signature` HMAC-SHA256 on webhook requests. Unset: they are not signed.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Webhook events waiting per endpoint; when an endpoint falls this far behind, new events
+    /// for it are dropped (and counted).
+    #[arg(long, env = "WEBHOOK_QUEUE", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub webhook_queue: u64,
+
+    /// Seconds one webhook request may take before it counts as failed and is retried.
+    #[arg(long, env = "WEBHOOK_TIMEOUT", default_value = "5", value_parser = parse_interval)]
+    pub webhook_timeout: Duration,
+
     /// Without a subcommand the engine serves.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -228,6 +252,17 @@ impl Config {
             send_rate: self.send_rate_per_ip.unwrap_or(self.send_rate * 3.0),
             send_burst: self.send_burst_per_ip.unwrap_or(self.send_burst.saturating_mul(3)),
         }
+    }
+
+    /// How webhooks are delivered, when any endpoint is configured.
+    pub fn webhooks(&self) -> Option<crate::webhooks::WebhookSettings> {
+        (!self.webhook_urls.is_empty()).then(|| crate::webhooks::WebhookSettings {
+            targets: self.webhook_urls.clone(),
+            secret: self.webhook_secret.clone(),
+            public_url: self.public_url.clone(),
+            queue: usize::try_from(self.webhook_queue).unwrap_or(usize::MAX),
+            timeout: self.webhook_timeout,
+        })
     }
 
     /// Origins normalised for comparison with a browser's `Origin` header.

@@ -10,8 +10,9 @@
 //! - `http` (routes, JSON API, assets, the upgrade) and `ws` (the session of one socket).
 //! - Around them: `rate` (the token bucket every limit uses), `config`, `app`, `server`, `metrics`, `client_ip` (who a request comes from,
 //!   behind trusted proxies), `clients` (fair share per client address), `write_deadline` (cuts
-//!   connections whose peer stopped reading) and `heap` (returns freed memory),
-//!   `jobs` (the export and import subcommands).
+//!   connections whose peer stopped reading), `heap` (returns freed memory), `webhooks` (tells
+//!   the owner's endpoints about new messages, reports and locks, off the rooms' path) and `jobs`
+//!   (the export and import subcommands).
 
 pub mod app;
 pub mod bus;
@@ -28,6 +29,7 @@ pub mod rate;
 pub mod room;
 pub mod server;
 pub mod store;
+pub mod webhooks;
 pub mod write_deadline;
 pub mod ws;
 

@@ -6,6 +6,10 @@ use std::sync::LazyLock;
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::protocol::ErrorCode;
+pub use crate::webhooks::Outcome as WebhookOutcome;
+
+/// The `event` label values of `chat_webhook_deliveries_total`.
+const WEBHOOK_EVENTS: [&str; 3] = ["message.created", "message.reported", "room.locked"];
 
 pub struct Metrics {
     registry: Registry,
@@ -43,6 +47,14 @@ pub struct Metrics {
     pub messages_hidden: IntCounter,
     /// Client addresses the per-address limits track (open sockets or budgets still refilling).
     pub client_addresses: IntGauge,
+    /// Webhook events by `event` and `outcome` (delivered, failed, dropped), counted per endpoint.
+    pub webhook_deliveries: IntCounterVec,
+    /// Webhook events waiting in the endpoints' queues.
+    pub webhook_queue_depth: IntGauge,
+    /// Time of one webhook request, from sending it to its answer (or the timeout).
+    pub webhook_delivery_seconds: Histogram,
+    /// Webhook requests tried again after a network error, a timeout, a 5xx or a 429.
+    pub webhook_retries: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -59,6 +71,12 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter_vec2(registry: &Registry, name: &str, help: &str, labels: &[&str; 2]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry.register(Box::new(c.clone())).expect("unique metric");
     c
 }
@@ -134,6 +152,24 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "chat_client_addresses",
             "Client addresses (IPv4, IPv6 /64) the per-address limits track: open sockets or budgets still refilling.",
         ),
+        webhook_deliveries: counter_vec2(
+            &r,
+            "chat_webhook_deliveries_total",
+            "Webhook events per endpoint by event and outcome (delivered; failed: refused or out of tries; dropped: queue full or pod stopping).",
+            &["event", "outcome"],
+        ),
+        webhook_queue_depth: gauge(&r, "chat_webhook_queue_depth", "Webhook events waiting in the endpoints' queues on this pod."),
+        webhook_delivery_seconds: histogram(
+            &r,
+            "chat_webhook_delivery_seconds",
+            "Time of one webhook request, from sending it to its answer or the timeout.",
+            LATENCY_BUCKETS.to_vec(),
+        ),
+        webhook_retries: counter(
+            &r,
+            "chat_webhook_retries_total",
+            "Webhook requests tried again after a network error, a timeout, a 5xx or a 429.",
+        ),
         registry: r,
     };
     // Pre-create the label values an operator alerts on, so the series exist before the first event.
@@ -146,6 +182,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     m.errors.with_label_values(&[FLOOD]);
     for rule in ["age", "count"] {
         m.messages_pruned.with_label_values(&[rule]);
+    }
+    for event in WEBHOOK_EVENTS {
+        for outcome in WebhookOutcome::ALL {
+            m.webhook_deliveries.with_label_values(&[event, outcome.as_str()]);
+        }
     }
     m
 });
@@ -192,6 +233,11 @@ impl Metrics {
 
     pub fn send(&self, outcome: SendOutcome) {
         self.messages.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// What became of one webhook event at one endpoint.
+    pub fn webhook_delivery(&self, event: &str, outcome: WebhookOutcome) {
+        self.webhook_deliveries.with_label_values(&[event, outcome.as_str()]).inc();
     }
 
     /// The text exposition format served at `/metrics`.

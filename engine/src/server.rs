@@ -1,6 +1,7 @@
 //! The process's life: open the store, accept connections, and on shutdown drain in order —
 //! turn `/readyz` to 503 and refuse new sockets, send every reader `reconnect`, wait for the
-//! sockets to close (at most `SHUTDOWN_GRACE`), commit what the rooms still hold, close the store.
+//! sockets to close (at most `SHUTDOWN_GRACE`), commit what the rooms still hold, deliver the
+//! queued webhook events (at most 5 s), close the store.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +19,11 @@ use crate::clients::Clients;
 use crate::config::Config;
 use crate::room::{Cluster, RedisCluster, RingBudget, RingLimits, RoomContext, RoomSettings, Rooms, SinglePod, RING_CAPACITY};
 use crate::store::{self, writer::Writer, StoreError};
+use crate::webhooks::Webhooks;
 use crate::write_deadline::WriteDeadline;
+
+/// At shutdown, queued webhook events are delivered for at most this long; the rest are dropped.
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
 
 /// Slow or idle HTTP clients may take this long to send their request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,7 +67,14 @@ pub async fn serve(
         Some(bus) => Arc::new(RedisCluster::new(bus.clone())),
         None => Arc::new(SinglePod::new()),
     };
-    let rooms = Rooms::new(RoomContext { store: store.clone(), writer, settings: Arc::new(settings), cluster });
+    let (webhooks, webhook_flusher) = match config.webhooks() {
+        Some(settings) => {
+            let (webhooks, flusher) = Webhooks::start(settings);
+            (webhooks, Some(flusher))
+        }
+        None => (Webhooks::none(), None),
+    };
+    let rooms = Rooms::new(RoomContext { store: store.clone(), writer, settings: Arc::new(settings), cluster, webhooks });
     if let Some(mut deliveries) = deliveries {
         let rooms = rooms.clone();
         tokio::spawn(async move {
@@ -108,6 +120,10 @@ pub async fn serve(
     }
     if tokio::time::timeout_at(deadline + Duration::from_secs(5), app.rooms.shutdown()).await.is_err() {
         tracing::warn!("rooms did not finish their commits in time");
+    }
+    // The last commits are in: their events are queued. Deliver what can be within a short bound.
+    if let Some(flusher) = webhook_flusher {
+        flusher.flush(WEBHOOK_FLUSH).await;
     }
     accepting.abort();
     releasing.abort();

@@ -878,3 +878,50 @@ async fn reports_on_two_pods_hide_a_message_on_both_and_keeping_it_restores_it_o
         assert_eq!(seqs(welcome["history"].as_array().unwrap()), vec![kept, rude], "pod-{pod}'s welcome: {welcome}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_webhook_event_is_sent_once_by_the_pod_where_it_happened() {
+    const TOKEN: &str = "cluster-hook-token";
+    let mut receiver = Receiver::start().await;
+    let url = receiver.url();
+    let cluster = Cluster::start_with(2, None, &["--admin-token", TOKEN, "--webhook-url", &url]).await;
+    let room = room("hooks");
+    let (mut alice, _) = cluster.pod(0).join(&room, &Reader::new("앨리스")).await;
+    let (mut bob, _) = cluster.pod(1).join(&room, &Reader::new("밥 아저씨")).await;
+    for i in 0..3 {
+        alice.say(&format!("from pod 0: {i}")).await;
+        bob.say(&format!("from pod 1: {i}")).await;
+    }
+    // Each pod relayed the other's messages to its reader.
+    for (client, from) in [(&mut alice, "from pod 1: 2"), (&mut bob, "from pod 0: 2")] {
+        client.next_where("the other pod's last message", |f| frame_type(f) == "message" && f["message"]["content"] == from).await;
+    }
+    let auth = format!("Bearer {TOKEN}");
+    let locked = cluster.pod(1).http("PUT", &format!("/api/rooms/{room}/lock"), &[("Authorization", auth.as_str())], None).await;
+    assert!(locked.status < 300, "{locked:?}");
+
+    let mut seqs = Vec::new();
+    let mut locks = 0;
+    while seqs.len() < 6 || locks < 1 {
+        let body = receiver.next().await.json();
+        match body["event"].as_str() {
+            Some("message.created") => seqs.push(body["data"]["seq"].as_u64().unwrap()),
+            Some("room.locked") => locks += 1,
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=6).collect::<Vec<u64>>(), "every message once");
+    // Every pod has finished its deliveries: nothing more is on its way.
+    eventually("both pods done delivering", Duration::from_secs(10), || async {
+        let mut delivered = 0.0;
+        for pod in [cluster.pod(0), cluster.pod(1)] {
+            delivered +=
+                webhook_deliveries(pod, "message.created", "delivered").await + webhook_deliveries(pod, "room.locked", "delivered").await;
+        }
+        delivered == 7.0
+    })
+    .await;
+    assert_eq!(webhook_deliveries(cluster.pod(0), "message.created", "delivered").await, 3.0, "pod 0 sent its own three");
+    assert!(receiver.none_waiting(), "an event was sent twice");
+}

@@ -151,6 +151,7 @@ impl RoomActor {
                     self.tasks.spawn(async move { Done::Pinned { unpin: seq.is_none(), reply, outcome: store.pin(room, seq).await } });
                 }
                 Effect::Publish(event) => self.ctx.cluster.publish(&room, &event),
+                Effect::Notify(notice) => self.ctx.webhooks.notify(&room, notice),
                 Effect::Subscribe => {
                     if !self.subscribed {
                         self.ctx.cluster.subscribe(&room);

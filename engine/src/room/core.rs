@@ -25,6 +25,7 @@ use crate::protocol::{self, CloseCode, ErrorCode, Frame, MessageJson};
 use crate::rate::TokenBucket;
 use crate::store::writer::AppendResult;
 use crate::store::{Deletion, Dismissal, NewMessage, Report, RoomSnapshot, StoreError};
+use crate::webhooks::Notice;
 
 /// Presence frames go out at most this often per room, whatever the churn.
 const PRESENCE_EVERY: Duration = Duration::from_millis(500);
@@ -98,6 +99,8 @@ pub(super) enum Effect {
     },
     /// Tell the other pods.
     Publish(RoomEvent),
+    /// Tell the owner's webhooks (queued without waiting; only the pod where it happened does).
+    Notify(Notice),
     Subscribe,
     /// Write our readers (when given) and read the other pods'; then show presence (`always`: even
     /// when it did not change).
@@ -720,9 +723,10 @@ impl RoomCore {
 
     fn reported(&mut self, conn: ConnId, seq: Seq, outcome: Result<Report, StoreError>) {
         let (code, message) = match outcome {
-            Ok(Report::Recorded { fresh, hidden }) => {
+            Ok(Report::Recorded { fresh, reports, hidden, already_hidden }) => {
                 if fresh {
                     METRICS.reports.inc();
+                    self.effects.push(Effect::Notify(Notice::MessageReported { seq, reports, hidden: hidden || already_hidden }));
                 }
                 self.deliver(conn, protocol::reported(seq));
                 if hidden {
@@ -846,6 +850,13 @@ impl RoomCore {
                     };
                     let entry = Entry::new(&message);
                     self.effects.push(Effect::Publish(RoomEvent::Message { seq: entry.seq, json: entry.json.clone() }));
+                    self.effects.push(Effect::Notify(Notice::MessageCreated {
+                        seq: message.seq,
+                        author_id: message.author_id,
+                        nickname: message.nickname,
+                        content: message.content,
+                        created_at: message.created_at,
+                    }));
                     self.offer(entry);
                     METRICS.send(SendOutcome::Stored);
                     METRICS.send_broadcast_seconds.observe(send.received.elapsed().as_secs_f64());
@@ -1005,6 +1016,7 @@ impl RoomCore {
             Done::Locked { locked, reply, outcome } => {
                 if outcome.is_ok() {
                     self.effects.push(Effect::Publish(RoomEvent::Locked { locked }));
+                    self.effects.push(Effect::Notify(Notice::RoomLocked { locked }));
                     tracing::info!(room = %self.id, locked, "room lock changed");
                     self.change(RoomChange::Locked(locked));
                 }
@@ -1465,8 +1477,13 @@ mod tests {
         let effects = core.take_effects();
         assert!(matches!(effects.as_slice(), [Effect::Commit(batch)] if batch.len() == 1), "one batch in flight at a time");
         core.done(Done::Committed(Ok(vec![Appended { seq: 1, created_at: 0, fresh: true }])));
-        assert!(matches!(core.take_effects().as_slice(), [Effect::Publish(_), Effect::Commit(batch)] if batch.len() == 1));
+        let effects = core.take_effects();
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::Publish(_), Effect::Notify(Notice::MessageCreated { seq: 1, .. }), Effect::Commit(batch)] if batch.len() == 1
+        ));
         core.done(Done::Committed(Ok(vec![Appended { seq: 1, created_at: 0, fresh: false }])));
+        assert!(core.take_effects().iter().all(|e| !matches!(e, Effect::Notify(_))), "a resent clientId is not news");
         let frames = tab.frames();
         let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).filter(|t| *t != "presence").collect();
         assert_eq!(kinds, vec!["ack", "message", "ack"]);
@@ -1657,7 +1674,11 @@ mod tests {
         core.command(Command::Report { conn: 1, seq: 2 });
         let effects = core.take_effects();
         assert!(matches!(effects.as_slice(), [Effect::Report { conn: 1, seq: 2, .. }]), "stored first");
-        core.done(Done::Reported { conn: 1, seq: 2, outcome: Ok(Report::Recorded { fresh: true, hidden: false }) });
+        core.done(Done::Reported {
+            conn: 1,
+            seq: 2,
+            outcome: Ok(Report::Recorded { fresh: true, reports: 1, hidden: false, already_hidden: false }),
+        });
         assert_eq!(reporter.frames(), vec![serde_json::json!({"type": "reported", "seq": 2})]);
         assert!(other.frames().iter().all(|f| f["type"] == "presence"), "nobody else hears of it");
         for (outcome, code) in
@@ -1695,7 +1716,11 @@ mod tests {
         core.take_effects();
         other.frames();
         reporter.frames();
-        core.done(Done::Reported { conn: 1, seq: 2, outcome: Ok(Report::Recorded { fresh: true, hidden: true }) });
+        core.done(Done::Reported {
+            conn: 1,
+            seq: 2,
+            outcome: Ok(Report::Recorded { fresh: true, reports: 3, hidden: true, already_hidden: false }),
+        });
         assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Hidden { seq: 2 }))), "other pods are told");
         let frames = other.frames();
         assert!(frames.contains(&serde_json::json!({"type": "hidden", "seq": 2})), "{frames:?}");

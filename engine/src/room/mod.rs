@@ -61,6 +61,8 @@ pub struct RoomContext {
     pub settings: std::sync::Arc<RoomSettings>,
     /// The other pods (none on a single pod).
     pub cluster: std::sync::Arc<dyn Cluster>,
+    /// The owner's endpoints, told about what happens in rooms.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// Why the room closes a member's connection, with an optional last frame to send first.

@@ -88,9 +88,11 @@ pub enum Deletion {
 /// What a reader's report of a message came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Report {
-    /// Stored. `fresh`: this reader had not reported the message before; `hidden`: this report
-    /// hid it (enough distinct readers reported it and the owner had not kept it).
-    Recorded { fresh: bool, hidden: bool },
+    /// Stored. `fresh`: this reader had not reported the message before; `reports`: distinct
+    /// readers who reported it since it was last kept; `hidden`: this report hid it (enough
+    /// distinct readers reported it and the owner had not kept it); `already_hidden`: it was
+    /// hidden before this report.
+    Recorded { fresh: bool, reports: i64, hidden: bool, already_hidden: bool },
     /// No such message (never stored, deleted or pruned).
     NotFound,
     /// The reader's own message.

@@ -287,7 +287,7 @@ where
             self.unpin_in(&mut tx, room, seq).await?;
         }
         tx.commit().await?;
-        Ok(Report::Recorded { fresh, hidden: hide })
+        Ok(Report::Recorded { fresh, reports, hidden: hide, already_hidden: hidden })
     }
 
     /// See `Store::dismiss`.

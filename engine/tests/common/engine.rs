@@ -52,6 +52,11 @@ const ENGINE_ENV: &[&str] = &[
     "ROOM_RING_BYTES",
     "RING_MEMORY",
     "MAX_REQUEST_HEAD",
+    "PUBLIC_URL",
+    "WEBHOOK_URLS",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_QUEUE",
+    "WEBHOOK_TIMEOUT",
     "RUST_LOG",
 ];
 

@@ -7,6 +7,7 @@
 mod checks;
 mod engine;
 mod http_client;
+mod webhook_receiver;
 mod ws_client;
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub use checks::*;
 pub use engine::*;
 pub use http_client::*;
+pub use webhook_receiver::*;
 pub use ws_client::*;
 
 /// How long a test waits for a frame, an HTTP answer or a log line before it gives up.
