@@ -9,7 +9,7 @@
 //!   presence, ring, seq order, send limits); sends are acked and broadcast after the commit.
 //! - `http` (routes, JSON API, assets, the upgrade) and `ws` (the session of one socket).
 //! - Around them: `rate` (the token bucket every limit uses), `config`, `app`, `server`, `metrics`, `client_ip` (who a request comes from,
-//!   behind trusted proxies), `clients` (fair share per client address), `write_deadline` (cuts
+//!   behind trusted proxies), `clients` (fair share per client address), `spam` (links from new readers, blocked words, repeated content), `write_deadline` (cuts
 //!   connections whose peer stopped reading) and `heap` (returns freed memory).
 
 pub mod app;
@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod rate;
 pub mod room;
 pub mod server;
+pub mod spam;
 pub mod store;
 pub mod write_deadline;
 pub mod ws;
