@@ -33,9 +33,10 @@ export const backoff = (attempt, random = Math.random) => Math.min(30000, 500 * 
  *   error(frame, { clientId, retryAfterMs })  `clientId`: the pending send it refused, now failed
  *                             (kept until retry or discard); `retryAfterMs`: > 0 for `rate_limited`
  *   close(next)               "retry" (backing off), "planned" (after `reconnect`), "banned", "held"
- *   room({ locked, pinned })  the room's state: after every welcome, and when a `room` or `pinned`
- *                             frame (or `room_locked`, or the pinned message's deletion) changes it;
- *                             `pinned`: a Message or null
+ *   room({ locked, pinned, slowMode })  the room's state: after every welcome, and when a `room`
+ *                             or `pinned` frame (or `room_locked`, or the pinned message's deletion)
+ *                             changes it; `pinned`: a Message or null; `slowMode`: seconds between
+ *                             one reader's messages, 0 when off
  *   frame(f)                  everything else (presence, typing, types added later)
  * `WebSocket`, `setTimeout`, `clearTimeout`, `now` and `random` default to the browser's.
  */
@@ -54,7 +55,7 @@ export function createClient({ url, hello, on = {}, ...env }) {
   let maxSeq = 0;             // highest seq received as a message (never from an ack: see onAck)
   let attempt = 0, retryTimer = 0, drainAt = 0;
   let banned = false, held = false;
-  let locked = false, pinned = null;  // the room's state, from welcome, `room` and `pinned`
+  let locked = false, pinned = null, slowMode = 0;  // the room's state, from welcome, `room` and `pinned`
   const seen = new Set();     // seqs passed on since the last fresh welcome
   const gone = new Set();     // deleted seqs, so a late frame cannot bring one back
   const pending = new Map();  // clientId -> { content, failed }
@@ -96,7 +97,7 @@ export function createClient({ url, hello, on = {}, ...env }) {
       // Hidden after readers' reports: gone unless the owner keeps it.
       case "hidden": onDeleted(f.seq); break;
       case "restored": onRestored(f.message); break;
-      case "room": setRoom(f.locked === true, pinned); break;
+      case "room": setRoom(f.locked === true, pinned, false, slowOf(f)); break;
       case "pinned": setRoom(locked, f.message); break;
       case "error": onError(f); break;
       case "reconnect": onDrain(f.afterMs); break;
@@ -114,13 +115,17 @@ export function createClient({ url, hello, on = {}, ...env }) {
     return true;
   }
 
+  // Slow mode in whole seconds; anything else (absent, a bad value) means off.
+  const slowOf = (f) => (Number.isInteger(f.slowMode) && f.slowMode > 0 ? f.slowMode : 0);
+
   // A pin is a whole message; anything else (null, a bad frame) means no pin.
-  function setRoom(isLocked, pin, always = false) {
+  function setRoom(isLocked, pin, always = false, slow = slowMode) {
     const next = pin && typeof pin === "object" && typeof pin.seq === "number" && !gone.has(pin.seq) ? pin : null;
-    if (!always && isLocked === locked && next === pinned) return;
+    if (!always && isLocked === locked && next === pinned && slow === slowMode) return;
     locked = isLocked;
     pinned = next;
-    emit("room", { locked, pinned });
+    slowMode = slow;
+    emit("room", { locked, pinned, slowMode });
   }
 
   // The engine unpins a deleted message with its own `pinned` frame; this covers either order.
@@ -145,7 +150,7 @@ export function createClient({ url, hello, on = {}, ...env }) {
     if (!f.resumed) { seen.clear(); maxSeq = 0; }
     const history = Array.isArray(f.history) ? f.history : [];
     emit("welcome", f, history.filter(isNew));
-    setRoom(f.locked === true, f.pinned, true);
+    setRoom(f.locked === true, f.pinned, true, slowOf(f));
     // Sends that were in flight when the socket dropped: same clientId, so the server stores them once.
     for (const [clientId, p] of pending) if (!p.failed) send({ type: "send", clientId, content: p.content });
     everWelcomed = true;

@@ -43,7 +43,7 @@ const onlineEl = $("online"), meBtn = $("me"), count = $("count"), sendBtn = $("
 const nickForm = $("nick"), nickInput = $("nick-input"), nickAvatar = $("nick-avatar");
 const nickErr = $("nick-err"), nickCancel = $("nick-cancel");
 const body = list.parentElement, peopleBox = $("people-box"), people = $("people"), hint = $("hint");
-const pinBox = $("pin"), pinBody = $("pin-body"), closedEl = $("closed");
+const pinBox = $("pin"), pinBody = $("pin-body"), closedEl = $("closed"), slowEl = $("slow");
 const modBtn = $("mod"), lockBtn = $("lock");
 
 // Creates an element; string children become text nodes (Element.append never parses HTML).
@@ -95,6 +95,7 @@ let me = null;              // welcome.you
 let hasOlder = false, loadingOlder = false, olderRetryAt = 0, listGen = 0;
 let unread = 0;
 let locked = false, nickOpen = false;  // the room is closed; the nickname prompt is up
+let slowMode = 0;  // the owner's slow mode: seconds between one reader's messages (0: off)
 const items = new Map();    // seq -> { el, msg, local }
 const gone = new Set();     // deleted seqs: older history fetched later cannot bring one back
 const pending = new Map();  // clientId -> { el, content, failed }: this page's sends the client holds
@@ -490,14 +491,17 @@ onlineEl.addEventListener("keydown", (e) => { if (e.key === "Escape" && !peopleB
 // Closed: no composer and no nickname prompt, a line saying so instead; reopened: back as they were.
 function renderForms() {
   closedEl.hidden = !locked;
+  slowEl.hidden = locked || !slowMode;
+  slowEl.textContent = slowMode ? T.slowMode(slowMode) : "";
   nickForm.hidden = locked || !nickOpen;
   composer.hidden = locked || nickOpen;
   meBtn.hidden = locked || !roomOk;
 }
 
-function onRoom({ locked: isLocked, pinned }) {
+function onRoom({ locked: isLocked, pinned, slowMode: slow = 0 }) {
   const had = composer.contains(document.activeElement) || nickForm.contains(document.activeElement);
   locked = isLocked;
+  slowMode = slow;
   renderForms();
   if (locked && had) list.focus();  // focus must not vanish with the form
   const pinChanged = (pinned?.seq || 0) !== pinnedSeq;
@@ -566,7 +570,9 @@ function onError(f, { clientId, retryAfterMs }) {
   // A refused send says when a send will go through again (the reader's, the network's or the
   // room's limit); the message stays in its bubble with Retry, so nothing typed is lost.
   const wait = Math.ceil(retryAfterMs / 1000);
-  const reason = (wait && T.slowDown(wait)) || T.errors[f.code]
+  // Refused as spam: what the rule was, so the reader knows what to change.
+  const spam = f.code === "spam" && (T.spam[f.reason] || T.spam.other);
+  const reason = (wait && T.slowDown(wait)) || spam || T.errors[f.code]
     || (f.code === "invalid_nickname" ? T.nickRule : f.message) || T.errors.internal;
   if (f.code === "banned") {
     setState(reason);

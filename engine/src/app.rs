@@ -1,5 +1,5 @@
 //! The state every connection and request shares: configuration, the room registry, the store,
-//! the drain switch, the connection limit and the per-client limits.
+//! the drain switch, the connection limit, the per-client limits and the spam checks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use crate::client_ip::TrustedProxies;
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::room::{ConnId, Rooms};
+use crate::spam::SpamGuard;
 use crate::store::Store;
 
 pub struct App {
@@ -18,6 +19,7 @@ pub struct App {
     pub rooms: Rooms,
     pub store: Arc<dyn Store>,
     pub clients: Arc<Clients>,
+    pub spam: SpamGuard,
     pub trusted_proxies: TrustedProxies,
     origins: Vec<String>,
     draining: watch::Sender<bool>,
@@ -26,7 +28,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config, rooms: Rooms, store: Arc<dyn Store>, clients: Arc<Clients>) -> App {
+    pub fn new(config: Config, rooms: Rooms, store: Arc<dyn Store>, clients: Arc<Clients>, spam: SpamGuard) -> App {
         let origins = config.origins();
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let trusted_proxies = TrustedProxies::new(&config.trusted_proxies);
@@ -35,6 +37,7 @@ impl App {
             rooms,
             store,
             clients,
+            spam,
             trusted_proxies,
             origins,
             draining: watch::Sender::new(false),

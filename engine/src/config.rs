@@ -158,6 +158,40 @@ pub struct Config {
     #[arg(long, env = "AUTO_HIDE_REPORTS", default_value_t = 3)]
     pub auto_hide_reports: u32,
 
+    /// A reader's first messages in a room during which it may not post links (see
+    /// `--spam-link-wait`). 0: links are always allowed.
+    #[arg(long, env = "SPAM_LINK_MESSAGES", default_value_t = 3)]
+    pub spam_link_messages: u32,
+
+    /// Seconds after a reader is first seen in a room (its first message there, or its connection)
+    /// from which it may post links, even before `--spam-link-messages` messages.
+    #[arg(long, env = "SPAM_LINK_WAIT", default_value = "600", value_parser = parse_seconds)]
+    pub spam_link_wait: Duration,
+
+    /// File of blocked words and phrases (one per line, `#` comments), reloaded when it changes
+    /// and on SIGHUP. Unset: no word is blocked.
+    #[arg(long, env = "BLOCKED_WORDS")]
+    pub blocked_words: Option<std::path::PathBuf>,
+
+    /// Postings of the same content (normalised) allowed within `--spam-repeat-window`, across
+    /// rooms and authors; later ones are refused. 0: not counted.
+    #[arg(long, env = "SPAM_REPEAT_MAX", default_value_t = 3)]
+    pub spam_repeat_max: u64,
+
+    /// Seconds over which repeated content is counted.
+    #[arg(long, env = "SPAM_REPEAT_WINDOW", default_value = "600", value_parser = parse_interval)]
+    pub spam_repeat_window: Duration,
+
+    /// Content shorter than this many characters (spaces not counted) is never counted as
+    /// repeated, so short replies everyone writes ("thanks!") always go through.
+    #[arg(long, env = "SPAM_REPEAT_MIN_CHARS", default_value_t = 20)]
+    pub spam_repeat_min_chars: usize,
+
+    /// Different contents one pod counts itself (without Redis, or while Redis does not answer);
+    /// past it, new content is not counted until older windows expire.
+    #[arg(long, env = "SPAM_REPEAT_TRACKED", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub spam_repeat_tracked: u64,
+
     /// Serve `/metrics` only on this address (e.g. `0.0.0.0:9091`); the main port then answers
     /// 404 for it. Unset: `/metrics` is on the main port.
     #[arg(long, env = "METRICS_BIND")]
@@ -263,6 +297,17 @@ impl Config {
             queue: usize::try_from(self.webhook_queue).unwrap_or(usize::MAX),
             timeout: self.webhook_timeout,
         })
+    }
+
+    /// The spam rules' settings.
+    pub fn spam_rules(&self) -> crate::spam::SpamRules {
+        crate::spam::SpamRules {
+            link_messages: self.spam_link_messages,
+            link_after: self.spam_link_wait,
+            repeat_max: self.spam_repeat_max,
+            repeat_window: self.spam_repeat_window,
+            repeat_min_chars: self.spam_repeat_min_chars,
+        }
     }
 
     /// Origins normalised for comparison with a browser's `Origin` header.

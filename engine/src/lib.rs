@@ -9,10 +9,11 @@
 //!   presence, ring, seq order, send limits); sends are acked and broadcast after the commit.
 //! - `http` (routes, JSON API, assets, the upgrade) and `ws` (the session of one socket).
 //! - Around them: `rate` (the token bucket every limit uses), `config`, `app`, `server`, `metrics`, `client_ip` (who a request comes from,
-//!   behind trusted proxies), `clients` (fair share per client address), `write_deadline` (cuts
-//!   connections whose peer stopped reading), `heap` (returns freed memory), `webhooks` (tells
-//!   the owner's endpoints about new messages, reports and locks, off the rooms' path) and `jobs`
-//!   (the export and import subcommands).
+//!   behind trusted proxies), `clients` (fair share per client address), `spam` (links from new
+//!   readers, blocked words, repeated content), `write_deadline` (cuts connections whose peer
+//!   stopped reading), `heap` (returns freed memory), `webhooks` (tells the owner's endpoints about
+//!   new messages, reports and locks, off the rooms' path) and `jobs` (the export and import
+//!   subcommands).
 
 pub mod app;
 pub mod bus;
@@ -28,6 +29,7 @@ pub mod protocol;
 pub mod rate;
 pub mod room;
 pub mod server;
+pub mod spam;
 pub mod store;
 pub mod webhooks;
 pub mod write_deadline;

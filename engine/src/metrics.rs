@@ -43,6 +43,8 @@ pub struct Metrics {
     pub messages_pruned: IntCounterVec,
     /// Readers' reports recorded (a reader reporting a message again is not counted).
     pub reports: IntCounter,
+    /// Sends refused by the spam defences, by rule.
+    pub spam_refused: IntCounterVec,
     /// Messages hidden by readers' reports (counted on the pod that hid them).
     pub messages_hidden: IntCounter,
     /// Client addresses the per-address limits track (open sockets or budgets still refilling).
@@ -139,6 +141,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "chat_write_timeouts_total",
             "Connections closed because the client did not read what was written to it within WRITE_TIMEOUT.",
         ),
+        spam_refused: counter_vec(
+            &r,
+            "chat_spam_refused_total",
+            "Sends refused by the spam defences, by rule (links, blocked_words, repeated: answered `spam`; slow_mode: answered `rate_limited`).",
+            "reason",
+        ),
         reports: counter(&r, "chat_reports_total", "Readers' reports recorded, each reader counted once per message."),
         messages_hidden: counter(&r, "chat_messages_hidden_total", "Messages hidden because enough readers reported them."),
         messages_pruned: counter_vec(
@@ -180,6 +188,10 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.errors.with_label_values(&[code.as_str()]);
     }
     m.errors.with_label_values(&[FLOOD]);
+    for reason in crate::spam::SpamReason::ALL {
+        m.spam_refused.with_label_values(&[reason.as_str()]);
+    }
+    m.spam_refused.with_label_values(&["slow_mode"]);
     for rule in ["age", "count"] {
         m.messages_pruned.with_label_values(&[rule]);
     }

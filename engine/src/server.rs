@@ -18,6 +18,7 @@ use crate::bus::Bus;
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::room::{Cluster, RedisCluster, RingBudget, RingLimits, RoomContext, RoomSettings, Rooms, SinglePod, RING_CAPACITY};
+use crate::spam::SpamGuard;
 use crate::store::{self, writer::Writer, StoreError};
 use crate::webhooks::Webhooks;
 use crate::write_deadline::WriteDeadline;
@@ -92,8 +93,19 @@ pub async fn serve(
             every: config.prune_every,
         },
     );
+    let blocked = match &config.blocked_words {
+        Some(path) => Some(
+            crate::spam::blocked::BlockedWords::load_and_watch(path.clone())
+                .await
+                .map_err(|e| StoreError::Config(format!("blocked words file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let tracked = usize::try_from(config.spam_repeat_tracked).unwrap_or(usize::MAX);
+    let repeats = crate::spam::repeated::RepeatCounter::new(config.spam_repeat_window, tracked, bus.clone());
+    let spam = SpamGuard::new(config.spam_rules(), blocked, repeats, store.clone());
     let grace = config.shutdown_grace;
-    let app = Arc::new(App::new(config, rooms, store.clone(), clients));
+    let app = Arc::new(App::new(config, rooms, store.clone(), clients, spam));
 
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let pod = bus.as_ref().map(|b| b.pod().to_string());

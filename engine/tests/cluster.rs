@@ -925,3 +925,34 @@ async fn each_webhook_event_is_sent_once_by_the_pod_where_it_happened() {
     assert_eq!(webhook_deliveries(cluster.pod(0), "message.created", "delivered").await, 3.0, "pod 0 sent its own three");
     assert!(receiver.none_waiting(), "an event was sent twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_content_is_counted_across_pods_and_slow_mode_reaches_the_other_pod() {
+    const TOKEN: &str = "cluster-admin-token";
+    let cluster = Cluster::start_with(2, None, &["--admin-token", TOKEN]).await;
+    let (one, two) = (room("dup-a"), room("dup-b"));
+    let (mut a, _) = cluster.pod(0).join(&one, &Reader::new("첫째")).await;
+    let (mut b, _) = cluster.pod(1).join(&two, &Reader::new("둘째")).await;
+    let spam = "Subscribe to my channel for free giveaways every day";
+    a.say(spam).await;
+    b.say(spam).await;
+    a.say(spam).await;
+    // The fourth, on the other pod, in another room, by another author: the count is shared.
+    let refused = b.send_message(spam).await;
+    let error = b.expect_error("spam").await;
+    assert_eq!((error["reason"].as_str(), error["clientId"].as_str()), (Some("repeated"), Some(refused.as_str())), "{error}");
+
+    // Slow mode set on pod 0 reaches pod 1's readers, and pod 1 applies it.
+    let (mut far, _) = cluster.pod(1).join(&one, &Reader::new("먼 독자")).await;
+    let auth = format!("Bearer {TOKEN}");
+    let set = cluster
+        .pod(0)
+        .http("PUT", &format!("/api/rooms/{one}/slow-mode"), &[("Authorization", auth.as_str())], Some(r#"{"seconds": 30}"#))
+        .await;
+    assert_eq!(set.status, 200, "{set:?}");
+    assert_eq!(far.next_of_type("room").await["slowMode"], 30);
+    far.say("one message").await;
+    far.send_message("and another").await;
+    let limited = far.expect_error("rate_limited").await;
+    assert!(limited["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0 && ms <= 30_000), "{limited}");
+}

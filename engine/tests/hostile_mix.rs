@@ -54,9 +54,10 @@ async fn slow_socket(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_mix_stays_within_the_memory_budget() {
-    // Fast sends only so the test can fill rooms quickly; every other limit is the default.
-    // Rooms unload a second after their last reader leaves, so the rings go with the clients.
-    let engine = Engine::start(&[FAST, &["--room-idle", "1"]].concat());
+    // Fast sends only so the test can fill rooms quickly, with the same filler in every room (not
+    // counted as repeated content); every other limit is the default. Rooms unload a second after
+    // their last reader leaves, so the rings go with the clients.
+    let engine = Engine::start(&[FAST, &["--room-idle", "1", "--spam-repeat-max", "0"]].concat());
     let addr = engine.addr;
     let pid = engine.pid();
     let baseline = rss_kib(pid);

@@ -38,7 +38,7 @@ async fn a_locked_room_refuses_sends_until_reopened_and_stays_locked_across_a_re
 
         ok(&engine, "PUT", &format!("/api/rooms/{room}/lock"), None).await;
         let frame = a.next_of_type("room").await;
-        assert_eq!(frame, json!({"type": "room", "locked": true}));
+        assert_eq!(frame, json!({"type": "room", "locked": true, "slowMode": 0}));
         let late = a.send_message("too late").await;
         let refused = a.expect_error("room_locked").await;
         assert_eq!(refused["clientId"], late.as_str(), "{refused}");

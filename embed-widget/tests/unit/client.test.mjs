@@ -79,10 +79,10 @@ const msg = (seq, extra = {}) => ({ seq, roomId: "post-1", authorId: OTHER, nick
 const seqs = (list) => list.map((m) => m.seq);
 
 /** Opens the newest socket and answers its hello with a welcome. */
-function welcome(t, { history = [], resumed = false, locked = false, pinned = null } = {}) {
+function welcome(t, { history = [], resumed = false, locked = false, pinned = null, slowMode = 0 } = {}) {
   const sock = t.sock();
   sock.open();
-  sock.receive({ type: "welcome", you: ME, history, resumed, online: 1, locked, pinned });
+  sock.receive({ type: "welcome", you: ME, history, resumed, online: 1, locked, pinned, slowMode });
   return sock;
 }
 
@@ -408,13 +408,13 @@ describe("closed rooms and the pin", () => {
     const t = setup();
     t.client.connect();
     welcome(t, { locked: true, pinned: msg(3) });
-    assert.deepEqual(t.of("room"), [[{ locked: true, pinned: msg(3) }]]);
+    assert.deepEqual(t.of("room"), [[{ locked: true, pinned: msg(3), slowMode: 0 }]]);
     assert.equal(t.client.locked, true);
     assert.equal(t.client.pinned.seq, 3);
     // Reopened and unpinned while this reader was away: the next welcome says so.
     dropAndReconnect(t);
     welcome(t, { resumed: true });
-    assert.deepEqual(t.of("room")[1], [{ locked: false, pinned: null }]);
+    assert.deepEqual(t.of("room")[1], [{ locked: false, pinned: null, slowMode: 0 }]);
     assert.equal(t.client.locked, false);
     assert.equal(t.client.pinned, null);
   });
@@ -430,12 +430,36 @@ describe("closed rooms and the pin", () => {
     sock.receive({ type: "pinned", message: { content: "no seq" } });
     sock.receive({ type: "room", locked: false });
     assert.deepEqual(t.of("room").slice(1), [
-      [{ locked: true, pinned: null }],
-      [{ locked: true, pinned: msg(7) }],
-      [{ locked: true, pinned: null }],
-      [{ locked: false, pinned: null }],
+      [{ locked: true, pinned: null, slowMode: 0 }],
+      [{ locked: true, pinned: msg(7), slowMode: 0 }],
+      [{ locked: true, pinned: null, slowMode: 0 }],
+      [{ locked: false, pinned: null, slowMode: 0 }],
     ]);
     assert.deepEqual(t.of("frame"), [], "room and pinned are not passed on as unknown frames");
+  });
+
+  test("slow mode comes with the welcome and the room frame; bad values mean off", () => {
+    const t = setup();
+    t.client.connect();
+    const sock = welcome(t, { slowMode: 30 });
+    assert.deepEqual(t.of("room").at(-1), [{ locked: false, pinned: null, slowMode: 30 }]);
+    sock.receive({ type: "room", locked: false, slowMode: 30 });
+    assert.equal(t.of("room").length, 1, "the same slow mode is no news");
+    sock.receive({ type: "room", locked: false, slowMode: 0 });
+    sock.receive({ type: "room", locked: false, slowMode: "5" });
+    assert.deepEqual(t.of("room").slice(1), [[{ locked: false, pinned: null, slowMode: 0 }]]);
+  });
+
+  test("spam: the refused send fails with its reason and is not resent", () => {
+    const t = setup();
+    t.client.connect();
+    const sock = welcome(t);
+    const clientId = t.client.submit("https://example.com");
+    sock.receive({ type: "error", code: "spam", reason: "links", message: "no links yet", clientId });
+    assert.deepEqual(t.of("error").map(([f, d]) => [f.reason, d]), [["links", { clientId, retryAfterMs: 0 }]]);
+    assert.equal(t.client.pending.get(clientId).failed, true);
+    dropAndReconnect(t);
+    assert.deepEqual(welcome(t, { resumed: true }).frames("send"), [], "not resent after a reconnect");
   });
 
   test("deleting the pinned message removes the pin, whichever frame comes first", () => {
@@ -460,7 +484,7 @@ describe("closed rooms and the pin", () => {
     assert.deepEqual(t.of("error").map(([f, d]) => [f.code, d]), [["room_locked", { clientId, retryAfterMs: 0 }]]);
     assert.equal(t.client.pending.get(clientId).failed, true);
     assert.equal(t.client.locked, true);
-    assert.deepEqual(t.of("room").at(-1), [{ locked: true, pinned: null }]);
+    assert.deepEqual(t.of("room").at(-1), [{ locked: true, pinned: null, slowMode: 0 }]);
     sock.receive({ type: "room", locked: true });
     assert.equal(t.of("room").length, 2, "the room frame after it is no news");
 

@@ -40,6 +40,10 @@ pub enum RoomEvent {
     Locked {
         locked: bool,
     },
+    /// The room's slow mode changed (seconds; 0: off).
+    SlowMode {
+        seconds: u32,
+    },
     /// A message was pinned (its seq and `Message` JSON), or the pin removed (`None`).
     Pinned {
         pinned: Option<(Seq, MessageJson)>,
@@ -66,6 +70,7 @@ pub fn encode(pod: &str, sent_at_ms: i64, event: &RoomEvent) -> String {
         RoomEvent::Banned { author, until } => ("banned", format!("{}\n{until}", author.as_str())),
         RoomEvent::Unbanned { author } => ("unbanned", author.as_str().to_string()),
         RoomEvent::Locked { locked } => ("locked", if *locked { "1" } else { "0" }.to_string()),
+        RoomEvent::SlowMode { seconds } => ("slow_mode", seconds.to_string()),
         RoomEvent::Pinned { pinned: Some((seq, json)) } => ("pinned", format!("{seq}\n{json}")),
         RoomEvent::Pinned { pinned: None } => ("pinned", String::new()),
         RoomEvent::Presence => ("presence", String::new()),
@@ -104,6 +109,7 @@ pub fn decode(raw: &str) -> Option<Envelope> {
             "0" => RoomEvent::Locked { locked: false },
             _ => return None,
         },
+        "slow_mode" => RoomEvent::SlowMode { seconds: payload.parse().ok()? },
         "pinned" if payload.is_empty() => RoomEvent::Pinned { pinned: None },
         "pinned" => {
             let (seq, json) = payload.split_once('\n')?;
@@ -132,6 +138,8 @@ mod tests {
             RoomEvent::Unbanned { author },
             RoomEvent::Locked { locked: true },
             RoomEvent::Locked { locked: false },
+            RoomEvent::SlowMode { seconds: 30 },
+            RoomEvent::SlowMode { seconds: 0 },
             RoomEvent::Pinned { pinned: Some((5, r#"{"seq":5,"content":"a\nb"}"#.into())) },
             RoomEvent::Pinned { pinned: None },
             RoomEvent::Presence,

@@ -1,4 +1,4 @@
-//! The owner's routes: lock and pin a room, lift a ban, keep a reported message, and the JSON the
+//! The owner's routes: lock, slow down and pin a room, lift a ban, keep a reported message, and the JSON the
 //! admin page reads (rooms live here, all rooms, one author's messages, active bans, reports). All of them need the admin token or
 //! a signed-in session (`session.rs`); inputs are bounded, errors are the shared JSON shape.
 
@@ -52,6 +52,44 @@ pub async fn lock(app: &Arc<App>, room: RoomId, locked: bool, req: &Request<Inco
     }
     match app.rooms.set_locked(&room, locked).await {
         Ok(()) => json(&json!({ "id": room.as_str(), "locked": locked })),
+        Err(err) => room_error(err),
+    }
+}
+
+/// Longest slow mode the owner may set, in seconds (one message an hour).
+pub const SLOW_MODE_MAX: u32 = 3600;
+
+#[derive(Deserialize)]
+struct SlowModeRequest {
+    seconds: u32,
+}
+
+/// `PUT /api/rooms/{id}/slow-mode` with `{ "seconds": N }`: 1 to 3600, or 0 to turn it off.
+pub async fn slow_mode(app: &Arc<App>, room: RoomId, req: Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, &req) {
+        return res;
+    }
+    let request: SlowModeRequest = match json_body(req).await {
+        Ok(request) => request,
+        Err(res) => return res,
+    };
+    if request.seconds > SLOW_MODE_MAX {
+        return error_response(ErrorCode::BadRequest, "seconds must be 0 (off) to 3600");
+    }
+    set_slow_mode(app, room, request.seconds).await
+}
+
+/// `DELETE /api/rooms/{id}/slow-mode`: slow mode off.
+pub async fn slow_mode_off(app: &Arc<App>, room: RoomId, req: &Request<Incoming>) -> Response<Body> {
+    if let Some(res) = refused(app, req) {
+        return res;
+    }
+    set_slow_mode(app, room, 0).await
+}
+
+async fn set_slow_mode(app: &Arc<App>, room: RoomId, seconds: u32) -> Response<Body> {
+    match app.rooms.set_slow_mode(&room, seconds).await {
+        Ok(()) => json(&json!({ "id": room.as_str(), "slowMode": seconds })),
         Err(err) => room_error(err),
     }
 }

@@ -64,6 +64,10 @@ pub enum Route<'a> {
     Ban(RoomId),
     /// Lock (true) or reopen (false).
     Lock(RoomId, bool),
+    /// `PUT` with `{ "seconds" }`: set slow mode.
+    SlowMode(RoomId),
+    /// `DELETE`: slow mode off.
+    SlowModeOff(RoomId),
     Pin(RoomId),
     Unpin(RoomId),
     Unban(RoomId, &'a str),
@@ -112,6 +116,8 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         }
         (&Method::PUT, ["api", "rooms", id, "lock"]) => room(id, |id| Route::Lock(id, true)),
         (&Method::DELETE, ["api", "rooms", id, "lock"]) => room(id, |id| Route::Lock(id, false)),
+        (&Method::PUT, ["api", "rooms", id, "slow-mode"]) => room(id, Route::SlowMode),
+        (&Method::DELETE, ["api", "rooms", id, "slow-mode"]) => room(id, Route::SlowModeOff),
         (&Method::PUT, ["api", "rooms", id, "pin"]) => room(id, Route::Pin),
         (&Method::DELETE, ["api", "rooms", id, "pin"]) => room(id, Route::Unpin),
         (&Method::POST, ["admin", "session"]) => Route::SignIn,
@@ -128,7 +134,7 @@ pub fn parse_route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         | (_, ["api", "admin", "rooms", "active"])
         | (_, ["api", "admin", "authors", _, "messages"])
         | (_, ["api", "rooms"])
-        | (_, ["api", "rooms", _, "lock" | "pin" | "export"])
+        | (_, ["api", "rooms", _, "lock" | "pin" | "slow-mode" | "export"])
         | (_, ["api", "rooms", _, "bans" | "reports", _])
         | (_, ["assets" | "room" | "ws", _])
         | (_, ["api", "rooms", _])
@@ -169,6 +175,8 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> R
         Route::DeleteMessage(room, seq) => api::admin_delete(&app, room, seq, &req).await,
         Route::Ban(room) => api::ban(&app, room, req).await,
         Route::Lock(room, locked) => admin::lock(&app, room, locked, &req).await,
+        Route::SlowMode(room) => admin::slow_mode(&app, room, req).await,
+        Route::SlowModeOff(room) => admin::slow_mode_off(&app, room, &req).await,
         Route::Pin(room) => admin::pin(&app, room, req).await,
         Route::Unpin(room) => admin::unpin(&app, room, &req).await,
         Route::Unban(room, author) => admin::unban(&app, room, author, &req).await,
@@ -283,8 +291,29 @@ mod tests {
     fn path() -> impl Strategy<Value = String> {
         let segment = prop_oneof![
             prop::sample::select(vec![
-                "", "room", "ws", "api", "rooms", "messages", "bans", "assets", "metrics", "healthz", "readyz", "embed.js", "..", ".",
-                "admin", "session", "lock", "pin", "active", "authors", "reports", "export"
+                "",
+                "room",
+                "ws",
+                "api",
+                "rooms",
+                "messages",
+                "bans",
+                "assets",
+                "metrics",
+                "healthz",
+                "readyz",
+                "embed.js",
+                "..",
+                ".",
+                "admin",
+                "session",
+                "lock",
+                "pin",
+                "active",
+                "authors",
+                "reports",
+                "export",
+                "slow-mode"
             ])
             .prop_map(str::to_string),
             "[A-Za-z0-9._-]{1,130}",
@@ -298,7 +327,7 @@ mod tests {
         match route {
             Route::WidgetPage(room) | Route::Socket(room) | Route::RoomInfo(room) | Route::History(room) | Route::Ban(room) => Some(room),
             Route::DeleteMessage(room, _) | Route::Unban(room, _) | Route::Lock(room, _) | Route::DismissReports(room, _) => Some(room),
-            Route::Pin(room) | Route::Unpin(room) | Route::Export(room) => Some(room),
+            Route::Pin(room) | Route::Unpin(room) | Route::Export(room) | Route::SlowMode(room) | Route::SlowModeOff(room) => Some(room),
             _ => None,
         }
     }
@@ -348,6 +377,9 @@ mod tests {
         assert_eq!(parse_route(&Method::PUT, "/api/rooms/p/lock"), Route::Lock(p(), true));
         assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/lock"), Route::Lock(p(), false));
         assert_eq!(parse_route(&Method::POST, "/api/rooms/p/lock"), Route::MethodNotAllowed);
+        assert_eq!(parse_route(&Method::PUT, "/api/rooms/p/slow-mode"), Route::SlowMode(p()));
+        assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/slow-mode"), Route::SlowModeOff(p()));
+        assert_eq!(parse_route(&Method::GET, "/api/rooms/p/slow-mode"), Route::MethodNotAllowed);
         assert_eq!(parse_route(&Method::PUT, "/api/rooms/p/pin"), Route::Pin(p()));
         assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/pin"), Route::Unpin(p()));
         assert_eq!(parse_route(&Method::DELETE, "/api/rooms/p/bans/0123456789abcdef"), Route::Unban(p(), "0123456789abcdef"));

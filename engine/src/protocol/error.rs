@@ -16,6 +16,7 @@ pub enum ErrorCode {
     TooManyConnections,
     Banned,
     RoomLocked,
+    Spam,
     NotFound,
     Forbidden,
     Unavailable,
@@ -23,7 +24,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidRoomId,
         ErrorCode::BadFrame,
@@ -34,6 +35,7 @@ impl ErrorCode {
         ErrorCode::TooManyConnections,
         ErrorCode::Banned,
         ErrorCode::RoomLocked,
+        ErrorCode::Spam,
         ErrorCode::NotFound,
         ErrorCode::Forbidden,
         ErrorCode::Unavailable,
@@ -52,6 +54,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Banned => "banned",
             ErrorCode::RoomLocked => "room_locked",
+            ErrorCode::Spam => "spam",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unavailable => "unavailable",
@@ -66,6 +69,8 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest | ErrorCode::InvalidRoomId | ErrorCode::BadFrame | ErrorCode::HelloRequired => 400,
             ErrorCode::InvalidNickname | ErrorCode::InvalidContent => 400,
+            // Content the spam rules refuse: well-formed, but not accepted.
+            ErrorCode::Spam => 422,
             ErrorCode::Forbidden | ErrorCode::Banned => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::RoomLocked => 409,
@@ -99,6 +104,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too many connections from your address",
             ErrorCode::Banned => "you are banned from this room",
             ErrorCode::RoomLocked => "this discussion is closed",
+            ErrorCode::Spam => "refused as spam",
             ErrorCode::NotFound => "not found",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unavailable => "message store unavailable; try again",

@@ -147,6 +147,9 @@ enum ServerFrame<'a> {
         /// On a refused report: the message it was about.
         #[serde(skip_serializing_if = "Option::is_none")]
         seq: Option<Seq>,
+        /// On a `spam` refusal: which rule refused the send.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
         /// On a refused send or report: milliseconds until the limit that refused it lets a send through.
         #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
@@ -155,9 +158,11 @@ enum ServerFrame<'a> {
         #[serde(rename = "afterMs")]
         after_ms: u64,
     },
-    /// The room's state changed: locked read-only (true) or reopened.
+    /// The room's state changed: locked read-only (true) or reopened, slow mode (seconds, 0: off).
     Room {
         locked: bool,
+        #[serde(rename = "slowMode")]
+        slow_mode: u32,
     },
     /// The reader's report of this message is recorded.
     Reported {
@@ -191,12 +196,18 @@ pub fn typing(author: &Profile) -> Frame {
 }
 
 pub fn error(code: ErrorCode, message: &str, client_id: Option<&str>) -> Frame {
-    encode(&ServerFrame::Error { code, message, client_id, seq: None, retry_after_ms: None })
+    encode(&ServerFrame::Error { code, message, client_id, seq: None, reason: None, retry_after_ms: None })
+}
+
+/// `spam` for a refused send, with the rule that refused it.
+pub fn spam(reason: &str, message: &str, client_id: &str) -> Frame {
+    let client_id = Some(client_id);
+    encode(&ServerFrame::Error { code: ErrorCode::Spam, message, client_id, seq: None, reason: Some(reason), retry_after_ms: None })
 }
 
 /// An `error` about a report, naming the message; `rate_limited` also says when to try again.
 pub fn report_error(code: ErrorCode, message: &str, seq: Seq, retry_after_ms: Option<u64>) -> Frame {
-    encode(&ServerFrame::Error { code, message, client_id: None, seq: Some(seq), retry_after_ms })
+    encode(&ServerFrame::Error { code, message, client_id: None, seq: Some(seq), reason: None, retry_after_ms })
 }
 
 pub fn reported(seq: Seq) -> Frame {
@@ -215,12 +226,19 @@ pub fn restored(message_json: &str) -> Frame {
 /// `rate_limited` for a send, with when to try again.
 pub fn rate_limited(message: &str, client_id: &str, retry_after_ms: u64) -> Frame {
     let client_id = Some(client_id);
-    encode(&ServerFrame::Error { code: ErrorCode::RateLimited, message, client_id, seq: None, retry_after_ms: Some(retry_after_ms) })
+    encode(&ServerFrame::Error {
+        code: ErrorCode::RateLimited,
+        message,
+        client_id,
+        seq: None,
+        reason: None,
+        retry_after_ms: Some(retry_after_ms),
+    })
 }
 
-/// `room` frame: the room was locked read-only or reopened.
-pub fn room_state(locked: bool) -> Frame {
-    encode(&ServerFrame::Room { locked })
+/// `room` frame: the room was locked read-only or reopened, or its slow mode changed.
+pub fn room_state(locked: bool, slow_mode: u32) -> Frame {
+    encode(&ServerFrame::Room { locked, slow_mode })
 }
 
 /// `pinned` frame around the pinned message's JSON, or `null` when the pin was removed.
@@ -259,6 +277,8 @@ pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: us
     out.push_str(&online.to_string());
     out.push_str(r#","locked":"#);
     out.push_str(if room.locked { "true" } else { "false" });
+    out.push_str(r#","slowMode":"#);
+    out.push_str(&room.slow_mode.to_string());
     out.push_str(r#","pinned":"#);
     out.push_str(pinned);
     if watching {
@@ -272,6 +292,8 @@ pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: us
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RoomState<'a> {
     pub locked: bool,
+    /// Slow mode in seconds (0: off).
+    pub slow_mode: u32,
     pub pinned: Option<&'a str>,
 }
 

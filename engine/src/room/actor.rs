@@ -147,6 +147,10 @@ impl RoomActor {
                 Effect::SetLock { locked, reply } => {
                     self.tasks.spawn(async move { Done::Locked { locked, reply, outcome: store.set_locked(room, locked).await } });
                 }
+                Effect::SetSlowMode { seconds, reply } => {
+                    self.tasks
+                        .spawn(async move { Done::SlowModeSet { seconds, reply, outcome: store.set_slow_mode(room, seconds).await } });
+                }
                 Effect::Pin { seq, reply } => {
                     self.tasks.spawn(async move { Done::Pinned { unpin: seq.is_none(), reply, outcome: store.pin(room, seq).await } });
                 }

@@ -31,6 +31,8 @@ use crate::webhooks::Notice;
 const PRESENCE_EVERY: Duration = Duration::from_millis(500);
 /// A member's typing frames are passed on at most this often.
 const TYPING_EVERY: Duration = Duration::from_secs(2);
+/// The `reason` label of `chat_spam_refused_total` for a send slow mode refused.
+const SLOW_MODE: &str = "slow_mode";
 /// Messages of one room in one commit at most.
 const ROOM_BATCH: usize = 256;
 /// A message that arrives ahead of a missing one waits this long for it before the room reads
@@ -90,6 +92,11 @@ pub(super) enum Effect {
     /// Store the room as locked read-only (true) or open.
     SetLock {
         locked: bool,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    /// Store the room's slow mode (seconds; 0: off).
+    SetSlowMode {
+        seconds: u32,
         reply: oneshot::Sender<Result<(), RoomError>>,
     },
     /// Store the pin (a seq) or its removal (`None`).
@@ -156,6 +163,11 @@ pub(super) enum Done {
     },
     Locked {
         locked: bool,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+        outcome: Result<(), StoreError>,
+    },
+    SlowModeSet {
+        seconds: u32,
         reply: oneshot::Sender<Result<(), RoomError>>,
         outcome: Result<(), StoreError>,
     },
@@ -244,6 +256,8 @@ struct Loaded {
     bans: HashMap<AuthorId, i64>,
     /// Read-only: sends are refused with `room_locked`.
     locked: bool,
+    /// Slow mode set by the owner: one message per reader every this many seconds (0: off).
+    slow_mode: u32,
     pinned: Option<Entry>,
 }
 
@@ -251,6 +265,7 @@ struct Loaded {
 /// load may have read the state from before it, so it is applied again once loaded.
 enum RoomChange {
     Locked(bool),
+    SlowMode(u32),
     Pinned(Option<Entry>),
     Unbanned(AuthorId),
 }
@@ -273,6 +288,8 @@ pub(super) struct RoomCore {
     author_sends: HashMap<AuthorId, TokenBucket>,
     /// The room's ceiling on stored messages, whoever sends them ("slow mode" when empty).
     room_sends: TokenBucket,
+    /// Under the owner's slow mode: when each author's last message was accepted here.
+    slow_sends: HashMap<AuthorId, Instant>,
     presence: Presence,
     /// Readers of this room on the other pods, as last read.
     remote: Vec<Present>,
@@ -323,6 +340,7 @@ impl RoomCore {
             members: HashMap::new(),
             author_sends: HashMap::new(),
             room_sends,
+            slow_sends: HashMap::new(),
             presence: Presence::default(),
             remote: Vec::new(),
             local_dirty: false,
@@ -444,6 +462,7 @@ impl RoomCore {
             Command::Ban { author, until, reply } => self.effects.push(Effect::Ban { author, until, reply }),
             Command::Unban { author, reply } => self.effects.push(Effect::Unban { author, reply }),
             Command::Lock { locked, reply } => self.effects.push(Effect::SetLock { locked, reply }),
+            Command::SlowMode { seconds, reply } => self.effects.push(Effect::SetSlowMode { seconds, reply }),
             Command::Pin { seq, reply } => self.effects.push(Effect::Pin { seq, reply }),
             Command::Dismiss { seq, reply } => self.effects.push(Effect::Dismiss { seq, reply }),
             Command::Remote(envelope) => self.remote(envelope),
@@ -568,6 +587,7 @@ impl RoomCore {
         let state = self.state.as_ref();
         let room = protocol::RoomState {
             locked: state.is_some_and(|s| s.locked),
+            slow_mode: state.map_or(0, |s| s.slow_mode),
             pinned: state.and_then(|s| s.pinned.as_ref()).map(|e| &*e.json),
         };
         let watching = self.members.get(&conn).is_some_and(|m| m.watching);
@@ -689,18 +709,49 @@ impl RoomCore {
             self.error(conn, ErrorCode::RoomLocked, ErrorCode::RoomLocked.default_message(), Some(&client_id));
             return;
         }
+        let now = Instant::now();
+        if let Some(wait) = self.slow_mode_wait(&author.author_id, now) {
+            METRICS.send(SendOutcome::RateLimited);
+            METRICS.error(ErrorCode::RateLimited);
+            METRICS.spam_refused.with_label_values(&[SLOW_MODE]).inc();
+            let seconds = self.state.as_ref().map_or(0, |s| s.slow_mode);
+            let message = format!("slow mode: one message every {seconds} s");
+            self.deliver(conn, protocol::rate_limited(&message, &client_id, retry_after_ms(wait)));
+            return;
+        }
         if let Err((limit, wait)) = self.take_send_token(&author.author_id, member.client) {
             METRICS.send(SendOutcome::RateLimited);
             METRICS.error(ErrorCode::RateLimited);
             self.deliver(conn, protocol::rate_limited(limit.message(), &client_id, retry_after_ms(wait)));
             return;
         }
+        self.slow_mode_sent(&author.author_id, now);
         if self.is_banned(&author.author_id) {
             self.kick_banned(&author.author_id);
             return;
         }
         self.pending.push(Pending { conn, author, client_id, content, received });
         self.start_commit();
+    }
+
+    /// Under slow mode, how long the author must still wait since its last accepted message.
+    fn slow_mode_wait(&self, author: &AuthorId, now: Instant) -> Option<Duration> {
+        let every = Duration::from_secs(u64::from(self.state.as_ref()?.slow_mode));
+        let last = self.slow_sends.get(author)?;
+        every.checked_sub(now.duration_since(*last)).filter(|wait| !wait.is_zero())
+    }
+
+    /// Records an accepted message for slow mode; entries past their wait are swept when they
+    /// outnumber the readers here, so the map stays about the room's size.
+    fn slow_mode_sent(&mut self, author: &AuthorId, now: Instant) {
+        let every = Duration::from_secs(u64::from(self.state.as_ref().map_or(0, |s| s.slow_mode)));
+        if every.is_zero() {
+            return;
+        }
+        self.slow_sends.insert(author.clone(), now);
+        if self.slow_sends.len() > 2 * self.members.len() + 64 {
+            self.slow_sends.retain(|_, last| now.duration_since(*last) < every);
+        }
     }
 
     /// A reader's report of a message. It takes from the same limits as a send, so reporting
@@ -1022,6 +1073,14 @@ impl RoomCore {
                 }
                 let _ = reply.send(outcome.map_err(|_| RoomError::Unavailable));
             }
+            Done::SlowModeSet { seconds, reply, outcome } => {
+                if outcome.is_ok() {
+                    self.effects.push(Effect::Publish(RoomEvent::SlowMode { seconds }));
+                    tracing::info!(room = %self.id, seconds, "slow mode changed");
+                    self.change(RoomChange::SlowMode(seconds));
+                }
+                let _ = reply.send(outcome.map_err(|_| RoomError::Unavailable));
+            }
             Done::Pinned { unpin, reply, outcome } => {
                 let answer = match outcome {
                     Ok(pinned) if unpin || pinned.is_some() => {
@@ -1055,13 +1114,25 @@ impl RoomCore {
                     return;
                 }
                 state.locked = locked;
-                self.broadcast(&protocol::room_state(locked), None);
+                let frame = protocol::room_state(locked, state.slow_mode);
+                self.broadcast(&frame, None);
                 if locked {
                     // Sends not yet handed to the store are refused like any later one.
                     for send in std::mem::take(&mut self.pending) {
                         self.error(send.conn, ErrorCode::RoomLocked, ErrorCode::RoomLocked.default_message(), Some(&send.client_id));
                     }
                 }
+            }
+            RoomChange::SlowMode(seconds) => {
+                if state.slow_mode == seconds {
+                    return;
+                }
+                state.slow_mode = seconds;
+                if seconds == 0 {
+                    self.slow_sends.clear();
+                }
+                let frame = protocol::room_state(state.locked, seconds);
+                self.broadcast(&frame, None);
             }
             RoomChange::Pinned(entry) => {
                 if state.pinned.as_ref().map(|e| e.seq) == entry.as_ref().map(|e| e.seq) {
@@ -1103,6 +1174,7 @@ impl RoomCore {
             last_seq,
             bans: snapshot.bans.into_iter().collect(),
             locked: snapshot.locked,
+            slow_mode: snapshot.slow_mode,
             pinned: snapshot.pinned.as_ref().map(Entry::new),
         });
         for change in std::mem::take(&mut self.after_load) {
@@ -1142,7 +1214,10 @@ impl RoomCore {
 
     /// An event another pod published for this room.
     fn remote(&mut self, envelope: Envelope) {
-        let room_change = matches!(envelope.event, RoomEvent::Locked { .. } | RoomEvent::Pinned { .. } | RoomEvent::Unbanned { .. });
+        let room_change = matches!(
+            envelope.event,
+            RoomEvent::Locked { .. } | RoomEvent::SlowMode { .. } | RoomEvent::Pinned { .. } | RoomEvent::Unbanned { .. }
+        );
         if self.state.is_none() && !room_change {
             return;
         }
@@ -1155,6 +1230,7 @@ impl RoomCore {
             RoomEvent::Banned { author, until } => self.apply_ban(author, until),
             RoomEvent::Unbanned { author } => self.change(RoomChange::Unbanned(author)),
             RoomEvent::Locked { locked } => self.change(RoomChange::Locked(locked)),
+            RoomEvent::SlowMode { seconds } => self.change(RoomChange::SlowMode(seconds)),
             RoomEvent::Pinned { pinned } => self.change(RoomChange::Pinned(pinned.map(|(seq, json)| Entry { seq, json }))),
             RoomEvent::Presence => {
                 if self.presence_due.is_none() {
@@ -1596,7 +1672,7 @@ mod tests {
         core.done(Done::Locked { locked: true, reply, outcome: Ok(()) });
         assert_eq!(answer.blocking_recv().unwrap(), Ok(()));
         assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Locked { locked: true }))));
-        assert_eq!(tab.of_type("room"), vec![serde_json::json!({"type": "room", "locked": true})]);
+        assert_eq!(tab.of_type("room"), vec![serde_json::json!({"type": "room", "locked": true, "slowMode": 0})]);
         core.command(Command::Send { conn: 1, client_id: "x".into(), content: "hello?".into(), received: Instant::now() });
         assert!(core.take_effects().iter().all(|e| !matches!(e, Effect::Commit(_))), "not stored");
         let refused = tab.of_type("error");

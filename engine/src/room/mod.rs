@@ -181,6 +181,11 @@ pub enum Command {
         locked: bool,
         reply: oneshot::Sender<Result<(), RoomError>>,
     },
+    /// Slow mode: one message per reader every this many seconds (0: off).
+    SlowMode {
+        seconds: u32,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
     /// Pin a message (false: no such message), or unpin (`None`).
     Pin {
         seq: Option<Seq>,

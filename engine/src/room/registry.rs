@@ -150,6 +150,10 @@ impl Rooms {
         self.request(room, |reply| Command::Lock { locked, reply }).await?
     }
 
+    pub async fn set_slow_mode(&self, room: &RoomId, seconds: u32) -> Result<(), RoomError> {
+        self.request(room, |reply| Command::SlowMode { seconds, reply }).await?
+    }
+
     /// Pins `seq` (false: no such message), or unpins (`None`).
     pub async fn pin(&self, room: &RoomId, seq: Option<Seq>) -> Result<bool, RoomError> {
         self.request(room, |reply| Command::Pin { seq, reply }).await?

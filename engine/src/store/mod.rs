@@ -24,6 +24,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("bus: {0}")]
     Bus(String),
+    /// A file the configuration names could not be read at start (the blocked words).
+    #[error("config: {0}")]
+    Config(String),
 }
 
 /// A send that passed every check and waits for its commit.
@@ -57,6 +60,8 @@ pub struct RoomSnapshot {
     pub locked: bool,
     /// The pinned message, when there is one (never a deleted or hidden one).
     pub pinned: Option<Message>,
+    /// Slow mode: one message per reader every this many seconds (0: off).
+    pub slow_mode: u32,
 }
 
 /// One room as the admin API lists it.
@@ -176,6 +181,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Locks the room read-only, or reopens it. A room with no message yet is created.
     fn set_locked(&self, room: RoomId, locked: bool) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Sets the room's slow mode (seconds between one reader's messages; 0: off). A room with no
+    /// message yet is created.
+    fn set_slow_mode(&self, room: RoomId, seconds: u32) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// How many messages (not deleted or hidden) the author has in the room, counted up to `upto`,
+    /// and when the first of them was written (epoch ms).
+    fn author_standing(&self, room: RoomId, author: AuthorId, upto: u32) -> BoxFuture<'_, Result<(u32, Option<i64>), StoreError>>;
 
     /// Pins a message (`Some`), or unpins (`None`). Pinning answers the pinned message, or
     /// `None` when the seq does not exist or is deleted or hidden (then nothing changes).

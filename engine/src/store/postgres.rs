@@ -119,6 +119,14 @@ impl Store for PgStore {
         async move { Ok(Queries(&self.pool).set_locked(&room, locked).await?) }.boxed()
     }
 
+    fn set_slow_mode(&self, room: RoomId, seconds: u32) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move { Ok(Queries(&self.pool).set_slow_mode(&room, seconds).await?) }.boxed()
+    }
+
+    fn author_standing(&self, room: RoomId, author: AuthorId, upto: u32) -> BoxFuture<'_, Result<(u32, Option<i64>), StoreError>> {
+        async move { Ok(Queries(&self.pool).author_standing(&room, &author, upto).await?) }.boxed()
+    }
+
     fn pin(&self, room: RoomId, seq: Option<Seq>) -> BoxFuture<'_, Result<Option<Message>, StoreError>> {
         async move { Ok(Queries(&self.pool).pin(&room, seq).await?) }.boxed()
     }

@@ -78,7 +78,30 @@ where
             .map(|row| (AuthorId::from_store(row.get(0)), row.get::<i64, _>(1)))
             .collect();
         let (locked, pinned) = self.lock_and_pin(room).await?;
-        Ok(RoomSnapshot { last_seq, recent, bans, locked, pinned })
+        let slow_mode = self.slow_mode(room).await?;
+        Ok(RoomSnapshot { last_seq, recent, bans, locked, pinned, slow_mode })
+    }
+
+    /// The room's slow mode in seconds (0: off).
+    pub async fn slow_mode(&self, room: &RoomId) -> Result<u32, sqlx::Error> {
+        let row = sqlx::query("SELECT slow_mode_s FROM rooms WHERE id = $1").bind(room.as_str()).fetch_optional(self.0).await?;
+        Ok(row.map_or(0, |row| u32::try_from(row.get::<i64, _>(0)).unwrap_or(0)))
+    }
+
+    /// See `Store::author_standing`.
+    pub async fn author_standing(&self, room: &RoomId, author: &AuthorId, upto: u32) -> Result<(u32, Option<i64>), sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT created_at FROM messages
+             WHERE author_id = $1 AND room_id = $2 AND deleted_at IS NULL AND hidden_at IS NULL
+             ORDER BY created_at LIMIT $3",
+        )
+        .bind(author.as_str())
+        .bind(room.as_str())
+        .bind(i64::from(upto))
+        .fetch_all(self.0)
+        .await?;
+        let first = rows.first().map(|row| row.get::<i64, _>(0));
+        Ok((rows.len() as u32, first))
     }
 
     /// Whether the room is locked, and its pinned message (unless deleted).
@@ -383,6 +406,20 @@ where
         .bind(room.as_str())
         .bind(now)
         .bind(locked.then_some(now))
+        .execute(self.0)
+        .await?;
+        Ok(())
+    }
+
+    /// See `Store::set_slow_mode`. Like a lock, on a room nobody wrote in yet it creates its row.
+    pub async fn set_slow_mode(&self, room: &RoomId, seconds: u32) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO rooms (id, last_seq, created_at, slow_mode_s) VALUES ($1, 0, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET slow_mode_s = excluded.slow_mode_s",
+        )
+        .bind(room.as_str())
+        .bind(now_millis())
+        .bind(i64::from(seconds))
         .execute(self.0)
         .await?;
         Ok(())

@@ -26,6 +26,7 @@ use crate::protocol::inbound::{self, Inbound, Refusal};
 use crate::protocol::{self, CloseCode, ErrorCode, Frame};
 use crate::rate::TokenBucket;
 use crate::room::{Arrival, Command, ConnId, JoinError, Joined, Kick};
+use crate::spam::Newcomer;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -67,6 +68,10 @@ struct Session {
     /// Flood guard over every frame the client sends, far above the send rate limit.
     frames: TokenBucket,
     last_heard: Instant,
+    /// The reader, once its hello is accepted.
+    author: Option<AuthorId>,
+    /// What the link rule knows of the reader in this room.
+    newcomer: Newcomer,
 }
 
 pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePermit, client: ClientSocket) {
@@ -82,6 +87,8 @@ pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePe
         ws,
         frames: TokenBucket::new(flood_rate, flood_burst),
         last_heard: Instant::now(),
+        author: None,
+        newcomer: Newcomer::new(),
     };
     tracing::debug!(room = %session.room, conn, "connected");
     // The hello and close phases are boxed: they are short, and keeping their state out of the
@@ -120,6 +127,7 @@ impl Session {
                 }
                 Ok(Inbound::Hello { anonymous_id, nickname, avatar, last_seq, watch }) => {
                     let profile = Profile { author_id: AuthorId::derive(&anonymous_id), nickname, avatar };
+                    self.author = Some(profile.author_id.clone());
                     return self.hello(Arrival { profile, last_seq, watching: watch.is_some() }).await;
                 }
                 Ok(_) => self.error(ErrorCode::HelloRequired, "send hello first", None).await?,
@@ -233,7 +241,16 @@ impl Session {
                 return self.error(ErrorCode::Forbidden, WATCHING, Some(&client_id)).await
             }
             Ok(_) if joined.watching => return self.error(ErrorCode::Forbidden, WATCHING, None).await,
-            Ok(Inbound::Send { client_id, content }) => Command::Send { conn, client_id, content, received: Instant::now() },
+            Ok(Inbound::Send { client_id, content }) => {
+                let received = Instant::now();
+                if let Some(author) = &self.author {
+                    if let Err(reason) = self.app.spam.check(&self.room, author, &mut self.newcomer, &content).await {
+                        METRICS.error(ErrorCode::Spam);
+                        return self.write(protocol::spam(reason.as_str(), reason.message(), &client_id)).await;
+                    }
+                }
+                Command::Send { conn, client_id, content, received }
+            }
             Ok(Inbound::Delete { seq }) => Command::Delete { conn, seq },
             Ok(Inbound::Report { seq }) => Command::Report { conn, seq },
             Ok(Inbound::Typing) => Command::Typing { conn },
