@@ -515,7 +515,8 @@ describe("screenshots", () => {
     // The README's copies are refreshed on request only (their times change on every run).
     const dir = process.env.UPDATE_SCREENSHOTS ? path.join(ROOT, "embed-widget", "screenshots") : artifactsDir("screenshots");
     // A fresh engine, so the lists hold a blog's rooms rather than the other tests' ones.
-    const blog = await startEngine({ args: ["--admin-token", TOKEN] });
+    // The ad bot's link must get through for the owner to ban it: the new-reader link rule is off.
+    const blog = await startEngine({ args: ["--admin-token", TOKEN, "--spam-link-messages", "0"] });
     const seed = (room, nickname, avatar, contents) => bot(browser, blog, room, nickname, avatar).then(async (b) => { await b.send(contents); return b; });
     const bots = [
       await seed("post-backpressure", "익명의 수달", "otter", [
