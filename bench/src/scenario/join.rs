@@ -130,7 +130,8 @@ pub async fn run(args: JoinArgs) -> Value {
 async fn prefill(args: &JoinArgs, room: &str, sources: Sources, nonce: u32) -> Result<(), conn::Error> {
     let mut writer = conn::join(args.proto, &args.url, room, sources.pick(0), &conn::anonymous_id(nonce, 0, 0)).await?.ws;
     for id in 0..args.history as u64 {
-        writer.send(Message::text(args.proto.send_frame(id, "history for the join storm"))).await?;
+        // Numbered: the same sentence fifty times is what the engine's spam rules refuse.
+        writer.send(Message::text(args.proto.send_frame(id, &format!("history for the join storm, message {id}")))).await?;
         loop {
             let frame = tokio::time::timeout(Duration::from_secs(10), writer.next()).await?.ok_or("closed")??;
             let Message::Text(text) = frame else { continue };
