@@ -65,18 +65,23 @@ where
     for<'r> String: Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    /// The counter, the newest `recent` messages and the active bans of a room.
-    pub async fn load_room(&self, room: &RoomId, recent: usize) -> Result<RoomSnapshot, sqlx::Error> {
-        let last_seq = self.last_seq(room).await?;
-        let recent = self.history(room, None, recent).await?;
-        let bans = sqlx::query("SELECT author_id, until FROM bans WHERE room_id = $1 AND until > $2")
+    /// The bans of a room still running, by author.
+    async fn active_bans(&self, room: &RoomId) -> Result<Vec<(AuthorId, i64)>, sqlx::Error> {
+        Ok(sqlx::query("SELECT author_id, until FROM bans WHERE room_id = $1 AND until > $2 ORDER BY author_id")
             .bind(room.as_str())
             .bind(now_millis())
             .fetch_all(self.0)
             .await?
             .iter()
             .map(|row| (AuthorId::from_store(row.get(0)), row.get::<i64, _>(1)))
-            .collect();
+            .collect())
+    }
+
+    /// The counter, the newest `recent` messages and the active bans of a room.
+    pub async fn load_room(&self, room: &RoomId, recent: usize) -> Result<RoomSnapshot, sqlx::Error> {
+        let last_seq = self.last_seq(room).await?;
+        let recent = self.history(room, None, recent).await?;
+        let bans = self.active_bans(room).await?;
         let (locked, pinned) = self.lock_and_pin(room).await?;
         let slow_mode = self.slow_mode(room).await?;
         Ok(RoomSnapshot { last_seq, recent, bans, locked, pinned, slow_mode })
@@ -550,14 +555,7 @@ where
         else {
             return Ok(None);
         };
-        let bans = sqlx::query("SELECT author_id, until FROM bans WHERE room_id = $1 AND until > $2 ORDER BY author_id")
-            .bind(room.as_str())
-            .bind(now_millis())
-            .fetch_all(self.0)
-            .await?
-            .iter()
-            .map(|row| (AuthorId::from_store(row.get(0)), row.get::<i64, _>(1)))
-            .collect();
+        let bans = self.active_bans(room).await?;
         Ok(Some(RoomState {
             id: room.clone(),
             last_seq: row.get(0),
