@@ -472,7 +472,16 @@ function renderTyping() {
 }
 
 function setOnline(n) {
-  if (typeof n === "number") { onlineEl.hidden = false; onlineEl.textContent = T.online(n); online = n; }
+  if (typeof n !== "number") return;
+  onlineEl.hidden = false;
+  onlineEl.classList.remove("stale");
+  onlineEl.textContent = T.online(n);
+  online = n;
+}
+// Not connected: the last count may be long wrong, so no number until the next welcome.
+function staleOnline() {
+  onlineEl.classList.add("stale");
+  onlineEl.textContent = T.onlineUnknown;
 }
 
 // The participant list the online count opens. The engine may cap `members`; the rest is counted.
@@ -605,6 +614,7 @@ function onClose(next) {
   for (const t of typers.values()) clearTimeout(t.timer);
   typers.clear();
   renderTyping();
+  staleOnline();
   if (next === "banned") setState(T.errors.banned);  // the server closes with 1008 after `banned`
   else if (next === "retry") setState(T.reconnecting);
 }

@@ -3,7 +3,7 @@
 // the empty room, grouping, day dividers, relative times, and the transparent theme.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { bot, launchBrowser, openRoom, reader, startEngine } from "./helpers.mjs";
+import { bot, connected, launchBrowser, openRoom, reader, startEngine, tapSockets } from "./helpers.mjs";
 
 let engine, browser;
 before(async () => {
@@ -70,4 +70,28 @@ describe("the newest message stays in view", () => {
     await seeder.close();
     await page.context().close();
   });
+});
+
+test("while reconnecting the online count is shown as unknown, not as the last number", async () => {
+  const other = await bot(browser, engine, "stale-presence", "Other");
+  const page = await reader(browser, { identity: { nickname: "Roamer" } });
+  const tap = await tapSockets(page);
+  await openRoom(page, engine, "stale-presence", "lang=en");
+  const online = page.locator("#online");
+  await online.filter({ hasText: "2 online" }).waitFor();
+  const dot = () => online.evaluate((el) => getComputedStyle(el, "::before").color);
+  const green = await dot();
+
+  tap.blocked = true;
+  tap.drop();
+  await page.locator("#banner", { hasText: "Reconnecting…" }).waitFor();
+  assert.equal(await online.textContent(), "— online");
+  assert.notEqual(await dot(), green, "the dot is no longer the connected green");
+
+  tap.blocked = false;
+  await connected(page);
+  await online.filter({ hasText: "2 online" }).waitFor({ timeout: 15000 });
+  assert.equal(await dot(), green);
+  await other.close();
+  await page.context().close();
 });
