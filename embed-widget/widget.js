@@ -667,7 +667,9 @@ let draftAvatar = avatar;
 
 function renderMe() {
   meBtn.hidden = locked;
-  meBtn.textContent = `${ANIMALS[avatar]} ${iso(nickname)}`;
+  const glyph = h("span", "emoji", ANIMALS[avatar]);
+  glyph.setAttribute("aria-hidden", "true");
+  meBtn.replaceChildren(glyph, ` ${iso(nickname)}`);
   meBtn.setAttribute("aria-label", `${iso(nickname)}: ${T.changeNick}`);  // keeps the visible name in the label
 }
 function renderDraftAvatar() {

@@ -3,6 +3,7 @@
 // the empty room, grouping, day dividers, relative times, and the transparent theme.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { ANIMALS } from "../strings.js";
 import { bot, connected, launchBrowser, openRoom, reader, startEngine, tapSockets } from "./helpers.mjs";
 
 let engine, browser;
@@ -93,5 +94,37 @@ test("while reconnecting the online count is shown as unknown, not as the last n
   await online.filter({ hasText: "2 online" }).waitFor({ timeout: 15000 });
   assert.equal(await dot(), green);
   await other.close();
+  await page.context().close();
+});
+
+// A colour emoji ignores the CSS color; a monochrome outline glyph is drawn in it.
+async function drawnInColour(locator) {
+  const shot = async (color) => {
+    await locator.evaluate((el, c) => { el.style.color = c; }, color);
+    return locator.screenshot({ animations: "disabled" });
+  };
+  const [red, blue] = [await shot("rgb(255, 0, 0)"), await shot("rgb(0, 0, 255)")];
+  await locator.evaluate((el) => { el.style.color = ""; });
+  return red.equals(blue);
+}
+
+test("every avatar animal is drawn as a colour emoji, in messages and on the reader's own button", async () => {
+  const room = "emoji-avatars";
+  const seeder = await bot(browser, engine, room, "Animal");
+  for (const avatar of Object.keys(ANIMALS)) {
+    await seeder.page.evaluate((avatar) => window.bot.ws.send(JSON.stringify({ type: "rename", nickname: "Animal", avatar })), avatar);
+    await seeder.send([`I am the ${avatar}`]);
+  }
+  const page = await reader(browser, { identity: { nickname: "Cat person", avatar: "cat" } });
+  await openRoom(page, engine, room, "lang=en");
+  const mono = [];
+  for (const avatar of Object.keys(ANIMALS)) {
+    const msg = page.locator("#list .msg[data-seq]", { hasText: `I am the ${avatar}` });
+    assert.equal(await msg.locator(".avatar").textContent(), ANIMALS[avatar]);
+    if (!await drawnInColour(msg.locator(".avatar"))) mono.push(avatar);
+  }
+  assert.deepEqual(mono, [], "drawn as monochrome outlines");
+  assert.ok(await drawnInColour(page.locator("#me .emoji")), "the cat on the reader's own button");
+  await seeder.close();
   await page.context().close();
 });
