@@ -9,7 +9,7 @@ export const ANIMALS = {
 export const STRINGS = {
   en: {
     title: "Post discussion", placeholder: "Write a message…", inputLabel: "Message", send: "Send",
-    online: (n) => `${n} online`, typing: (who) => `${who} is typing…`,
+    online: (n) => `${n} online`, onlineUnknown: "— online", typing: (who) => `${who} is typing…`,
     people: "People in this chat", more: (n) => `and ${n} more`, you: "you",
     tabOnly: "Your name is kept in this tab only: this browser blocks storage for embedded pages.",
     connecting: "Connecting…", reconnecting: "Reconnecting…", offline: "Not connected.",
@@ -47,7 +47,7 @@ export const STRINGS = {
   },
   ko: {
     title: "게시글 토론", placeholder: "메시지를 입력하세요…", inputLabel: "메시지", send: "보내기",
-    online: (n) => `${n}명 접속 중`, typing: (who) => `${who}님이 입력 중…`,
+    online: (n) => `${n}명 접속 중`, onlineUnknown: "접속 인원 —", typing: (who) => `${who}님이 입력 중…`,
     people: "이 채팅의 참여자", more: (n) => `외 ${n}명`, you: "나",
     tabOnly: "이 브라우저가 삽입된 페이지의 저장소를 막아서, 닉네임은 이 탭에서만 유지돼요.",
     connecting: "연결 중…", reconnecting: "다시 연결하는 중…", offline: "연결되어 있지 않아요.",

@@ -346,6 +346,21 @@ function clearList() {
 // ---- scrolling and older history --------------------------------------------------------------
 const nearBottom = () => list.scrollHeight - list.scrollTop - list.clientHeight < 48;
 
+// Pinned to the newest message while the reader is at the bottom, whatever changes the list's height
+// or its last message's: the composer growing line by line or shrinking after a send, the nickname
+// form closing, a bubble drawn again taller (Sending… -> confirmed). `atEnd` is where the reader's
+// last scroll left the list; a resize alone does not move it.
+let atEnd = true, lastWatched = null;
+const keepPinned = new ResizeObserver(() => { if (atEnd) list.scrollTop = list.scrollHeight; });
+keepPinned.observe(list);
+new MutationObserver(() => {
+  const last = list.lastElementChild;
+  if (last === lastWatched) return;
+  if (lastWatched) keepPinned.unobserve(lastWatched);
+  if (last) keepPinned.observe(last);
+  lastWatched = last;
+}).observe(list, { childList: true });
+
 // Scrolls the list itself, never scrollIntoView (that would also scroll the host page).
 function scrollToEnd(smooth) {
   list.scrollTo({ top: list.scrollHeight, behavior: smooth && !reduceMotion.matches ? "smooth" : "auto" });
@@ -410,7 +425,8 @@ function fillViewport() {
 }
 
 list.addEventListener("scroll", () => {
-  if (unread && nearBottom() && inSight) { unread = 0; renderPill(); }
+  atEnd = nearBottom();
+  if (unread && atEnd && inSight) { unread = 0; renderPill(); }
   if (list.scrollTop < 64) loadOlder();
 }, { passive: true });
 pill.addEventListener("click", () => { toBottom(true); input.focus(); });
@@ -456,7 +472,16 @@ function renderTyping() {
 }
 
 function setOnline(n) {
-  if (typeof n === "number") { onlineEl.hidden = false; onlineEl.textContent = T.online(n); online = n; }
+  if (typeof n !== "number") return;
+  onlineEl.hidden = false;
+  onlineEl.classList.remove("stale");
+  onlineEl.textContent = T.online(n);
+  online = n;
+}
+// Not connected: the last count may be long wrong, so no number until the next welcome.
+function staleOnline() {
+  onlineEl.classList.add("stale");
+  onlineEl.textContent = T.onlineUnknown;
 }
 
 // The participant list the online count opens. The engine may cap `members`; the rest is counted.
@@ -589,6 +614,7 @@ function onClose(next) {
   for (const t of typers.values()) clearTimeout(t.timer);
   typers.clear();
   renderTyping();
+  staleOnline();
   if (next === "banned") setState(T.errors.banned);  // the server closes with 1008 after `banned`
   else if (next === "retry") setState(T.reconnecting);
 }
@@ -615,6 +641,9 @@ function submit() {
 function onInput() {
   input.style.height = "auto";
   input.style.height = `${input.scrollHeight + 2}px`;  // +2: the 1px borders (box-sizing: border-box)
+  // "auto" let the list grow for a moment, which clamped its scrollTop; back to the same size, the
+  // ResizeObserver sees no change, so the list is re-pinned here.
+  if (atEnd) list.scrollTop = list.scrollHeight;
   const n = chars(input.value.trim());
   count.hidden = n < COUNTER_FROM;
   count.textContent = `${n}/${MAX_LEN}`;
@@ -638,7 +667,9 @@ let draftAvatar = avatar;
 
 function renderMe() {
   meBtn.hidden = locked;
-  meBtn.textContent = `${ANIMALS[avatar]} ${iso(nickname)}`;
+  const glyph = h("span", "emoji", ANIMALS[avatar]);
+  glyph.setAttribute("aria-hidden", "true");
+  meBtn.replaceChildren(glyph, ` ${iso(nickname)}`);
   meBtn.setAttribute("aria-label", `${iso(nickname)}: ${T.changeNick}`);  // keeps the visible name in the label
 }
 function renderDraftAvatar() {
