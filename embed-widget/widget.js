@@ -44,7 +44,7 @@ const nickForm = $("nick"), nickInput = $("nick-input"), nickAvatar = $("nick-av
 const nickErr = $("nick-err"), nickCancel = $("nick-cancel");
 const body = list.parentElement, peopleBox = $("people-box"), people = $("people"), hint = $("hint");
 const pinBox = $("pin"), pinBody = $("pin-body"), closedEl = $("closed"), slowEl = $("slow");
-const modBtn = $("mod"), lockBtn = $("lock");
+const modBtn = $("mod"), lockBtn = $("lock"), emptyEl = $("empty");
 
 // Creates an element; string children become text nodes (Element.append never parses HTML).
 function h(tag, cls, ...children) {
@@ -150,10 +150,12 @@ function linkify(el, text) {
   el.append(text.slice(last));
 }
 
-function bubble(m, extra) {
+function bubble(m, extra, own = false) {
   const text = h("div", "text");
   linkify(text, String(m.content ?? ""));
-  const meta = h("div", "meta", h("span", "name", String(m.nickname ?? "")), ...extra);
+  // The reader's own name is not repeated on every own bubble (they sit at the right in their
+  // own colour); screen readers still hear it.
+  const meta = h("div", "meta", h("span", own ? "name sr" : "name", String(m.nickname ?? "")), ...extra);
   const av = h("span", "avatar", ANIMALS[m.avatar] || "💬");
   av.setAttribute("aria-hidden", "true");
   return [av, h("div", "bubble", meta, text)];
@@ -167,7 +169,7 @@ function renderMessage(m, li = h("li")) {
   if (moderator.active) tools.append(...modTools(m, own));
   else if (own) tools.append(deleteButton(m.seq));
   else tools.append(reportButton(m.seq));
-  li.replaceChildren(...bubble(m, [timeEl(m.createdAt), tools]));
+  li.replaceChildren(...bubble(m, [timeEl(m.createdAt), tools], own));
   return li;
 }
 
@@ -188,39 +190,59 @@ function renderPending(clientId, p) {
       button(T.discard, () => { pending.delete(clientId); client.discard(clientId); li.remove(); input.focus(); }),
     );
   }
-  li.replaceChildren(...bubble({ content: p.content, nickname, avatar }, extra));
+  li.replaceChildren(...bubble({ content: p.content, nickname, avatar }, extra, true));
 }
 
-// Two-step delete (no window.confirm: it blocks and sandboxed frames may suppress it).
-function deleteButton(seq) {
+// A message's own actions are icons with an accessible name (the name is also the tooltip). Built
+// with DOM APIs: the paths are constants, never user data.
+const ICONS = {
+  del: "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6",
+  report: "M5 21V4h11l-2 4 2 4H5",
+};
+function iconButton(d, label, onclick) {
+  const b = h("button", "act icon");
+  b.type = "button";
+  b.onclick = onclick;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("d", d);
+  svg.append(path);
+  b.idle = () => { b.replaceChildren(svg); b.setAttribute("aria-label", label); b.title = label; b.classList.remove("sure"); };
+  b.idle();
+  return b;
+}
+
+// Two steps (no window.confirm: it blocks and sandboxed frames may suppress it): the first press
+// turns the icon into the question in words for 3 s, the second does it.
+function twoStep(d, label, sure, action) {
   let timer = 0;
-  const b = button(T.del, () => {
-    if (!timer) {
-      b.textContent = T.delSure;
-      timer = setTimeout(() => { timer = 0; b.textContent = T.del; }, 3000);
-    } else if (send({ type: "delete", seq })) b.disabled = true;
-    else note(T.offline);
+  const b = iconButton(d, label, () => {
+    if (timer) { action(b); return; }
+    b.replaceChildren(sure);
+    b.setAttribute("aria-label", sure);
+    b.classList.add("sure");
+    timer = setTimeout(() => { timer = 0; b.idle(); }, 3000);
   });
   return b;
 }
+
+const deleteButton = (seq) => twoStep(ICONS.del, T.del, T.delSure, (b) => {
+  if (send({ type: "delete", seq })) b.disabled = true; else note(T.offline);
+});
 
 // A report goes once; the engine answers `reported` (also for a repeat) and hides a message once
 // enough readers reported it.
 function reportButton(seq) {
   if (reported.has(seq)) {
-    const done = button(T.reported, null);
+    const done = iconButton(ICONS.report, T.reported, null);
     done.disabled = true;
     return done;
   }
-  let timer = 0;
-  const b = button(T.report, () => {
-    if (!timer) {
-      b.textContent = T.reportSure;
-      timer = setTimeout(() => { timer = 0; b.textContent = T.report; }, 3000);
-    } else if (send({ type: "report", seq })) b.disabled = true;
-    else note(T.offline);
+  return twoStep(ICONS.report, T.report, T.reportSure, (b) => {
+    if (send({ type: "report", seq })) b.disabled = true; else note(T.offline);
   });
-  return b;
 }
 
 function onReported(seq) {
@@ -354,12 +376,19 @@ let atEnd = true, lastWatched = null;
 const keepPinned = new ResizeObserver(() => { if (atEnd) list.scrollTop = list.scrollHeight; });
 keepPinned.observe(list);
 new MutationObserver(() => {
+  renderEmpty();
   const last = list.lastElementChild;
   if (last === lastWatched) return;
   if (lastWatched) keepPinned.unobserve(lastWatched);
   if (last) keepPinned.observe(last);
   lastWatched = last;
 }).observe(list, { childList: true });
+
+// An empty room says so, once the engine has said it is empty (not while connecting) and while
+// it is open.
+function renderEmpty() {
+  emptyEl.hidden = !me || locked || list.childElementCount > 0;
+}
 
 // Scrolls the list itself, never scrollIntoView (that would also scroll the host page).
 function scrollToEnd(smooth) {
@@ -521,6 +550,7 @@ function renderForms() {
   nickForm.hidden = locked || !nickOpen;
   composer.hidden = locked || nickOpen;
   meBtn.hidden = locked || !roomOk;
+  renderEmpty();
 }
 
 function onRoom({ locked: isLocked, pinned, slowMode: slow = 0 }) {
@@ -575,6 +605,7 @@ function onWelcome(f, history) {
     hasOlder = Array.isArray(f.history) && f.history.length > 0 && f.history[0].seq > 1;
     toBottom(false);
   }
+  renderEmpty();
   fillViewport();
 }
 
@@ -776,6 +807,7 @@ $("nick-label").textContent = T.nickLabel;
 $("nick-save").textContent = T.nickSave;
 $("pin-label").textContent = T.pinned;
 closedEl.textContent = T.closed;
+emptyEl.textContent = T.empty;
 nickCancel.textContent = T.cancel;
 input.placeholder = T.placeholder;
 sendBtn.textContent = T.send;

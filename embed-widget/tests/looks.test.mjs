@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ANIMALS } from "../strings.js";
-import { bot, connected, launchBrowser, openRoom, reader, startEngine, tapSockets } from "./helpers.mjs";
+import { bot, connected, contrast, launchBrowser, openRoom, reader, say, startEngine, tapSockets } from "./helpers.mjs";
 
 let engine, browser;
 before(async () => {
@@ -127,4 +127,105 @@ test("every avatar animal is drawn as a colour emoji, in messages and on the rea
   assert.ok(await drawnInColour(page.locator("#me .emoji")), "the cat on the reader's own button");
   await seeder.close();
   await page.context().close();
+});
+
+describe("looks", () => {
+  test("own messages: a Delete icon button shown on hover or focus (always on touch screens), no repeated name", async () => {
+    const page = await reader(browser, { identity: { nickname: "Icon User" } });
+    await openRoom(page, engine, "actions", "lang=en");
+    const other = await bot(browser, engine, "actions", "Other");
+    await other.send(["from someone else"]);
+    await say(page, "mine");
+    const mine = page.locator("#list .msg[data-seq]", { hasText: "mine" });
+    await mine.waitFor();
+    const del = mine.getByRole("button", { name: "Delete" });
+    assert.equal((await del.textContent()).trim(), "", "an icon, not the word");
+    assert.equal(await del.getAttribute("title"), "Delete", "the name is also the tooltip");
+    assert.equal(await del.evaluate((el) => getComputedStyle(el).textDecorationLine), "none");
+    const shown = () => mine.locator(".tools").evaluate((el) => getComputedStyle(el).opacity);
+    await page.mouse.move(1, 1);
+    assert.equal(await shown(), "0", "hidden until pointed at");
+    await mine.hover();
+    assert.equal(await shown(), "1", "shown on hover");
+    await page.mouse.move(1, 1);
+    await del.focus();
+    assert.equal(await shown(), "1", "shown while focused");
+
+    // The own name is not repeated on the own bubble (screen readers still get it); others' names show.
+    const width = (l) => l.locator(".name").evaluate((el) => el.getBoundingClientRect().width);
+    assert.ok(await width(mine) <= 1, "own name not shown");
+    assert.equal(await mine.locator(".name").textContent(), "Icon User");
+    assert.ok(await width(page.locator("#list .msg", { hasText: "from someone else" })) > 10, "the other's name shows");
+
+    const touch = await reader(browser, { identity: { nickname: "Thumb" }, hasTouch: true, isMobile: true, viewport: { width: 360, height: 640 } });
+    await openRoom(touch, engine, "actions", "lang=en");
+    await say(touch, "from a phone");
+    const onPhone = touch.locator("#list .msg[data-seq]", { hasText: "from a phone" });
+    await onPhone.waitFor();
+    assert.equal(await onPhone.locator(".tools").evaluate((el) => getComputedStyle(el).opacity), "1", "always shown on touch");
+    await other.close();
+    await touch.context().close();
+    await page.context().close();
+  });
+
+  test("an empty room invites the first message, in English and Korean", async () => {
+    const page = await reader(browser, { identity: { nickname: "First" } });
+    await openRoom(page, engine, "empty-room", "lang=en");
+    const prompt = page.getByText("No messages yet — say hello!");
+    await prompt.waitFor({ timeout: 5000 });
+    await say(page, "hello");
+    await prompt.waitFor({ state: "hidden", timeout: 5000 });
+    const ko = await reader(browser, { identity: { nickname: "처음" } });
+    await openRoom(ko, engine, "empty-room-ko", "lang=ko");
+    await ko.getByText("아직 메시지가 없어요 — 먼저 인사해 보세요!").waitFor({ timeout: 5000 });
+    await page.context().close();
+    await ko.context().close();
+  });
+
+  test("a rounded container with a border; no empty strip above the composer, typing moves nothing", async () => {
+    const page = await reader(browser, { identity: { nickname: "Looker" } });
+    await openRoom(page, engine, "container", "lang=en");
+    const style = await page.locator("#app").evaluate((el) => {
+      const s = getComputedStyle(el);
+      return { radius: parseFloat(s.borderTopLeftRadius), border: s.borderTopWidth, color: s.borderTopColor, page: getComputedStyle(document.body).backgroundColor };
+    });
+    assert.ok(style.radius >= 8, `rounded (${style.radius}px)`);
+    assert.equal(style.border, "1px");
+    assert.notEqual(style.color, "rgba(0, 0, 0, 0)");
+    assert.equal(style.page, "rgba(0, 0, 0, 0)", "outside the corners the host shows through");
+
+    const gap = () => page.evaluate(() => document.getElementById("composer").getBoundingClientRect().top
+      - document.querySelector(".body").getBoundingClientRect().bottom);
+    assert.equal(await gap(), 0, "the composer sits right under the messages");
+    const composerTop = () => page.locator("#composer").evaluate((el) => el.getBoundingClientRect().top);
+    const before = await composerTop();
+    const other = await bot(browser, engine, "container", "Typist");
+    await other.page.evaluate(() => window.bot.ws.send(JSON.stringify({ type: "typing" })));
+    await page.locator("#typing", { hasText: "Typist" }).waitFor();
+    assert.ok(await page.locator("#typing").isVisible());
+    assert.equal(await composerTop(), before, "the typing line moves nothing");
+    await other.close();
+    await page.context().close();
+  });
+
+  for (const theme of ["light", "dark"]) {
+    test(`the disabled Send button is plainly disabled and still readable (${theme})`, async () => {
+      const page = await reader(browser, { identity: { nickname: "Sender" } });
+      await openRoom(page, engine, "send-button", `lang=en&theme=${theme}`);
+      const send = page.getByRole("button", { name: "Send", exact: true });
+      const look = () => send.evaluate((el) => {
+        const s = getComputedStyle(el);
+        return { opacity: s.opacity, fg: s.color, bg: s.backgroundColor };
+      });
+      assert.ok(await send.isDisabled());
+      const off = await look();
+      await page.locator("#input").fill("something");
+      const on = await look();
+      assert.equal(off.opacity, "1", "not faded out");
+      assert.notEqual(off.bg, on.bg, "not the enabled button's colour");
+      const ratio = contrast(off.fg, off.bg);
+      assert.ok(ratio >= 4.5, `label contrast ${ratio.toFixed(2)}`);
+      await page.context().close();
+    });
+  }
 });
