@@ -104,25 +104,46 @@ const reported = new Set(); // seqs this reader reported (the server counts each
 let pinnedSeq = 0;
 
 // ---- time -------------------------------------------------------------------------------------
+// A message shows how long ago it was written while that is today ("2 minutes ago"), else its clock
+// time: the day divider above says which day. The full date and time are in the title.
 const rtf = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
 const fullFmt = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
-const dayFmt = new Intl.DateTimeFormat(lang, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
+const clockFmt = new Intl.DateTimeFormat(lang, { hour: "numeric", minute: "2-digit" });
+const dayFmt = new Intl.DateTimeFormat(lang, { weekday: "short", month: "long", day: "numeric" });
+const yearDayFmt = new Intl.DateTimeFormat(lang, { weekday: "short", year: "numeric", month: "long", day: "numeric" });
+const dayKey = (t) => new Date(t).toDateString();
+// Whole calendar days between then and today (Math.round absorbs daylight-saving days).
+const daysAgo = (t) => {
+  const d = new Date(t), now = new Date();
+  return Math.round((new Date(now.getFullYear(), now.getMonth(), now.getDate()) - new Date(d.getFullYear(), d.getMonth(), d.getDate())) / 864e5);
+};
 
-function relTime(d) {
+function relTime(d, dated) {
   const s = (Date.now() - d) / 1000;
   if (s < 45) return T.justNow;
+  if (daysAgo(d) > 0) return (dated ? fullFmt : clockFmt).format(d);
   if (s < 3600) return rtf.format(-Math.round(s / 60), "minute");
-  if (s < 86400) return rtf.format(-Math.round(s / 3600), "hour");
-  return dayFmt.format(d);
+  return rtf.format(-Math.round(s / 3600), "hour");
 }
-function timeEl(iso) {
-  const t = h("time", "time");
+// `dated`: shown where no day divider is above it (the pinned message).
+function timeEl(iso, dated = false) {
+  const t = h("time", dated ? "time dated" : "time");
   const d = new Date(iso);
-  if (!isNaN(d)) { t.dateTime = d.toISOString(); t.title = fullFmt.format(d); t.textContent = relTime(d); }
+  if (!isNaN(d)) { t.dateTime = d.toISOString(); t.title = fullFmt.format(d); t.textContent = relTime(d, dated); }
   return t;
 }
+function dayLabel(t) {
+  const n = daysAgo(t);
+  if (n === 0 || n === 1) { const s = rtf.format(-n, "day"); return s[0].toUpperCase() + s.slice(1); }
+  return (new Date(t).getFullYear() === new Date().getFullYear() ? dayFmt : yearDayFmt).format(t);
+}
+// Every 30 s the times' texts (and after midnight the dividers') change in place; nothing is re-rendered.
+let today = dayKey(Date.now());
 setInterval(() => {
-  for (const t of document.querySelectorAll("time[datetime]")) t.textContent = relTime(new Date(t.dateTime));
+  for (const t of document.querySelectorAll("time[datetime]")) t.textContent = relTime(new Date(t.dateTime), t.classList.contains("dated"));
+  if (today === dayKey(Date.now())) return;
+  today = dayKey(Date.now());
+  for (const d of list.querySelectorAll(".day")) labelDay(d, +d.parentElement.dataset.at);
 }, 30000);
 
 // ---- rendering --------------------------------------------------------------------------------
@@ -169,7 +190,10 @@ function renderMessage(m, li = h("li")) {
   if (moderator.active) tools.append(...modTools(m, own));
   else if (own) tools.append(deleteButton(m.seq));
   else tools.append(reportButton(m.seq));
+  li.dataset.author = groupKey(m.authorId, m.nickname, m.avatar);
+  li.dataset.at = Date.parse(m.createdAt) || Date.now();
   li.replaceChildren(...bubble(m, [timeEl(m.createdAt), tools], own));
+  if (li.isConnected) decorate(li);
   return li;
 }
 
@@ -187,10 +211,13 @@ function renderPending(clientId, p) {
     extra.push(
       // Same clientId: if the first attempt was stored after all, the server acks without a duplicate.
       button(T.retry, () => { p.failed = null; renderPending(clientId, p); client.retry(clientId); }),
-      button(T.discard, () => { pending.delete(clientId); client.discard(clientId); li.remove(); input.focus(); }),
+      button(T.discard, () => { pending.delete(clientId); client.discard(clientId); unlist(li); input.focus(); }),
     );
   }
+  li.dataset.author = groupKey(me?.authorId, nickname, avatar);
+  li.dataset.at ||= Date.now();
   li.replaceChildren(...bubble({ content: p.content, nickname, avatar }, extra, true));
+  if (li.isConnected) decorate(li);
 }
 
 // A message's own actions are icons with an accessible name (the name is also the tooltip). Built
@@ -309,6 +336,44 @@ function place(el, seq) {
   let prev = list.lastElementChild;
   while (prev && (prev === el || !prev.dataset.seq || +prev.dataset.seq > seq)) prev = prev.previousElementSibling;
   list.insertBefore(el, prev ? prev.nextElementSibling : list.firstElementChild);
+  settle(el);
+}
+
+// ---- grouping and day dividers ------------------------------------------------------------------
+// Both follow from a message's neighbour above, so they are worked out again for a message and the
+// one below it whenever either changes (placed, drawn again, removed); never for the whole list.
+const GROUP_MS = 5 * 60 * 1000;  // one author's messages this close together share one header
+// A new name or animal shows a new header, even from the same author.
+const groupKey = (authorId, name, animal) => JSON.stringify([authorId ?? "", name, animal]);
+
+function decorate(li) {
+  if (!li || !li.classList.contains("msg")) return;
+  const prev = li.previousElementSibling, at = +li.dataset.at;
+  const newDay = !prev || dayKey(+prev.dataset.at) !== dayKey(at);
+  li.classList.toggle("cont", !newDay && prev.dataset.author === li.dataset.author && at - prev.dataset.at < GROUP_MS);
+  let day = li.firstElementChild?.classList.contains("day") ? li.firstElementChild : null;
+  if (!newDay) { day?.remove(); return; }
+  if (!day) {
+    day = h("div", "day");
+    day.setAttribute("role", "separator");
+    li.prepend(day);
+  }
+  labelDay(day, at);
+}
+function labelDay(day, at) {
+  const label = dayLabel(at);
+  day.textContent = label;
+  day.setAttribute("aria-label", label);  // a separator's name; its content is not read
+}
+function settle(li) {
+  decorate(li);
+  decorate(li.nextElementSibling);
+}
+// Removes a message from the list; the one below it may start a group or a day now.
+function unlist(li) {
+  const next = li.nextElementSibling;
+  li.remove();
+  decorate(next);
 }
 
 // Returns true when the message is new to this page.
@@ -356,7 +421,7 @@ function onRestored(m) {
 function removeSeq(seq) {
   gone.add(seq);
   const it = items.get(seq);
-  if (it) { it.el.remove(); items.delete(seq); }
+  if (it) { unlist(it.el); items.delete(seq); }
 }
 
 function clearList() {
@@ -574,7 +639,7 @@ function renderPin(m) {
   pinBox.hidden = !m;
   if (!m) { pinBody.replaceChildren(); delete pinBox.dataset.seq; return; }
   pinBox.dataset.seq = m.seq;
-  const extra = [timeEl(m.createdAt)];
+  const extra = [timeEl(m.createdAt, true)];
   if (moderator.active) {
     const unpin = button(T.unpin, () => act(unpin, () => moderator.pin(null)));
     extra.push(unpin);
@@ -613,7 +678,7 @@ function onAck(clientId, seq) {
   const p = pending.get(clientId);
   if (!p) return;
   pending.delete(clientId);
-  if (items.has(seq) || gone.has(seq)) { p.el.remove(); return; }
+  if (items.has(seq) || gone.has(seq)) { unlist(p.el); return; }
   // Shown as confirmed now; the matching `message` frame replaces the local timestamp.
   const m = { seq, roomId, authorId: me.authorId, nickname, avatar, content: p.content,
     createdAt: new Date().toISOString(), clientId };
@@ -664,6 +729,7 @@ function submit() {
   pending.set(clientId, p);
   renderPending(clientId, p);
   list.append(p.el);
+  settle(p.el);
   input.value = "";
   onInput();
   toBottom(false);

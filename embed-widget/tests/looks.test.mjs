@@ -229,3 +229,92 @@ describe("looks", () => {
     });
   }
 });
+
+describe("the timeline", () => {
+  test("one author's consecutive messages share one header", async () => {
+    const ann = await bot(browser, engine, "grouping", "Ann", "fox");
+    const bob = await bot(browser, engine, "grouping", "Bob", "owl");
+    await ann.send(["ann 1", "ann 2", "ann 3"]);
+    await bob.send(["bob 1"]);
+    await ann.send(["ann 4"]);
+    const page = await reader(browser, { identity: { nickname: "Reader" } });
+    await openRoom(page, engine, "grouping", "lang=en");
+    const header = (text) => page.locator("#list .msg", { hasText: text }).evaluate((li) => {
+      const shown = (el) => el.getBoundingClientRect().width > 1 && getComputedStyle(el).visibility !== "hidden";
+      return [shown(li.querySelector(".avatar")), shown(li.querySelector(".name"))];
+    });
+    const headers = [];
+    for (const text of ["ann 1", "ann 2", "ann 3", "bob 1", "ann 4"]) headers.push(await header(text));
+    assert.deepEqual(headers, [[true, true], [false, false], [false, false], [true, true], [true, true]]);
+    // Deleting a group's first message hands its header to the next one.
+    const first = await page.locator("#list .msg", { hasText: "ann 1" }).getAttribute("data-seq");
+    await ann.page.evaluate((seq) => window.bot.ws.send(JSON.stringify({ type: "delete", seq })), Number(first));
+    await page.locator("#list .msg", { hasText: "ann 1" }).waitFor({ state: "detached" });
+    assert.deepEqual(await header("ann 2"), [true, true]);
+    await ann.close();
+    await bob.close();
+    await page.context().close();
+  });
+
+  // The engine stamps messages with the current time; the test moves the welcome's history back
+  // by whole days on its way to the page, as a room written over several days would arrive.
+  async function openAged(page, room, query, daysBack) {
+    await page.routeWebSocket(/\/ws\//, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((m) => server.send(m));
+      server.onMessage((m) => {
+        const f = JSON.parse(m);
+        if (f.type === "welcome") {
+          f.history.forEach((msg, i) => { msg.createdAt = new Date(Date.parse(msg.createdAt) - daysBack[i] * 864e5).toISOString(); });
+        }
+        ws.send(JSON.stringify(f));
+      });
+    });
+    await openRoom(page, engine, room, query);
+  }
+
+  for (const [lang, today, yesterday] of [["en", "Today", "Yesterday"], ["ko", "오늘", "어제"]]) {
+    test(`day dividers between days, in the reader's language (${lang})`, async () => {
+      const room = `days-${lang}`;
+      const seeder = await bot(browser, engine, room, "Writer");
+      await seeder.send(["long ago", "also long ago", "yesterday's", "today's"]);
+      const page = await reader(browser, { identity: { nickname: "Reader" } });
+      await openAged(page, room, `lang=${lang}`, [3, 3, 1, 0]);
+      const dividers = page.getByRole("separator");
+      assert.equal(await dividers.count(), 3);
+      const names = await dividers.evaluateAll((els) => els.map((el) => el.getAttribute("aria-label")));
+      assert.deepEqual(names.slice(1), [yesterday, today]);
+      assert.match(names[0], /\d/, "an older day by its date");
+      assert.ok(!names[0].includes(today) && !names[0].includes(yesterday));
+      await page.getByRole("separator", { name: yesterday }).waitFor();
+      // Each divider sits right above its day's first message.
+      const firstOfDay = await page.locator("#list .msg").evaluateAll((els) => els.filter((el) => el.querySelector(".day")).map((el) => el.querySelector(".text").textContent));
+      assert.deepEqual(firstOfDay, ["long ago", "yesterday's", "today's"]);
+      // An older message shows its clock time (the divider gives the day); the full date is in the title.
+      const old = page.locator("#list .msg", { hasText: "yesterday's" }).locator("time");
+      assert.match(await old.textContent(), /\d{1,2}:\d{2}/);
+      assert.match(await old.getAttribute("title"), /\d{4}/);
+      assert.ok(await old.getAttribute("datetime"));
+      // A new day's first message starts a new header even from the same author.
+      assert.ok(await page.locator("#list .msg", { hasText: "yesterday's" }).locator(".avatar").isVisible());
+      await seeder.close();
+      await page.context().close();
+    });
+  }
+
+  test("relative times count up in place, without drawing the list again", async () => {
+    const page = await reader(browser, { identity: { nickname: "Clock" } });
+    await page.clock.install();
+    await openRoom(page, engine, "ticking", "lang=en");
+    await say(page, "tick");
+    const msg = page.locator("#list .msg[data-seq]", { hasText: "tick" });
+    const time = msg.locator("time");
+    await time.filter({ hasText: "just now" }).waitFor();
+    await msg.evaluate((el) => { el.marked = true; });
+    await page.clock.runFor(2 * 60 * 1000);
+    assert.equal(await time.textContent(), "2 minutes ago");
+    assert.ok(await msg.evaluate((el) => el.marked === true), "the same element, updated in place");
+    assert.match(await time.getAttribute("title"), /\d{4}/);
+    await page.context().close();
+  });
+});
