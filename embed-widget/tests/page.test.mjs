@@ -161,7 +161,7 @@ describe("looks and access", () => {
       await page.keyboard.press("Tab");
       stops.push(await page.evaluate(() => {
         const el = document.activeElement;
-        return { id: el.id || el.textContent, tag: el.tagName, outline: getComputedStyle(el).outlineStyle };
+        return { id: el.id || el.getAttribute("aria-label") || el.textContent, tag: el.tagName, outline: getComputedStyle(el).outlineStyle };
       }));
     }
     // (The disabled Send button is skipped; after the last control focus leaves the document.)
