@@ -826,6 +826,7 @@ function post(msg) {
 }
 
 // Same classes as the inline head script. "auto" leaves it to prefers-color-scheme, which the CSS follows live.
+// A transparent widget ("bare", from the page's query) stays transparent; only its colours change.
 function applyTheme(t) {
   const root = document.documentElement;
   root.classList.remove("theme-light", "theme-dark", "theme-auto");

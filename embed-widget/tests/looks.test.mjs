@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ANIMALS } from "../strings.js";
-import { bot, connected, contrast, launchBrowser, openRoom, reader, say, startEngine, tapSockets } from "./helpers.mjs";
+import { bot, connected, contrast, launchBrowser, openRoom, reader, say, startEngine, startHost, tapSockets } from "./helpers.mjs";
 
 let engine, browser;
 before(async () => {
@@ -315,6 +315,70 @@ describe("the timeline", () => {
     assert.equal(await time.textContent(), "2 minutes ago");
     assert.ok(await msg.evaluate((el) => el.marked === true), "the same element, updated in place");
     assert.match(await time.getAttribute("title"), /\d{4}/);
+    await page.context().close();
+  });
+});
+
+describe("theme=transparent", () => {
+  // The colour of one pixel of the page as drawn (a screenshot decoded in the page itself).
+  async function pixel(page, x, y) {
+    const png = await page.screenshot({ clip: { x, y, width: 1, height: 1 } });
+    return page.evaluate(async (b64) => {
+      const img = new Image();
+      img.src = `data:image/png;base64,${b64}`;
+      await img.decode();
+      const c = new OffscreenCanvas(1, 1), g = c.getContext("2d");
+      g.drawImage(img, 0, 0);
+      const [r, gr, b] = g.getImageData(0, 0, 1, 1).data;
+      return `rgb(${r}, ${gr}, ${b})`;
+    }, png.toString("base64"));
+  }
+
+  test("embed.js data-chat-theme=transparent: the blog's own background behind the widget, light text on a dark blog", async () => {
+    const host = await startHost();
+    try {
+      const HOST_BG = "rgb(17, 24, 39)";
+      const url = host.page("/dark-blog.html", `<!doctype html><html class="dark"><head><meta charset="utf-8"><title>Blog</title></head>
+<body style="margin:0;background:${HOST_BG};color:#eee;color-scheme:dark"><h1>A dark post</h1>
+<div data-chat-room="transparent-room" data-chat-theme="transparent" data-lang="en"></div>
+<script src="${engine.origin}/embed.js" async></script></body></html>`);
+      const page = await reader(browser, { identity: { nickname: "Night reader" } });
+      await page.goto(url);
+      const frame = await (await page.locator("[data-chat-room] iframe").elementHandle()).contentFrame();
+      await connected(frame);
+      const q = new URL(frame.url()).searchParams;
+      assert.deepEqual([q.get("theme"), q.get("scheme")], ["transparent", "dark"]);
+      assert.equal(await frame.locator("#app").evaluate((el) => getComputedStyle(el).backgroundColor), "rgba(0, 0, 0, 0)");
+      // Inside the frame, in the empty list: the blog's background, not a box of the widget's own.
+      await frame.locator("#empty").waitFor();
+      const box = await page.locator("[data-chat-room] iframe").boundingBox();
+      const list = await frame.locator("#list").boundingBox();
+      assert.equal(await pixel(page, Math.round(box.x + 4), Math.round(box.y + list.y + 4)), HOST_BG);
+      // Text follows the host's dark theme: readable on the blog's background.
+      const fg = await frame.locator("#title").evaluate((el) => getComputedStyle(el).color);
+      assert.ok(contrast(fg, HOST_BG) >= 4.5, `title ${fg} on ${HOST_BG}`);
+      const muted = await frame.locator("#empty").evaluate((el) => getComputedStyle(el).color);
+      assert.ok(contrast(muted, HOST_BG) >= 4.5, `empty-room prompt ${muted} on ${HOST_BG}`);
+      await page.context().close();
+    } finally {
+      await host.close();
+    }
+  });
+
+  test("/room/{id}?theme=transparent: no container; scheme= picks the colours; otherwise the rounded container", async () => {
+    const page = await reader(browser, { identity: { nickname: "Direct" } });
+    await openRoom(page, engine, "transparent-direct", "lang=en&theme=transparent&scheme=light");
+    const look = () => page.locator("#app").evaluate((el) => {
+      const s = getComputedStyle(el);
+      return { bg: s.backgroundColor, border: s.borderTopWidth, fg: getComputedStyle(document.getElementById("title")).color };
+    });
+    assert.deepEqual(await look(), { bg: "rgba(0, 0, 0, 0)", border: "0px", fg: "rgb(27, 31, 36)" });
+    await openRoom(page, engine, "transparent-direct", "lang=en&theme=transparent&scheme=dark");
+    assert.deepEqual(await look(), { bg: "rgba(0, 0, 0, 0)", border: "0px", fg: "rgb(230, 232, 235)" });
+    await openRoom(page, engine, "transparent-direct", "lang=en&theme=dark");
+    const boxed = await look();
+    assert.equal(boxed.bg, "rgb(22, 24, 28)");
+    assert.equal(boxed.border, "1px");
     await page.context().close();
   });
 });
