@@ -4,6 +4,8 @@
 //!
 //! cargo run --release -p chat-engine --example idle_readers -- <engine addr> <engine pid> <readers> [history]
 //!
+//! `IDLE_HOLD_SECS=N` keeps the readers connected N seconds after the figures are printed.
+//!
 //! With `history`, each room first gets that many messages, so every welcome carries history
 //! (start the engine with `--send-burst` at least that large).
 
@@ -67,6 +69,11 @@ async fn main() {
     println!("engine RSS before  {before} KiB");
     println!("engine RSS after   {after} KiB");
     println!("per reader         {:.2} KiB", (after.saturating_sub(before)) as f64 / readers as f64);
+    // Held for a heap profile (SIGUSR1 to an engine built with `--features heap-profile`).
+    if let Some(secs) = std::env::var("IDLE_HOLD_SECS").ok().and_then(|s| s.parse().ok()) {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+    drop(sockets);
 }
 
 /// Sends `count` messages of about 200 characters into a room and waits for their acks.

@@ -19,6 +19,30 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// `--features heap-profile`: every allocation is recorded with its call stack; SIGUSR1 writes
+/// what is live at that moment, by call site, to `dhat-heap.json` (its `eb` figures) and stops
+/// recording. For measuring what a held connection costs (bench/README.md).
+#[cfg(feature = "heap-profile")]
+mod heap_profile {
+    #[global_allocator]
+    static ALLOC: dhat::Alloc = dhat::Alloc;
+
+    pub fn start() {
+        let profiler = dhat::Profiler::builder().trim_backtraces(Some(16)).build();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("signal runtime");
+            runtime.block_on(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
+                    usr1.recv().await;
+                }
+            });
+            drop(profiler);
+            tracing::info!("heap profile written to dhat-heap.json");
+        });
+    }
+}
+
 /// Resolves on the first SIGTERM (Kubernetes, docker stop) or SIGINT (Ctrl-C).
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -80,6 +104,8 @@ async fn main() -> anyhow::Result<()> {
     }
     init_logging(config.log_format);
     raise_fd_limit();
+    #[cfg(feature = "heap-profile")]
+    heap_profile::start();
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
     let metrics = match config.metrics_bind {
         Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for metrics"))?),
