@@ -158,7 +158,7 @@ test("a theme change made before the widget is ready is queued and applied on re
   const held = new Promise((resolve) => { release = resolve; });
   let requested;
   const asked = new Promise((resolve) => { requested = resolve; });
-  await page.context().route("**/assets/widget.js", async (route) => { requested(); await held; await route.continue(); });
+  await page.context().route("**/assets/widget.*.js", async (route) => { requested(); await held; await route.continue(); });
   // Not "load": the page's load event waits for the frame, whose script is held.
   await page.goto(hostPage("queued", `<div data-chat-room="queued"></div>`), { waitUntil: "domcontentloaded" });
   await asked;
