@@ -1,6 +1,7 @@
-// embed.js: every <div data-chat-room="postId"> becomes the chat iframe (height synced, theme
-// forwarded); every <span data-chat-count="postId"> gets its counts. Idempotent, SPA-safe (elements
-// picked up on load and when added, changed, removed). Only global: window.ChatEmbed.
+// embed.js: every <div data-chat-room="postId"> becomes the chat iframe (its height kept, raised
+// when the widget needs more; theme forwarded); every <span data-chat-count="postId"> gets its
+// counts. Idempotent, SPA-safe (elements picked up on load and when added, changed, removed). Only
+// global: window.ChatEmbed.
 (() => {
   if (window.ChatEmbed) return;  // included twice
 
@@ -38,6 +39,9 @@
     return `${ORIGIN}/room/${encodeURIComponent(el.dataset.chatRoom.trim())}?${q}`;
   }
 
+  // data-max-height caps the frame, whatever the widget asks for; it scrolls inside.
+  const cap = (el) => parseInt(el.dataset.maxHeight, 10) || 10000;
+
   function height(el) {
     const h = (el.dataset.height || "").trim();
     return /^\d+$/.test(h) ? `${h}px` : h || "480px";
@@ -70,8 +74,10 @@
     const { iframe } = st;
     iframe.title = el.dataset.title || (langOf(el) === "ko" ? "댓글 채팅" : "Comments chat");
     iframe.loading = el.dataset.loading === "eager" ? "eager" : "lazy";  // before src, or lazy is ignored
-    // data-height: the starting height; then the frame's resize reports win until it changes.
+    // data-height: the frame's height; the widget's resize reports raise it (min-height) only when
+    // the widget needs more, so the page does not move as the widget loads and fills.
     if (st.h !== h) iframe.style.height = st.h = h;
+    iframe.style.maxHeight = `${cap(el)}px`;
     if (st.key !== key) {
       // New room (SPA navigation), title or lang: re-point the frame, never stack another.
       Object.assign(st, { key, theme, ready: false, queue: [] });
@@ -127,10 +133,8 @@
         st.queue.splice(0).forEach((m) => post(st, m));
         el.dispatchEvent(new CustomEvent("chat:ready", { bubbles: true, detail: { roomId: ready.roomId } }));
       }
-      // data-max-height caps the frame; the widget scrolls inside.
-      const max = parseInt(el.dataset.maxHeight, 10) || 10000;
-      const h = resize && Math.min(max, Math.ceil(Number(resize.height)));
-      if (h > 0) st.iframe.style.height = `${h}px`;
+      const h = resize && Math.min(cap(el), Math.ceil(Number(resize.height)));
+      if (h > 0) st.iframe.style.minHeight = `${h}px`;
       const n = unread && Number(unread.count);
       if (n >= 0) el.dispatchEvent(new CustomEvent("chat:unread", { bubbles: true, detail: { count: n } }));
       return;

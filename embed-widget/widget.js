@@ -711,21 +711,20 @@ addEventListener("message", (e) => {
   if (theme === "light" || theme === "dark" || theme === "auto") applyTheme(theme);
 });
 
-// Height reports: the height the widget wants, rounded up, at most once per frame. It is the fixed
-// parts (header, forms, ...) plus the messages' own height, clamped between LIST_MIN and LIST_MAX;
-// past that the list scrolls inside. Measured from content, never from the frame's own height, so
-// a frame sized by these reports can shrink again (no ratchet).
-const LIST_MIN = 128, LIST_MAX = 420;
+// Height reports: the least height the widget needs, its fixed parts (header, forms, banner, ...)
+// plus LIST_MIN for the list, rounded up, at most once per frame. The host keeps the frame at the
+// height it gave it when that is more (embed.js does), so nothing on its page moves while the widget
+// connects, fills up or sits in an empty room: the list takes what is left and scrolls inside.
+// Measured from the parts, never from the frame's own height, so the need shrinks again (no ratchet).
+const LIST_MIN = 128;
 let lastHeight = 0, heightQueued = false;
 function reportHeight() {
   if (heightQueued || !hostOrigin) return;
   heightQueued = true;
   requestAnimationFrame(() => {
     heightQueued = false;
-    const last = list.lastElementChild;
-    const content = last ? last.offsetTop + last.offsetHeight + 14 : 0;  // 14: bottom margin + padding
     const fixed = app.getBoundingClientRect().height - body.getBoundingClientRect().height;
-    const height = Math.ceil(fixed + Math.min(LIST_MAX, Math.max(LIST_MIN, content)));
+    const height = Math.ceil(fixed + LIST_MIN);
     // Kept on the element too, so tests can tell the height the widget last asked for.
     if (height !== lastHeight) { lastHeight = height; app.dataset.height = height; post({ resize: { height } }); }
   });
@@ -733,7 +732,6 @@ function reportHeight() {
 if (hostOrigin && "ResizeObserver" in window) {
   const ro = new ResizeObserver(reportHeight);
   for (const el of app.children) ro.observe(el);  // hidden parts report when they appear
-  new MutationObserver(reportHeight).observe(list, { childList: true, subtree: true, characterData: true });
 }
 
 // ---- start ------------------------------------------------------------------------------------
