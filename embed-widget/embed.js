@@ -33,7 +33,7 @@
   }
 
   function srcFor(el, theme) {
-    const q = new URLSearchParams({ theme, parentOrigin: location.origin });
+    const q = new URLSearchParams({ theme, parentOrigin: location.origin, hostProfile: "1" });
     if (langOf(el)) q.set("lang", langOf(el));
     if (el.dataset.title) q.set("title", el.dataset.title);
     return `${ORIGIN}/room/${encodeURIComponent(el.dataset.chatRoom.trim())}?${q}`;
@@ -47,6 +47,22 @@
     return /^\d+$/.test(h) ? `${h}px` : h || "480px";
   }
 
+  // The reader's profile, for frames the browser gives no storage of their own: kept in this page's
+  // localStorage (this page can read it), handed to a frame that asks (getProfile), updated when
+  // one changes it (profile).
+  const KEY = "chat.profile";
+  let kept = null;
+  const uuid = () => crypto.randomUUID?.() ||
+    "10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16));
+  function profile() {
+    try { kept = JSON.parse(localStorage.getItem(KEY)) || kept; } catch { /* blocked or malformed: this page view's */ }
+    return kept || keep({ anonymousId: uuid(), nickname: "", avatar: "" });
+  }
+  function keep(p) {
+    kept = p;
+    try { localStorage.setItem(KEY, JSON.stringify(p)); } catch { /* blocked: this page view's only */ }
+    return p;
+  }
   // Messages wait for the frame's `ready`; a newer setTheme replaces a queued one.
   function post(st, msg) {
     if (st.ready) st.iframe.contentWindow.postMessage({ chat: msg }, ORIGIN);
@@ -126,7 +142,12 @@
     if (e.origin !== ORIGIN || !e.data || typeof e.data.chat !== "object" || !e.data.chat) return;
     for (const [el, st] of frames) {
       if (e.source !== st.iframe.contentWindow) continue;
-      const { ready, resize, unread } = e.data.chat;
+      const { ready, resize, unread, getProfile, profile: p } = e.data.chat;
+      if (getProfile) post(st, { profile: profile() });
+      if (p && ["anonymousId", "nickname", "avatar"].every((k) => typeof p[k] === "string" && p[k].length <= 64)) {
+        const { anonymousId, nickname, avatar } = p;
+        keep({ anonymousId, nickname, avatar });
+      }
       if (ready) {
         st.ready = true;
         reveal(st);

@@ -77,11 +77,14 @@ const nickProblem = (s) => {
 // A name inside running text is isolated (FSI…PDI), so a right-to-left name cannot reorder the words around it.
 const iso = (name) => `\u2068${name}\u2069`;
 
-const identity = loadIdentity(animalKeys);
-const { anonymousId } = identity;
-let { avatar, nickname } = identity;
-const firstVisit = !nickname || !!nickProblem(nickname);
-if (firstVisit) nickname = defaultNick(avatar);  // joins under the suggested name until one is saved
+// The saved identity (storage.js), before the first hello: from this frame's storage, or from the
+// host page when embed.js keeps it there (`hostProfile=1`) because the browser blocks ours.
+let anonymousId = "", avatar = animalKeys[0], nickname = "", firstVisit = false;
+const identityReady = loadIdentity(animalKeys, params.get("hostProfile") === "1" && hostOrigin).then((identity) => {
+  ({ anonymousId, avatar, nickname } = identity);
+  firstVisit = !nickname || !!nickProblem(nickname);
+  if (firstVisit) nickname = defaultNick(avatar);  // joins under the suggested name until one is saved
+});
 
 // ---- state ------------------------------------------------------------------------------------
 const client = createClient({
@@ -751,7 +754,6 @@ modBtn.title = T.moderateTitle;
 renderModerator();
 onInput();
 
-if (!persistent) { hint.hidden = false; hint.textContent = T.tabOnly; }
 people.setAttribute("aria-label", T.people);
 onlineEl.title = T.people;
 
@@ -763,8 +765,11 @@ if (!roomOk) {
   setState(T.badRoom);
   sendBtn.disabled = input.disabled = true;
 } else {
-  renderMe();
-  if (firstVisit) openNick();
   setState(T.connecting);
-  client.connect();
+  identityReady.then(() => {
+    if (!persistent) { hint.hidden = false; hint.textContent = T.tabOnly; }
+    renderMe();
+    if (firstVisit) openNick();
+    client.connect();
+  });
 }
