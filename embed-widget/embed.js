@@ -48,8 +48,8 @@
   }
 
   // The reader's profile, for frames the browser gives no storage of their own: kept in this page's
-  // localStorage (this page can read it), handed to a frame that asks (getProfile), updated when
-  // one changes it (profile).
+  // localStorage (this page can read it), handed to a frame that asks (getProfile) and passed on to
+  // every other frame when one changes it (profile), here or in another tab of this site.
   const KEY = "chat.profile";
   let kept = null;
   const uuid = () => crypto.randomUUID?.() ||
@@ -63,6 +63,14 @@
     try { localStorage.setItem(KEY, JSON.stringify(p)); } catch { /* blocked: this page view's only */ }
     return p;
   }
+  function share(p, from) {
+    for (const st of frames.values()) if (st !== from) post(st, { profile: p });
+  }
+  addEventListener("storage", (e) => {
+    if (e.key !== KEY || !e.newValue) return;
+    try { share(kept = JSON.parse(e.newValue)); } catch { /* malformed: ignored */ }
+  });
+
   // Messages wait for the frame's `ready`; a newer setTheme replaces a queued one.
   function post(st, msg) {
     if (st.ready) st.iframe.contentWindow.postMessage({ chat: msg }, ORIGIN);
@@ -146,7 +154,7 @@
       if (getProfile) post(st, { profile: profile() });
       if (p && ["anonymousId", "nickname", "avatar"].every((k) => typeof p[k] === "string" && p[k].length <= 64)) {
         const { anonymousId, nickname, avatar } = p;
-        keep({ anonymousId, nickname, avatar });
+        share(keep({ anonymousId, nickname, avatar }), st);
       }
       if (ready) {
         st.ready = true;

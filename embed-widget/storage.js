@@ -1,7 +1,8 @@
 // Storage: the reader's profile (anonymousId, nickname, avatar), kept in localStorage across
 // visits. Where the browser blocks storage for embedded pages, the host page keeps it when it
 // embeds the widget with embed.js (`hostProfile=1` in the URL; handed over by postMessage, see
-// docs/PROTOCOL.md), else it lasts for this tab only.
+// docs/PROTOCOL.md), else it lasts for this tab only. A profile saved in another widget of this
+// site, on this page or in another tab, reaches this one through `onProfile`.
 import { uuid } from "./client.js";
 
 // Storage can throw (blocked or partitioned third-party storage, private mode): every access is
@@ -30,6 +31,7 @@ const store = {
 export let persistent = ownLocal;
 let host = null;  // the host page's origin while it keeps the profile
 const HOST_WAIT = 1000;  // ms the first hello waits at most for the host's answer
+const listeners = [];
 const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 const profile = () => ({ anonymousId: store.get("chat.anonymousId"), nickname: store.get("chat.nickname") || "", avatar: store.get("chat.avatar") || "" });
 const fromHost = (e, origin) => e.source === window.parent && e.origin === origin && e.data?.chat && "profile" in e.data.chat;
@@ -89,3 +91,23 @@ export function saveProfile(nickname, avatar) {
 }
 
 export const hasNickname = () => !!store.get("chat.nickname");
+
+/**
+ * `fn({ nickname, avatar })` after a profile was saved elsewhere: another widget of this site (this
+ * page or another tab) through this frame's storage, or, where the host keeps the profile, what
+ * embed.js passes on from the other widgets.
+ */
+export function onProfile(fn) {
+  listeners.push(fn);
+}
+function changed() {
+  const { nickname, avatar } = profile();
+  for (const fn of listeners) fn({ nickname, avatar });
+}
+addEventListener("storage", (e) => { if (e.key === "chat.nickname" || e.key === "chat.avatar") changed(); });
+addEventListener("message", (e) => {
+  // The anonymousId stays this page's: only the name and the avatar change while connected.
+  if (!host || !fromHost(e, host) || e.data.chat.profile?.anonymousId !== store.get("chat.anonymousId")) return;
+  take(e.data.chat.profile);
+  changed();
+});

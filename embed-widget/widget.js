@@ -4,7 +4,7 @@
 // Rule kept throughout: user data (nicknames, content) reaches the DOM only as text nodes.
 import { createClient } from "./client.js";
 import { BAN_MINUTES, createModerator } from "./moderator.js";
-import { loadIdentity, hasNickname, persistent, saveProfile } from "./storage.js";
+import { loadIdentity, hasNickname, onProfile, persistent, saveProfile } from "./storage.js";
 import { ANIMALS, STRINGS, pickLang } from "./strings.js";
 
 const MAX_LEN = 2000;          // server rule: content 1..2000 characters after trimming
@@ -694,6 +694,15 @@ nickForm.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && !nickCancel.hidden) { closeNick(); meBtn.focus(); }
 });
 meBtn.addEventListener("click", () => { openNick(); nickInput.focus(); nickInput.select(); });
+// A name saved in another widget of this site (this page or another tab): taken here too.
+onProfile((p) => {
+  if (nickProblem(p.nickname) || !animalKeys.includes(p.avatar) || (p.nickname === nickname && p.avatar === avatar)) return;
+  nickname = p.nickname;
+  avatar = p.avatar;
+  if (nickOpen && nickCancel.hidden) closeNick();  // the first-visit prompt has its answer
+  renderMe();
+  if (client.held) client.release(); else send({ type: "rename", nickname, avatar });
+});
 
 // ---- host page (postMessage) and theme --------------------------------------------------------------
 function post(msg) {

@@ -1,4 +1,4 @@
-// The reader's profile (anonymous id, nickname, avatar) across reloads, in real
+// The reader's profile (anonymous id, nickname, avatar) across reloads, widgets and tabs, in real
 // Chromium against the real engine. Where the browser gives the embedded frame no storage (a blog
 // on another site, `localhost` vs the engine's `127.0.0.1`, with third-party storage partitioning
 // off), embed.js keeps the profile in the blog's own storage and hands it over by postMessage;
@@ -113,6 +113,46 @@ describe("where the embedded frame has no storage (another site, partitioning of
     assert.deepEqual(await ad.evaluate(() => heard), [], "the ad frame heard nothing back");
     assert.match(await frame.locator("#me").textContent(), /Guarded/);
     await page.context().close();
+  });
+});
+
+describe("profiles stay in sync", () => {
+  test("two widgets on one page: naming yourself in one names you in the other, and in its room", async () => {
+    for (const crossSite of [false, true]) {
+      const page = await reader(browsers[0]);
+      const rooms = [`sync-a-${crossSite}`, `sync-b-${crossSite}`];
+      await page.goto(blog(`sync-${crossSite}`, rooms, { crossSite }));
+      const [a, b] = [await widget(page, rooms[0]), await widget(page, rooms[1])];
+      assert.equal(await frameStorage(a), !crossSite);
+      await a.locator("#nick").waitFor();
+      await b.locator("#nick").waitFor();
+      await nameMyself(a, "Twice");
+      // The other widget drops its prompt and takes the name, also for the people in its room.
+      await b.locator("#composer").waitFor();
+      await b.locator("#me", { hasText: "Twice" }).waitFor();
+      assert.equal(await b.locator("#me").textContent(), await a.locator("#me").textContent(), "the same avatar too");
+      await b.locator("#online").click();
+      await b.locator("#people .person.own", { hasText: "Twice" }).waitFor();
+      await page.context().close();
+    }
+  });
+
+  test("another tab of the blog takes a new name at once, with and without the frame's own storage", async () => {
+    for (const crossSite of [false, true]) {
+      const first = await reader(browsers[0]);
+      const url = blog(`tabs-${crossSite}`, [`tabs-${crossSite}`], { crossSite });
+      await first.goto(url);
+      const a = await widget(first, `tabs-${crossSite}`);
+      await nameMyself(a, "Before");
+      const second = await first.context().newPage();
+      await second.goto(url);
+      const b = await widget(second, `tabs-${crossSite}`);
+      await b.locator("#me", { hasText: "Before" }).waitFor();
+      await a.locator("#me").click();
+      await nameMyself(a, "After");
+      await b.locator("#me", { hasText: "After" }).waitFor();
+      await first.context().close();
+    }
   });
 });
 
