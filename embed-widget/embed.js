@@ -1,6 +1,7 @@
-// embed.js: every <div data-chat-room="postId"> becomes the chat iframe (height synced, theme
-// forwarded); every <span data-chat-count="postId"> gets its counts. Idempotent, SPA-safe (elements
-// picked up on load and when added, changed, removed). Only global: window.ChatEmbed.
+// embed.js: every <div data-chat-room="postId"> becomes the chat iframe (its height kept, raised
+// when the widget needs more; theme forwarded); every <span data-chat-count="postId"> gets its
+// counts. Idempotent, SPA-safe (elements picked up on load and when added, changed, removed). Only
+// global: window.ChatEmbed.
 (() => {
   if (window.ChatEmbed) return;  // included twice
 
@@ -33,17 +34,44 @@
   }
 
   function srcFor(el, theme) {
-    const q = new URLSearchParams({ theme, parentOrigin: location.origin });
+    const q = new URLSearchParams({ theme, parentOrigin: location.origin, hostProfile: "1" });
     if (ownTheme(el) == "transparent") q.set("theme", "transparent"), q.set("scheme", theme);  // colours: the host's
     if (langOf(el)) q.set("lang", langOf(el));
     if (el.dataset.title) q.set("title", el.dataset.title);
     return `${ORIGIN}/room/${encodeURIComponent(el.dataset.chatRoom.trim())}?${q}`;
   }
 
+  // data-max-height caps the frame, whatever the widget asks for; it scrolls inside.
+  const cap = (el) => parseInt(el.dataset.maxHeight, 10) || 10000;
+
   function height(el) {
     const h = (el.dataset.height || "").trim();
     return /^\d+$/.test(h) ? `${h}px` : h || "480px";
   }
+
+  // The reader's profile, for frames the browser gives no storage of their own: kept in this page's
+  // localStorage (this page can read it), handed to a frame that asks (getProfile) and passed on to
+  // every other frame when one changes it (profile), here or in another tab of this site.
+  const KEY = "chat.profile";
+  let kept = null;
+  const uuid = () => crypto.randomUUID?.() ||
+    "10000000-1000-4000-8000-100000000000".replace(/[018]/g, (c) => (c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (c / 4)))).toString(16));
+  function profile() {
+    try { kept = JSON.parse(localStorage.getItem(KEY)) || kept; } catch { /* blocked or malformed: this page view's */ }
+    return kept || keep({ anonymousId: uuid(), nickname: "", avatar: "" });
+  }
+  function keep(p) {
+    kept = p;
+    try { localStorage.setItem(KEY, JSON.stringify(p)); } catch { /* blocked: this page view's only */ }
+    return p;
+  }
+  function share(p, from) {
+    for (const st of frames.values()) if (st !== from) post(st, { profile: p });
+  }
+  addEventListener("storage", (e) => {
+    if (e.key !== KEY || !e.newValue) return;
+    try { share(kept = JSON.parse(e.newValue)); } catch { /* malformed: ignored */ }
+  });
 
   // Messages wait for the frame's `ready`; a newer setTheme replaces a queued one.
   function post(st, msg) {
@@ -72,8 +100,10 @@
     const { iframe } = st;
     iframe.title = el.dataset.title || (langOf(el) === "ko" ? "댓글 채팅" : "Comments chat");
     iframe.loading = el.dataset.loading === "eager" ? "eager" : "lazy";  // before src, or lazy is ignored
-    // data-height: the starting height; then the frame's resize reports win until it changes.
+    // data-height: the frame's height; the widget's resize reports raise it (min-height) only when
+    // the widget needs more, so the page does not move as the widget loads and fills.
     if (st.h !== h) iframe.style.height = st.h = h;
+    iframe.style.maxHeight = `${cap(el)}px`;
     if (st.key !== key) {
       // New room (SPA navigation), title or lang: re-point the frame, never stack another.
       Object.assign(st, { key, theme, ready: false, queue: [] });
@@ -122,17 +152,20 @@
     if (e.origin !== ORIGIN || !e.data || typeof e.data.chat !== "object" || !e.data.chat) return;
     for (const [el, st] of frames) {
       if (e.source !== st.iframe.contentWindow) continue;
-      const { ready, resize, unread } = e.data.chat;
+      const { ready, resize, unread, getProfile, profile: p } = e.data.chat;
+      if (getProfile) post(st, { profile: profile() });
+      if (p && ["anonymousId", "nickname", "avatar"].every((k) => typeof p[k] === "string" && p[k].length <= 64)) {
+        const { anonymousId, nickname, avatar } = p;
+        share(keep({ anonymousId, nickname, avatar }), st);
+      }
       if (ready) {
         st.ready = true;
         reveal(st);
         st.queue.splice(0).forEach((m) => post(st, m));
         el.dispatchEvent(new CustomEvent("chat:ready", { bubbles: true, detail: { roomId: ready.roomId } }));
       }
-      // data-max-height caps the frame; the widget scrolls inside.
-      const max = parseInt(el.dataset.maxHeight, 10) || 10000;
-      const h = resize && Math.min(max, Math.ceil(Number(resize.height)));
-      if (h > 0) st.iframe.style.height = `${h}px`;
+      const h = resize && Math.min(cap(el), Math.ceil(Number(resize.height)));
+      if (h > 0) st.iframe.style.minHeight = `${h}px`;
       const n = unread && Number(unread.count);
       if (n >= 0) el.dispatchEvent(new CustomEvent("chat:unread", { bubbles: true, detail: { count: n } }));
       return;

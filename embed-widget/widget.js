@@ -4,7 +4,7 @@
 // Rule kept throughout: user data (nicknames, content) reaches the DOM only as text nodes.
 import { createClient } from "./client.js";
 import { BAN_MINUTES, createModerator } from "./moderator.js";
-import { loadIdentity, hasNickname, persistent, saveProfile } from "./storage.js";
+import { loadIdentity, hasNickname, onProfile, persistent, saveProfile } from "./storage.js";
 import { ANIMALS, STRINGS, pickLang } from "./strings.js";
 
 const MAX_LEN = 2000;          // server rule: content 1..2000 characters after trimming
@@ -77,11 +77,14 @@ const nickProblem = (s) => {
 // A name inside running text is isolated (FSI…PDI), so a right-to-left name cannot reorder the words around it.
 const iso = (name) => `\u2068${name}\u2069`;
 
-const identity = loadIdentity(animalKeys);
-const { anonymousId } = identity;
-let { avatar, nickname } = identity;
-const firstVisit = !nickname || !!nickProblem(nickname);
-if (firstVisit) nickname = defaultNick(avatar);  // joins under the suggested name until one is saved
+// The saved identity (storage.js), before the first hello: from this frame's storage, or from the
+// host page when embed.js keeps it there (`hostProfile=1`) because the browser blocks ours.
+let anonymousId = "", avatar = animalKeys[0], nickname = "", firstVisit = false;
+const identityReady = loadIdentity(animalKeys, params.get("hostProfile") === "1" && hostOrigin).then((identity) => {
+  ({ anonymousId, avatar, nickname } = identity);
+  firstVisit = !nickname || !!nickProblem(nickname);
+  if (firstVisit) nickname = defaultNick(avatar);  // joins under the suggested name until one is saved
+});
 
 // ---- state ------------------------------------------------------------------------------------
 const client = createClient({
@@ -819,6 +822,15 @@ nickForm.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && !nickCancel.hidden) { closeNick(); meBtn.focus(); }
 });
 meBtn.addEventListener("click", () => { openNick(); nickInput.focus(); nickInput.select(); });
+// A name saved in another widget of this site (this page or another tab): taken here too.
+onProfile((p) => {
+  if (nickProblem(p.nickname) || !animalKeys.includes(p.avatar) || (p.nickname === nickname && p.avatar === avatar)) return;
+  nickname = p.nickname;
+  avatar = p.avatar;
+  if (nickOpen && nickCancel.hidden) closeNick();  // the first-visit prompt has its answer
+  renderMe();
+  if (client.held) client.release(); else send({ type: "rename", nickname, avatar });
+});
 
 // ---- host page (postMessage) and theme --------------------------------------------------------------
 function post(msg) {
@@ -840,21 +852,20 @@ addEventListener("message", (e) => {
   if (theme === "light" || theme === "dark" || theme === "auto") applyTheme(theme);
 });
 
-// Height reports: the height the widget wants, rounded up, at most once per frame. It is the fixed
-// parts (header, forms, ...) plus the messages' own height, clamped between LIST_MIN and LIST_MAX;
-// past that the list scrolls inside. Measured from content, never from the frame's own height, so
-// a frame sized by these reports can shrink again (no ratchet).
-const LIST_MIN = 128, LIST_MAX = 420;
+// Height reports: the least height the widget needs, its fixed parts (header, forms, banner, ...)
+// plus LIST_MIN for the list, rounded up, at most once per frame. The host keeps the frame at the
+// height it gave it when that is more (embed.js does), so nothing on its page moves while the widget
+// connects, fills up or sits in an empty room: the list takes what is left and scrolls inside.
+// Measured from the parts, never from the frame's own height, so the need shrinks again (no ratchet).
+const LIST_MIN = 128;
 let lastHeight = 0, heightQueued = false;
 function reportHeight() {
   if (heightQueued || !hostOrigin) return;
   heightQueued = true;
   requestAnimationFrame(() => {
     heightQueued = false;
-    const last = list.lastElementChild;
-    const content = last ? last.offsetTop + last.offsetHeight + 14 : 0;  // 14: bottom margin + padding
     const fixed = app.getBoundingClientRect().height - body.getBoundingClientRect().height;
-    const height = Math.ceil(fixed + Math.min(LIST_MAX, Math.max(LIST_MIN, content)));
+    const height = Math.ceil(fixed + LIST_MIN);
     // Kept on the element too, so tests can tell the height the widget last asked for.
     if (height !== lastHeight) { lastHeight = height; app.dataset.height = height; post({ resize: { height } }); }
   });
@@ -862,7 +873,6 @@ function reportHeight() {
 if (hostOrigin && "ResizeObserver" in window) {
   const ro = new ResizeObserver(reportHeight);
   for (const el of app.children) ro.observe(el);  // hidden parts report when they appear
-  new MutationObserver(reportHeight).observe(list, { childList: true, subtree: true, characterData: true });
 }
 
 // ---- start ------------------------------------------------------------------------------------
@@ -883,7 +893,6 @@ modBtn.title = T.moderateTitle;
 renderModerator();
 onInput();
 
-if (!persistent) { hint.hidden = false; hint.textContent = T.tabOnly; }
 people.setAttribute("aria-label", T.people);
 onlineEl.title = T.people;
 
@@ -895,8 +904,11 @@ if (!roomOk) {
   setState(T.badRoom);
   sendBtn.disabled = input.disabled = true;
 } else {
-  renderMe();
-  if (firstVisit) openNick();
   setState(T.connecting);
-  client.connect();
+  identityReady.then(() => {
+    if (!persistent) { hint.hidden = false; hint.textContent = T.tabOnly; }
+    renderMe();
+    if (firstVisit) openNick();
+    client.connect();
+  });
 }

@@ -1,4 +1,4 @@
-// embed.js on a host page served from another origin: the iframe it makes, height sync, theme
+// embed.js on a host page served from another origin: the iframe it makes, its height, theme
 // forwarding (div attribute, host <html> class / data-theme, prefers-color-scheme), messages queued
 // until `ready`, several widgets per page, SPA changes, the unread count, and foreign messages.
 import assert from "node:assert/strict";
@@ -55,7 +55,7 @@ const theme = (frame) => frame.evaluate(() => [...document.documentElement.class
 const background = (frame) => frame.evaluate(() => getComputedStyle(document.getElementById("app")).backgroundColor);
 const frameHeight = (page, room) => page.locator(`[data-chat-room="${room}"] iframe`).evaluate((el) => el.getBoundingClientRect().height);
 
-test("the div becomes a lazy, titled iframe that announces ready and follows the content's height", async () => {
+test("the div becomes a lazy, titled iframe that announces ready and keeps the page's height as the room fills", async () => {
   const page = await blogReader();
   await page.goto(hostPage("basic", `<div data-chat-room="post-1" data-title="My first post"></div>`));
   const iframe = page.locator('[data-chat-room="post-1"] iframe');
@@ -75,29 +75,48 @@ test("the div becomes a lazy, titled iframe that announces ready and follows the
   await frame.locator("#online", { hasText: "1 online" }).waitFor();
   assert.equal(await frame.locator("#title").textContent(), "My first post");
 
-  // Empty room: a compact frame. Messages make it grow; the participant list too, and closing it
-  // shrinks it back (the height follows the content, it does not only grow).
+  // Empty, with a few messages, or past what fits: the frame stays at the page's height (480 px by
+  // default) and the list scrolls inside, so nothing on the page moves.
   const listFits = () => frame.locator("#list").evaluate((el) => el.scrollHeight <= el.clientHeight + 1);
-  await until(async () => (await frameHeight(page, "post-1")) < 400, { message: "a compact empty frame" });
-  const empty = await frameHeight(page, "post-1");
+  assert.equal(await frameHeight(page, "post-1"), 480);
   const seeder = await bot(browser, engine, "post-1");
   await seeder.send(["one", "two", "three", "four"]);
   await frame.locator("#list [data-seq='4']").waitFor();
-  await until(async () => (await frameHeight(page, "post-1")) > empty, { message: "the frame to grow" });
-  await until(listFits, { message: "all four messages visible without scrolling inside" });
-  const four = await frameHeight(page, "post-1");
-  await frame.locator("#online").click();
-  await until(async () => (await frameHeight(page, "post-1")) > four, { message: "room for the participant list" });
-  await frame.locator("#online").click();
-  await until(async () => (await frameHeight(page, "post-1")) === four, { message: "back to the previous height" });
-
-  // Past a cap the frame stops growing and the list scrolls inside instead.
+  assert.ok(await listFits(), "four messages fit");
   await seeder.send(Array.from({ length: 30 }, (_, i) => `more ${i}`));
   await frame.locator("#list [data-seq='34']").waitFor();
   await until(async () => !(await listFits()), { message: "the list to scroll inside" });
-  const capped = await frameHeight(page, "post-1");
-  assert.ok(capped > four && capped < 700, `capped height ${capped}`);
+  assert.equal(await frameHeight(page, "post-1"), 480);
   await seeder.close();
+  await page.context().close();
+});
+
+test("a short frame grows while the widget needs more room and shrinks back; data-max-height caps it", async () => {
+  const page = await blogReader();
+  await page.goto(hostPage("short", `<div data-chat-room="short" data-height="260"></div>
+<div data-chat-room="capped" data-height="260" data-max-height="270"></div>`));
+  await waitReady(page, "short");
+  await waitReady(page, "capped");
+  const frame = await widget(page, "short");
+  await connected(frame);
+  // Connected: the header, the message box and a minimal list fit in 260 px (about 252).
+  const asked = () => frame.evaluate(() => Number(document.getElementById("app").dataset.height));
+  await until(async () => (await asked()) <= 260 && (await frameHeight(page, "short")) === 260, { message: "the page's 260 px" });
+  // The participant list needs more than the page gave: the frame grows, and shrinks back after.
+  await frame.locator("#online").click();
+  await frame.locator("#people-box").waitFor();
+  await until(async () => (await frameHeight(page, "short")) > 260, { message: "room for the participant list" });
+  assert.equal(await frameHeight(page, "short"), await asked());
+  await frame.locator("#online").click();
+  await until(async () => (await frameHeight(page, "short")) === 260, { message: "back to the page's height" });
+
+  const capped = await widget(page, "capped");
+  await connected(capped);
+  await capped.locator("#online").click();
+  await capped.locator("#people-box").waitFor();
+  await until(async () => (await capped.evaluate(() => Number(document.getElementById("app").dataset.height))) > 270, { message: "the widget asking for more" });
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  assert.equal(await frameHeight(page, "capped"), 270, "data-max-height caps the frame");
   await page.context().close();
 });
 
@@ -159,7 +178,7 @@ test("a theme change made before the widget is ready is queued and applied on re
   const held = new Promise((resolve) => { release = resolve; });
   let requested;
   const asked = new Promise((resolve) => { requested = resolve; });
-  await page.context().route("**/assets/widget.js", async (route) => { requested(); await held; await route.continue(); });
+  await page.context().route("**/assets/widget.*.js", async (route) => { requested(); await held; await route.continue(); });
   // Not "load": the page's load event waits for the frame, whose script is held.
   await page.goto(hostPage("queued", `<div data-chat-room="queued"></div>`), { waitUntil: "domcontentloaded" });
   await asked;
@@ -178,21 +197,20 @@ test("a theme change made before the widget is ready is queued and applied on re
 
 test("two widgets on one page are independent", async () => {
   const page = await blogReader();
-  await page.goto(hostPage("two", `<div data-chat-room="multi-a" data-theme="dark"></div><div data-chat-room="multi-b"></div>`));
+  await page.goto(hostPage("two", `<div data-chat-room="multi-a" data-theme="dark" data-height="260"></div><div data-chat-room="multi-b" data-height="260"></div>`));
   await waitReady(page, "multi-a");
   await waitReady(page, "multi-b");
   const a = await widget(page, "multi-a");
   const b = await widget(page, "multi-b");
   await a.locator("#online", { hasText: "1 online" }).waitFor();
   await b.locator("#online", { hasText: "1 online" }).waitFor();
-  const heightB = await frameHeight(page, "multi-b");
+  await until(async () => (await frameHeight(page, "multi-b")) === 260, { message: "B at the page's height" });
   await a.locator("#input").fill("only in A");
   await a.locator("#input").press("Enter");
   await a.locator("#list [data-seq]", { hasText: "only in A" }).waitFor();
-  await a.locator("#input").fill("again in A");
-  await a.locator("#input").press("Enter");
-  await until(async () => (await frameHeight(page, "multi-a")) > heightB, { message: "A to grow" });
-  assert.equal(await frameHeight(page, "multi-b"), heightB, "B keeps its height");
+  await a.locator("#online").click();
+  await until(async () => (await frameHeight(page, "multi-a")) > 260, { message: "A to grow" });
+  assert.equal(await frameHeight(page, "multi-b"), 260, "B keeps its height");
   assert.equal(await b.locator("#list .msg").count(), 0);
   assert.equal(await theme(a), "theme-dark");
   assert.equal(await theme(b), "theme-light");
@@ -208,14 +226,15 @@ test("messages from a foreign origin and malformed ones are ignored on both side
   await waitReady(page, "attacked");
   const frame = await widget(page, "attacked");
   await connected(frame);
-  // The frame follows the widget's own reports; wait until it has the last one (a report may still
-  // be on its way right after connecting), and watch every height the frame takes from here on.
+  // The frame takes the widget's own reports as its least height; wait until it has the last one (a
+  // report may still be on its way right after connecting), and watch every one applied from here on.
   const reported = () => frame.evaluate(() => Number(document.getElementById("app").dataset.height));
-  await until(async () => (await frameHeight(page, "attacked")) === await reported(), { message: "the frame at the reported height" });
+  const applied = () => page.locator('[data-chat-room="attacked"] iframe').evaluate((el) => parseFloat(el.style.minHeight));
+  await until(async () => (await applied()) === await reported(), { message: "the frame at the reported height" });
   await page.evaluate(() => {
     window.heights = [];
-    new ResizeObserver(([entry]) => heights.push(entry.contentRect.height))
-      .observe(document.querySelector('[data-chat-room="attacked"] iframe'));
+    const iframe = document.querySelector('[data-chat-room="attacked"] iframe');
+    new MutationObserver(() => heights.push(parseFloat(iframe.style.minHeight))).observe(iframe, { attributes: true, attributeFilter: ["style"] });
   });
   await frame.evaluate(() => {
     window.themes = [];
@@ -244,7 +263,7 @@ test("messages from a foreign origin and malformed ones are ignored on both side
   assert.equal(await readyCount(page, "attacked"), 1);
   assert.equal(await page.evaluate(() => events.filter((e) => e.type === "chat:unread").length), 0);
   assert.ok((await page.evaluate(() => heights)).every((h) => h !== 33), "the foreign resize was never applied");
-  await until(async () => (await frameHeight(page, "attacked")) === await reported(), { message: "the frame at the reported height" });
+  await until(async () => (await applied()) === await reported(), { message: "the frame at the reported height" });
   assert.deepEqual(page.errors ?? [], []);
   assert.deepEqual(page.csp, []);
   await page.context().close();

@@ -1,18 +1,30 @@
 //! The widget's static files, compiled into the binary: the page at `/room/{roomId}`, its script
 //! modules and style under `/assets/`, and `/embed.js` for host pages; likewise the owner's admin
-//! page at `/admin` and its own modules (`admin*.js`, `admin.css`). Served with ETags so browsers
-//! revalidate cheaply.
+//! page at `/admin` and its own modules (`admin*.js`, `admin.css`).
 //!
 //! The script is plain ES modules, one file per job (`widget.js`, the view, imports `client.js`,
-//! `storage.js` and `strings.js`), served as they are in the repository: the page has always loaded
-//! it with `<script type="module">`, so every browser that runs the widget also resolves static
-//! imports, and nothing needs a build step or a bundler. The page preloads the modules
-//! (`modulepreload`), so they do not wait for the entry one; all come from `'self'`.
+//! `storage.js` and `strings.js`): the page has always loaded it with `<script type="module">`, so
+//! every browser that runs the widget also resolves static imports, and nothing needs a bundler.
+//! The build step (`engine/build.rs`) leaves out comments and indentation, names each module and
+//! style after its content (`/assets/widget.3f9a1c2e.js`), rewrites the imports and the pages'
+//! links to those names, and compresses everything with gzip and brotli. So:
+//! - a hashed name never changes meaning: cached for a year, `immutable` (no revalidation);
+//! - the pages and `/embed.js` keep their URLs: `no-cache` (the page) or five minutes (`embed.js`),
+//!   revalidated by ETag (304);
+//! - the plain names (`/assets/widget.js`) still answer, with the files importing plain names and
+//!   a short cache, for pages an older release served during a rollout;
+//! - each answer is brotli, gzip or identity as `Accept-Encoding` allows (brotli first), with
+//!   `Vary: Accept-Encoding` and an ETag of its own per encoding.
+//!
+//! The page preloads its modules (`modulepreload`), so they do not wait for the entry one; all come
+//! from `'self'`.
 
 use std::sync::{Arc, LazyLock};
 
 use base64::Engine as _;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH};
+use hyper::header::{
+    HeaderValue, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH, VARY,
+};
 use hyper::{Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
@@ -21,90 +33,153 @@ use crate::app::App;
 use crate::chat::RoomId;
 use crate::protocol::ErrorCode;
 
-pub struct Asset {
-    body: &'static str,
+/// One file as the build step left it.
+pub(crate) struct File {
+    /// Its name in `embed-widget/`.
+    name: &'static str,
+    /// The content-hashed name it is served under in `/assets/` (the name itself for the pages and
+    /// `embed.js`).
+    hashed: &'static str,
+    /// Served under `/assets/` (the pages and `embed.js` have their own routes).
+    asset: bool,
     content_type: &'static str,
-    cache: &'static str,
-    etag: LazyLock<String>,
+    /// The file as served at its hashed name (and the pages and `embed.js` at theirs).
+    served: Encodings,
+    /// The file with its imports as named in the repository, when the build renamed them: what its
+    /// plain name serves.
+    source: Option<Encodings>,
 }
 
-macro_rules! asset {
-    ($file:literal, $type:literal, $cache:literal) => {
-        Asset {
-            body: include_str!(concat!("../../../embed-widget/", $file)),
-            content_type: $type,
-            cache: $cache,
-            etag: LazyLock::new(|| etag(include_str!(concat!("../../../embed-widget/", $file)))),
-        }
-    };
+/// One body in each encoding the build made (a compressed copy is absent when it was not smaller).
+pub(crate) struct Encodings {
+    /// Hex digits of the identity body's SHA-256: the ETag's core.
+    tag: &'static str,
+    identity: &'static [u8],
+    gzip: Option<&'static [u8]>,
+    br: Option<&'static [u8]>,
 }
 
-// The page is per room and must pick up new releases at once; the files it loads may be cached
-// briefly and are revalidated by ETag after that.
-static PAGE: Asset = asset!("index.html", "text/html; charset=utf-8", "no-cache");
-static WIDGET_JS: Asset = asset!("widget.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static CLIENT_JS: Asset = asset!("client.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static STORAGE_JS: Asset = asset!("storage.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static STRINGS_JS: Asset = asset!("strings.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static MODERATOR_JS: Asset = asset!("moderator.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static WIDGET_CSS: Asset = asset!("widget.css", "text/css; charset=utf-8", "public, max-age=300");
-static ADMIN_PAGE: Asset = asset!("admin.html", "text/html; charset=utf-8", "no-cache");
-static ADMIN_JS: Asset = asset!("admin.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static ADMIN_API_JS: Asset = asset!("admin-api.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static ADMIN_DOM_JS: Asset = asset!("admin-dom.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static ADMIN_ROOM_JS: Asset = asset!("admin-room.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static ADMIN_BAN_JS: Asset = asset!("admin-ban.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static ADMIN_STRINGS_JS: Asset = asset!("admin-strings.js", "text/javascript; charset=utf-8", "public, max-age=300");
-static ADMIN_CSS: Asset = asset!("admin.css", "text/css; charset=utf-8", "public, max-age=300");
-pub static EMBED_JS: Asset = asset!("embed.js", "text/javascript; charset=utf-8", "public, max-age=300");
+include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
-fn etag(body: &str) -> String {
-    let digest = Sha256::digest(body.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+/// The page is per room and must pick up a release at once: revalidated on every load (a 304 costs
+/// its headers only).
+const PAGE_CACHE: &str = "no-cache";
+/// `/embed.js` and the plain asset names: a few minutes, then revalidated.
+const SHORT_CACHE: &str = "public, max-age=300";
+/// A content-hashed name: the same bytes forever.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+fn file(name: &str) -> &'static File {
+    FILES.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("build.rs lists no {name}"))
 }
 
-/// The file at `/assets/{name}`.
-fn named(name: &str) -> Option<&'static Asset> {
-    match name {
-        "widget.js" => Some(&WIDGET_JS),
-        "client.js" => Some(&CLIENT_JS),
-        "storage.js" => Some(&STORAGE_JS),
-        "strings.js" => Some(&STRINGS_JS),
-        "moderator.js" => Some(&MODERATOR_JS),
-        "widget.css" => Some(&WIDGET_CSS),
-        "admin.js" => Some(&ADMIN_JS),
-        "admin-api.js" => Some(&ADMIN_API_JS),
-        "admin-dom.js" => Some(&ADMIN_DOM_JS),
-        "admin-room.js" => Some(&ADMIN_ROOM_JS),
-        "admin-ban.js" => Some(&ADMIN_BAN_JS),
-        "admin-strings.js" => Some(&ADMIN_STRINGS_JS),
-        "admin.css" => Some(&ADMIN_CSS),
-        _ => None,
-    }
+static PAGE: LazyLock<&File> = LazyLock::new(|| file("index.html"));
+static ADMIN_PAGE: LazyLock<&File> = LazyLock::new(|| file("admin.html"));
+
+/// `/embed.js`: host pages name it as it is, so it keeps its URL.
+pub fn embed_js(req: &Request<impl Sized>) -> Response<Body> {
+    let embed = file("embed.js");
+    serve(req, embed.content_type, &embed.served, SHORT_CACHE)
 }
 
+/// `/assets/{name}`: a hashed name (immutable), or a plain one (the repository's file, short cache).
+/// A hashed name this build does not have (another release's) is 404, never another file.
 pub fn asset(req: &Request<impl Sized>, name: &str) -> Response<Body> {
-    match named(name) {
-        Some(asset) => serve(req, asset),
-        None => error_response(ErrorCode::NotFound, "no such asset"),
+    let assets = || FILES.iter().filter(|f| f.asset);
+    if let Some(f) = assets().find(|f| f.hashed == name) {
+        return serve(req, f.content_type, &f.served, IMMUTABLE);
     }
+    if let Some(f) = assets().find(|f| f.name == name) {
+        return serve(req, f.content_type, f.source.as_ref().unwrap_or(&f.served), SHORT_CACHE);
+    }
+    let mut res = error_response(ErrorCode::NotFound, "no such asset");
+    // A release not yet (or no longer) here: nobody should keep this answer.
+    res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
-pub fn serve(req: &Request<impl Sized>, asset: &Asset) -> Response<Body> {
-    let etag = asset.etag.as_str();
-    let fresh = req.headers().get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+/// A content coding the engine can answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Br,
+    Gzip,
+    Identity,
+}
+
+/// The coding to answer with, from `Accept-Encoding` and the copies there are: the compressed one
+/// the client weighs highest (brotli on a tie); `q=0` refuses one, also through `*;q=0`. Otherwise
+/// identity, also when the client refused it too: an uncompressed answer it may still read beats a
+/// 406 it cannot.
+fn negotiate(accept: Option<&str>, have_br: bool, have_gzip: bool) -> Coding {
+    let Some(accept) = accept else { return Coding::Identity };
+    let mut weights: Vec<(&str, f32)> = Vec::new();
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        if coding.is_empty() {
+            continue;
+        }
+        let mut q = 1.0;
+        for param in parts {
+            if let Some((key, value)) = param.split_once('=') {
+                if key.trim().eq_ignore_ascii_case("q") {
+                    // An unreadable weight refuses rather than guesses.
+                    q = value.trim().parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q)).unwrap_or(0.0);
+                }
+            }
+        }
+        weights.push((coding, q));
+    }
+    let weight = |names: &[&str]| {
+        let named = weights.iter().find(|(c, _)| names.iter().any(|n| c.eq_ignore_ascii_case(n)));
+        let any = weights.iter().find(|(c, _)| *c == "*");
+        named.or(any).map_or(0.0, |(_, q)| *q)
+    };
+    let mut best = (Coding::Identity, 0.0);
+    for (coding, have, names) in [(Coding::Gzip, have_gzip, &["gzip", "x-gzip"][..]), (Coding::Br, have_br, &["br"][..])] {
+        let q = weight(names);
+        if have && q > 0.0 && q >= best.1 {
+            best = (coding, q);
+        }
+    }
+    best.0
+}
+
+/// One file in the encoding the request accepts, or 304 when the request's `If-None-Match` names
+/// what it would get. Every encoding has its own strong ETag (the content's tag plus `-br` /
+/// `-gzip`), so a cache never answers a gzip request with a brotli body.
+fn serve(req: &Request<impl Sized>, content_type: &'static str, body: &Encodings, cache: &'static str) -> Response<Body> {
+    let accept = req.headers().get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
+    let (coding, bytes) = match negotiate(accept, body.br.is_some(), body.gzip.is_some()) {
+        Coding::Br => (Some("br"), body.br.unwrap_or(body.identity)),
+        Coding::Gzip => (Some("gzip"), body.gzip.unwrap_or(body.identity)),
+        Coding::Identity => (None, body.identity),
+    };
+    let etag = match coding {
+        Some(coding) => format!("\"{}-{coding}\"", body.tag),
+        None => format!("\"{}\"", body.tag),
+    };
+    // Weak comparison, as If-None-Match asks: a `W/` prefix does not matter.
+    let fresh = req
+        .headers()
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag));
     let mut res = if fresh {
         let mut res = Response::new(full(bytes::Bytes::new()));
         *res.status_mut() = StatusCode::NOT_MODIFIED;
         res
     } else {
-        Response::new(full(asset.body))
+        Response::new(full(bytes))
     };
     let h = res.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static(asset.cache));
-    if let Ok(value) = HeaderValue::from_str(etag) {
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    if let Some(coding) = coding {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
+    if let Ok(value) = HeaderValue::from_str(&etag) {
         h.insert(ETAG, value);
     }
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
@@ -114,8 +189,12 @@ pub fn serve(req: &Request<impl Sized>, asset: &Asset) -> Response<Body> {
 /// `'sha256-...'` sources for the page's inline scripts (the theme set before first paint), so
 /// `script-src` allows them and nothing else inline; computed from the page itself, so an edit
 /// to the script cannot leave a stale hash behind.
-static INLINE_SCRIPTS: LazyLock<String> = LazyLock::new(|| inline_script_hashes(PAGE.body));
-static ADMIN_INLINE_SCRIPTS: LazyLock<String> = LazyLock::new(|| inline_script_hashes(ADMIN_PAGE.body));
+static INLINE_SCRIPTS: LazyLock<String> = LazyLock::new(|| inline_script_hashes(text(PAGE.served.identity)));
+static ADMIN_INLINE_SCRIPTS: LazyLock<String> = LazyLock::new(|| inline_script_hashes(text(ADMIN_PAGE.served.identity)));
+
+fn text(bytes: &'static [u8]) -> &'static str {
+    std::str::from_utf8(bytes).expect("the pages are UTF-8 (build.rs read them as text)")
+}
 
 fn inline_script_hashes(html: &str) -> String {
     let mut sources = String::new();
@@ -141,7 +220,7 @@ pub fn widget_page(app: &Arc<App>, req: &Request<impl Sized>, _room: RoomId) -> 
     if let Some(ancestors) = app.frame_ancestors() {
         policy.push_str(&format!("; frame-ancestors {ancestors}"));
     }
-    let mut res = serve(req, &PAGE);
+    let mut res = serve(req, PAGE.content_type, &PAGE.served, PAGE_CACHE);
     let h = res.headers_mut();
     h.insert("referrer-policy", HeaderValue::from_static("strict-origin-when-cross-origin"));
     if let Ok(value) = HeaderValue::from_str(&policy) {
@@ -172,7 +251,7 @@ fn page_policy(req: &Request<impl Sized>, inline_scripts: &str) -> String {
 /// be clickjacked into deleting or banning), and no referrer leaves it (room ids are in its URLs).
 pub fn admin_page(req: &Request<impl Sized>) -> Response<Body> {
     let policy = format!("{}; frame-ancestors 'none'", page_policy(req, &ADMIN_INLINE_SCRIPTS));
-    let mut res = serve(req, &ADMIN_PAGE);
+    let mut res = serve(req, ADMIN_PAGE.content_type, &ADMIN_PAGE.served, PAGE_CACHE);
     let h = res.headers_mut();
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     if let Ok(value) = HeaderValue::from_str(&policy) {
@@ -190,20 +269,25 @@ mod tests {
         script.split("from \"./").skip(1).filter_map(|rest| rest.split_once('"').map(|(name, _)| name)).collect()
     }
 
-    /// Every module a page's entry reaches through imports is served here and preloaded by the
-    /// page, and the page preloads nothing else.
+    fn by_hashed(name: &str) -> &'static File {
+        FILES.iter().find(|f| f.asset && f.hashed == name).unwrap_or_else(|| panic!("{name} is imported but not served"))
+    }
+
+    /// Every module a page's entry reaches through imports is served under its hashed name and
+    /// preloaded by the page, and the page preloads nothing else.
     #[test]
     fn every_module_the_page_loads_is_served_and_preloaded() {
         modules_are_served_and_preloaded(&PAGE, "widget.js");
         modules_are_served_and_preloaded(&ADMIN_PAGE, "admin.js");
     }
 
-    fn modules_are_served_and_preloaded(page: &Asset, entry: &'static str) {
+    fn modules_are_served_and_preloaded(page: &File, entry: &'static str) {
+        let body = text(page.served.identity);
+        let entry = file(entry).hashed;
         let mut modules = vec![entry];
         let mut i = 0;
         while let Some(&name) = modules.get(i) {
-            let script = named(name).unwrap_or_else(|| panic!("{name} is imported but not served"));
-            for import in imports(script.body) {
+            for import in imports(text(by_hashed(name).served.identity)) {
                 if !modules.contains(&import) {
                     modules.push(import);
                 }
@@ -212,9 +296,58 @@ mod tests {
         }
         assert!(modules.len() > 1, "the entry imports its modules: {modules:?}");
         for name in &modules[1..] {
-            assert!(page.body.contains(&format!(r#"<link rel="modulepreload" href="/assets/{name}">"#)), "{name} is not preloaded");
+            assert!(body.contains(&format!(r#"<link rel="modulepreload" href="/assets/{name}">"#)), "{name} is not preloaded");
         }
-        assert_eq!(page.body.matches(r#"rel="modulepreload""#).count(), modules.len() - 1, "the page preloads a module nothing imports");
-        assert!(page.body.contains(&format!(r#"<script type="module" src="/assets/{entry}"></script>"#)), "{entry} is the entry");
+        assert_eq!(body.matches(r#"rel="modulepreload""#).count(), modules.len() - 1, "the page preloads a module nothing imports");
+        assert!(body.contains(&format!(r#"<script type="module" src="/assets/{entry}"></script>"#)), "{entry} is the entry");
+        assert!(!body.contains("/assets/widget.js") && !body.contains("/assets/admin.js"), "a plain name left in the page");
+    }
+
+    /// A hashed name is the file's name with the first hex digits of the served bytes' SHA-256,
+    /// and the served file is the repository's, stripped (`strip.rs`), with only the import names
+    /// changed.
+    #[test]
+    fn hashed_names_follow_the_served_content() {
+        for f in FILES.iter().filter(|f| f.asset) {
+            let digest: String = Sha256::digest(f.served.identity).iter().map(|b| format!("{b:02x}")).collect();
+            let (stem, ext) = f.name.rsplit_once('.').unwrap();
+            assert_eq!(f.hashed, format!("{stem}.{}.{ext}", &digest[..8]));
+            assert_eq!(f.served.tag, &digest[..16]);
+            let source = text(f.source.as_ref().unwrap_or(&f.served).identity);
+            let path = format!("{}/../embed-widget/{}", env!("CARGO_MANIFEST_DIR"), f.name);
+            let repository = std::fs::read_to_string(&path).unwrap();
+            let stripped =
+                if f.name.ends_with(".js") { super::super::strip::js(&repository) } else { super::super::strip::css(&repository) };
+            assert_eq!(source, stripped.unwrap(), "{} at its plain name", f.name);
+            let served = text(f.served.identity);
+            assert_eq!(imports(source).len(), imports(served).len(), "{}", f.name);
+            let mut renamed = source.to_string();
+            for (plain, hashed) in imports(source).into_iter().zip(imports(served)) {
+                assert_eq!(file(plain).hashed, hashed, "{} imports {plain}", f.name);
+                renamed = renamed.replace(&format!("from \"./{plain}\""), &format!("from \"./{hashed}\""));
+            }
+            assert_eq!(renamed, served, "{} differs from its source beyond its imports", f.name);
+        }
+    }
+
+    #[test]
+    fn accept_encoding_picks_brotli_then_gzip_and_honours_refusals() {
+        let pick = |accept: Option<&str>| negotiate(accept, true, true);
+        assert_eq!(pick(None), Coding::Identity);
+        assert_eq!(pick(Some("")), Coding::Identity);
+        assert_eq!(pick(Some("gzip, deflate, br, zstd")), Coding::Br);
+        assert_eq!(pick(Some("gzip, deflate")), Coding::Gzip);
+        assert_eq!(pick(Some("x-gzip")), Coding::Gzip);
+        assert_eq!(pick(Some("BR;Q=1")), Coding::Br);
+        assert_eq!(pick(Some("br;q=0, gzip")), Coding::Gzip);
+        assert_eq!(pick(Some("br;q=0.5, gzip;q=0.8")), Coding::Gzip, "the client's weights win");
+        assert_eq!(pick(Some("br;q=0, gzip;q=0")), Coding::Identity);
+        assert_eq!(pick(Some("*")), Coding::Br);
+        assert_eq!(pick(Some("*;q=0, gzip")), Coding::Gzip);
+        assert_eq!(pick(Some("identity")), Coding::Identity);
+        assert_eq!(pick(Some("br;q=nonsense")), Coding::Identity, "an unreadable weight refuses");
+        assert_eq!(pick(Some("br;q=0.001")), Coding::Br);
+        assert_eq!(negotiate(Some("br, gzip"), false, true), Coding::Gzip, "no brotli copy");
+        assert_eq!(negotiate(Some("br"), false, false), Coding::Identity);
     }
 }

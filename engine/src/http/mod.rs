@@ -9,6 +9,9 @@ mod export;
 pub mod metrics_port;
 mod ops;
 pub mod session;
+// Used by the build step (build.rs includes the file); its tests run with the library's.
+#[cfg(test)]
+mod strip;
 mod upgrade;
 
 use std::convert::Infallible;
@@ -163,7 +166,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> R
         Route::Healthz => ops::healthz(),
         Route::Readyz => ops::readyz(&app).await,
         Route::Metrics => ops::metrics(),
-        Route::EmbedJs => assets::serve(&req, &assets::EMBED_JS),
+        Route::EmbedJs => assets::embed_js(&req),
         Route::Asset(name) => assets::asset(&req, name),
         Route::WidgetPage(room) => assets::widget_page(&app, &req, room),
         Route::AdminPage => assets::admin_page(&req),

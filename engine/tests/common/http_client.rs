@@ -23,6 +23,8 @@ pub struct HttpResponse {
     /// Header names lowercased; a repeated header keeps its values in the order received.
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body's bytes as received (`body` is them read as UTF-8, for compressed ones meaningless).
+    pub raw: Bytes,
 }
 
 impl HttpResponse {
@@ -126,6 +128,7 @@ async fn exchange(addr: SocketAddr, request: Request<Full<Bytes>>) -> Result<Htt
             })
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        raw: body,
     })
 }
 
