@@ -8,17 +8,27 @@
 
 PEERS=(socketio ws)
 
-# bench NAME ARGS...: one chat-bench run; a run that cannot complete is recorded and counted.
+# bench NAME ARGS...: one chat-bench run, its line tagged with the repeat it belongs to
+# ($REPEAT); a run that cannot complete is recorded and counted.
 FAILED_RUNS=0
+REPEAT=1
 bench() {
     local out
     echo "  $*" | cut -c1-160 >&2
-    if out=$("$BENCH" "$@"); then
-        echo "$out" >>"$RESULTS"
-    else
-        echo "${out:-{\"error\":\"chat-bench failed\"\}}" >>"$RESULTS"
+    if ! out=$("$BENCH" "$@"); then
+        out=${out:-{\"error\":\"chat-bench failed\"\}}
         FAILED_RUNS=$((FAILED_RUNS + 1))
     fi
+    echo "{\"repeat\":$REPEAT,${out#\{}" >>"$RESULTS"
+}
+
+# run_repeats N: every scenario, N times over (all of them once, then again: a slow minute of the
+# machine then touches one repeat of many scenarios rather than every repeat of one).
+run_repeats() {
+    for REPEAT in $(seq "$1"); do
+        echo "=== repeat $REPEAT of $1" >&2
+        run_scenarios
+    done
 }
 
 # with_server KIND NAME: starts ours (SQLite) or a peer; sets PROTO.

@@ -7,7 +7,7 @@
   // The engine origin: where this script came from (currentScript is null in some loaders).
   const script = document.currentScript || document.querySelector('script[src$="/embed.js"]');
   const ORIGIN = new URL(script ? script.src : location.href).origin;
-  const ATTRS = ["data-chat-room", "data-theme", "data-title", "data-height", "data-loading", "data-lang"];
+  const ATTRS = ["data-chat-room", "data-theme", "data-chat-theme", "data-title", "data-height", "data-loading", "data-lang"];
   const dark = matchMedia("(prefers-color-scheme: dark)");
   const frames = new Map();   // element -> { iframe, key, theme, h, ready, queue, timer }
   const off = new WeakSet();  // elements destroy(el) was called on; update(el) brings them back
@@ -16,9 +16,10 @@
 
   const themeOk = (t) => t === "light" || t === "dark" || t === "auto";
 
-  // Theme: own data-theme, else the host <html> class / data-theme, else the OS setting.
+  // Theme: own data-(chat-)theme, else the host <html> class / data-theme, else the OS setting.
+  const ownTheme = (el) => el.dataset.chatTheme || el.dataset.theme;
   function themeFor(el) {
-    const root = document.documentElement, own = el.dataset.theme, attr = root.dataset.theme;
+    const root = document.documentElement, own = ownTheme(el), attr = root.dataset.theme;
     if (themeOk(own)) return own;
     if (root.classList.contains("dark")) return "dark";
     if (root.classList.contains("light")) return "light";
@@ -33,6 +34,7 @@
 
   function srcFor(el, theme) {
     const q = new URLSearchParams({ theme, parentOrigin: location.origin });
+    if (ownTheme(el) == "transparent") q.set("theme", "transparent"), q.set("scheme", theme);  // colours: the host's
     if (langOf(el)) q.set("lang", langOf(el));
     if (el.dataset.title) q.set("title", el.dataset.title);
     return `${ORIGIN}/room/${encodeURIComponent(el.dataset.chatRoom.trim())}?${q}`;

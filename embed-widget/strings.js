@@ -9,7 +9,7 @@ export const ANIMALS = {
 export const STRINGS = {
   en: {
     title: "Post discussion", placeholder: "Write a message…", inputLabel: "Message", send: "Send",
-    online: (n) => `${n} online`, typing: (who) => `${who} is typing…`,
+    online: (n) => `${n} online`, onlineUnknown: "— online", typing: (who) => `${who} is typing…`,
     people: "People in this chat", more: (n) => `and ${n} more`, you: "you",
     tabOnly: "Your name is kept in this tab only: this browser blocks storage for embedded pages.",
     connecting: "Connecting…", reconnecting: "Reconnecting…", offline: "Not connected.",
@@ -28,7 +28,7 @@ export const STRINGS = {
       other: "This message looks like spam.",
     },
     anon: (a) => `Anonymous ${a}`,
-    closed: "This discussion is closed.", pinned: "Pinned",
+    empty: "No messages yet — say hello!", closed: "This discussion is closed.", pinned: "Pinned",
     report: "Report", reportSure: "Report?", reported: "Reported", thanksReport: "Thanks — the blog owner will take a look.",
     moderate: "Moderate", modStop: "Stop moderating", moderateTitle: "For the blog owner: moderate this chat",
     ban: "Ban", banFor: ["1 hour", "1 day", "1 week"], banHow: (who) => `Ban ${who} for`,
@@ -47,7 +47,7 @@ export const STRINGS = {
   },
   ko: {
     title: "게시글 토론", placeholder: "메시지를 입력하세요…", inputLabel: "메시지", send: "보내기",
-    online: (n) => `${n}명 접속 중`, typing: (who) => `${who}님이 입력 중…`,
+    online: (n) => `${n}명 접속 중`, onlineUnknown: "접속 인원 —", typing: (who) => `${who}님이 입력 중…`,
     people: "이 채팅의 참여자", more: (n) => `외 ${n}명`, you: "나",
     tabOnly: "이 브라우저가 삽입된 페이지의 저장소를 막아서, 닉네임은 이 탭에서만 유지돼요.",
     connecting: "연결 중…", reconnecting: "다시 연결하는 중…", offline: "연결되어 있지 않아요.",
@@ -66,7 +66,7 @@ export const STRINGS = {
       other: "스팸으로 보이는 메시지예요.",
     },
     anon: (a) => `익명의 ${a}`,
-    closed: "토론이 닫혔습니다.", pinned: "고정된 메시지",
+    empty: "아직 메시지가 없어요 — 먼저 인사해 보세요!", closed: "토론이 닫혔습니다.", pinned: "고정된 메시지",
     report: "신고", reportSure: "신고할까요?", reported: "신고됨", thanksReport: "신고했어요. 블로그 운영자가 확인할 거예요.",
     moderate: "관리", modStop: "관리 끝내기", moderateTitle: "블로그 운영자용: 이 채팅 관리하기",
     ban: "차단", banFor: ["1시간", "1일", "1주"], banHow: (who) => `${who} 차단 기간`,

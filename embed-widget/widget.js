@@ -44,7 +44,7 @@ const nickForm = $("nick"), nickInput = $("nick-input"), nickAvatar = $("nick-av
 const nickErr = $("nick-err"), nickCancel = $("nick-cancel");
 const body = list.parentElement, peopleBox = $("people-box"), people = $("people"), hint = $("hint");
 const pinBox = $("pin"), pinBody = $("pin-body"), closedEl = $("closed"), slowEl = $("slow");
-const modBtn = $("mod"), lockBtn = $("lock");
+const modBtn = $("mod"), lockBtn = $("lock"), emptyEl = $("empty");
 
 // Creates an element; string children become text nodes (Element.append never parses HTML).
 function h(tag, cls, ...children) {
@@ -104,25 +104,46 @@ const reported = new Set(); // seqs this reader reported (the server counts each
 let pinnedSeq = 0;
 
 // ---- time -------------------------------------------------------------------------------------
+// A message shows how long ago it was written while that is today ("2 minutes ago"), else its clock
+// time: the day divider above says which day. The full date and time are in the title.
 const rtf = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
 const fullFmt = new Intl.DateTimeFormat(lang, { dateStyle: "medium", timeStyle: "short" });
-const dayFmt = new Intl.DateTimeFormat(lang, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
+const clockFmt = new Intl.DateTimeFormat(lang, { hour: "numeric", minute: "2-digit" });
+const dayFmt = new Intl.DateTimeFormat(lang, { weekday: "short", month: "long", day: "numeric" });
+const yearDayFmt = new Intl.DateTimeFormat(lang, { weekday: "short", year: "numeric", month: "long", day: "numeric" });
+const dayKey = (t) => new Date(t).toDateString();
+// Whole calendar days between then and today (Math.round absorbs daylight-saving days).
+const daysAgo = (t) => {
+  const d = new Date(t), now = new Date();
+  return Math.round((new Date(now.getFullYear(), now.getMonth(), now.getDate()) - new Date(d.getFullYear(), d.getMonth(), d.getDate())) / 864e5);
+};
 
-function relTime(d) {
+function relTime(d, dated) {
   const s = (Date.now() - d) / 1000;
   if (s < 45) return T.justNow;
+  if (daysAgo(d) > 0) return (dated ? fullFmt : clockFmt).format(d);
   if (s < 3600) return rtf.format(-Math.round(s / 60), "minute");
-  if (s < 86400) return rtf.format(-Math.round(s / 3600), "hour");
-  return dayFmt.format(d);
+  return rtf.format(-Math.round(s / 3600), "hour");
 }
-function timeEl(iso) {
-  const t = h("time", "time");
+// `dated`: shown where no day divider is above it (the pinned message).
+function timeEl(iso, dated = false) {
+  const t = h("time", dated ? "time dated" : "time");
   const d = new Date(iso);
-  if (!isNaN(d)) { t.dateTime = d.toISOString(); t.title = fullFmt.format(d); t.textContent = relTime(d); }
+  if (!isNaN(d)) { t.dateTime = d.toISOString(); t.title = fullFmt.format(d); t.textContent = relTime(d, dated); }
   return t;
 }
+function dayLabel(t) {
+  const n = daysAgo(t);
+  if (n === 0 || n === 1) { const s = rtf.format(-n, "day"); return s[0].toUpperCase() + s.slice(1); }
+  return (new Date(t).getFullYear() === new Date().getFullYear() ? dayFmt : yearDayFmt).format(t);
+}
+// Every 30 s the times' texts (and after midnight the dividers') change in place; nothing is re-rendered.
+let today = dayKey(Date.now());
 setInterval(() => {
-  for (const t of document.querySelectorAll("time[datetime]")) t.textContent = relTime(new Date(t.dateTime));
+  for (const t of document.querySelectorAll("time[datetime]")) t.textContent = relTime(new Date(t.dateTime), t.classList.contains("dated"));
+  if (today === dayKey(Date.now())) return;
+  today = dayKey(Date.now());
+  for (const d of list.querySelectorAll(".day")) labelDay(d, +d.parentElement.dataset.at);
 }, 30000);
 
 // ---- rendering --------------------------------------------------------------------------------
@@ -150,10 +171,12 @@ function linkify(el, text) {
   el.append(text.slice(last));
 }
 
-function bubble(m, extra) {
+function bubble(m, extra, own = false) {
   const text = h("div", "text");
   linkify(text, String(m.content ?? ""));
-  const meta = h("div", "meta", h("span", "name", String(m.nickname ?? "")), ...extra);
+  // The reader's own name is not repeated on every own bubble (they sit at the right in their
+  // own colour); screen readers still hear it.
+  const meta = h("div", "meta", h("span", own ? "name sr" : "name", String(m.nickname ?? "")), ...extra);
   const av = h("span", "avatar", ANIMALS[m.avatar] || "💬");
   av.setAttribute("aria-hidden", "true");
   return [av, h("div", "bubble", meta, text)];
@@ -167,7 +190,10 @@ function renderMessage(m, li = h("li")) {
   if (moderator.active) tools.append(...modTools(m, own));
   else if (own) tools.append(deleteButton(m.seq));
   else tools.append(reportButton(m.seq));
-  li.replaceChildren(...bubble(m, [timeEl(m.createdAt), tools]));
+  li.dataset.author = groupKey(m.authorId, m.nickname, m.avatar);
+  li.dataset.at = Date.parse(m.createdAt) || Date.now();
+  li.replaceChildren(...bubble(m, [timeEl(m.createdAt), tools], own));
+  if (li.isConnected) decorate(li);
   return li;
 }
 
@@ -185,42 +211,65 @@ function renderPending(clientId, p) {
     extra.push(
       // Same clientId: if the first attempt was stored after all, the server acks without a duplicate.
       button(T.retry, () => { p.failed = null; renderPending(clientId, p); client.retry(clientId); }),
-      button(T.discard, () => { pending.delete(clientId); client.discard(clientId); li.remove(); input.focus(); }),
+      button(T.discard, () => { pending.delete(clientId); client.discard(clientId); unlist(li); input.focus(); }),
     );
   }
-  li.replaceChildren(...bubble({ content: p.content, nickname, avatar }, extra));
+  li.dataset.author = groupKey(me?.authorId, nickname, avatar);
+  li.dataset.at ||= Date.now();
+  li.replaceChildren(...bubble({ content: p.content, nickname, avatar }, extra, true));
+  if (li.isConnected) decorate(li);
 }
 
-// Two-step delete (no window.confirm: it blocks and sandboxed frames may suppress it).
-function deleteButton(seq) {
+// A message's own actions are icons with an accessible name (the name is also the tooltip). Built
+// with DOM APIs: the paths are constants, never user data.
+const ICONS = {
+  del: "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6",
+  report: "M5 21V4h11l-2 4 2 4H5",
+};
+function iconButton(d, label, onclick) {
+  const b = h("button", "act icon");
+  b.type = "button";
+  b.onclick = onclick;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("d", d);
+  svg.append(path);
+  b.idle = () => { b.replaceChildren(svg); b.setAttribute("aria-label", label); b.title = label; b.classList.remove("sure"); };
+  b.idle();
+  return b;
+}
+
+// Two steps (no window.confirm: it blocks and sandboxed frames may suppress it): the first press
+// turns the icon into the question in words for 3 s, the second does it.
+function twoStep(d, label, sure, action) {
   let timer = 0;
-  const b = button(T.del, () => {
-    if (!timer) {
-      b.textContent = T.delSure;
-      timer = setTimeout(() => { timer = 0; b.textContent = T.del; }, 3000);
-    } else if (send({ type: "delete", seq })) b.disabled = true;
-    else note(T.offline);
+  const b = iconButton(d, label, () => {
+    if (timer) { action(b); return; }
+    b.replaceChildren(sure);
+    b.setAttribute("aria-label", sure);
+    b.classList.add("sure");
+    timer = setTimeout(() => { timer = 0; b.idle(); }, 3000);
   });
   return b;
 }
+
+const deleteButton = (seq) => twoStep(ICONS.del, T.del, T.delSure, (b) => {
+  if (send({ type: "delete", seq })) b.disabled = true; else note(T.offline);
+});
 
 // A report goes once; the engine answers `reported` (also for a repeat) and hides a message once
 // enough readers reported it.
 function reportButton(seq) {
   if (reported.has(seq)) {
-    const done = button(T.reported, null);
+    const done = iconButton(ICONS.report, T.reported, null);
     done.disabled = true;
     return done;
   }
-  let timer = 0;
-  const b = button(T.report, () => {
-    if (!timer) {
-      b.textContent = T.reportSure;
-      timer = setTimeout(() => { timer = 0; b.textContent = T.report; }, 3000);
-    } else if (send({ type: "report", seq })) b.disabled = true;
-    else note(T.offline);
+  return twoStep(ICONS.report, T.report, T.reportSure, (b) => {
+    if (send({ type: "report", seq })) b.disabled = true; else note(T.offline);
   });
-  return b;
 }
 
 function onReported(seq) {
@@ -287,6 +336,44 @@ function place(el, seq) {
   let prev = list.lastElementChild;
   while (prev && (prev === el || !prev.dataset.seq || +prev.dataset.seq > seq)) prev = prev.previousElementSibling;
   list.insertBefore(el, prev ? prev.nextElementSibling : list.firstElementChild);
+  settle(el);
+}
+
+// ---- grouping and day dividers ------------------------------------------------------------------
+// Both follow from a message's neighbour above, so they are worked out again for a message and the
+// one below it whenever either changes (placed, drawn again, removed); never for the whole list.
+const GROUP_MS = 5 * 60 * 1000;  // one author's messages this close together share one header
+// A new name or animal shows a new header, even from the same author.
+const groupKey = (authorId, name, animal) => JSON.stringify([authorId ?? "", name, animal]);
+
+function decorate(li) {
+  if (!li || !li.classList.contains("msg")) return;
+  const prev = li.previousElementSibling, at = +li.dataset.at;
+  const newDay = !prev || dayKey(+prev.dataset.at) !== dayKey(at);
+  li.classList.toggle("cont", !newDay && prev.dataset.author === li.dataset.author && at - prev.dataset.at < GROUP_MS);
+  let day = li.firstElementChild?.classList.contains("day") ? li.firstElementChild : null;
+  if (!newDay) { day?.remove(); return; }
+  if (!day) {
+    day = h("div", "day");
+    day.setAttribute("role", "separator");
+    li.prepend(day);
+  }
+  labelDay(day, at);
+}
+function labelDay(day, at) {
+  const label = dayLabel(at);
+  day.textContent = label;
+  day.setAttribute("aria-label", label);  // a separator's name; its content is not read
+}
+function settle(li) {
+  decorate(li);
+  decorate(li.nextElementSibling);
+}
+// Removes a message from the list; the one below it may start a group or a day now.
+function unlist(li) {
+  const next = li.nextElementSibling;
+  li.remove();
+  decorate(next);
 }
 
 // Returns true when the message is new to this page.
@@ -334,7 +421,7 @@ function onRestored(m) {
 function removeSeq(seq) {
   gone.add(seq);
   const it = items.get(seq);
-  if (it) { it.el.remove(); items.delete(seq); }
+  if (it) { unlist(it.el); items.delete(seq); }
 }
 
 function clearList() {
@@ -345,6 +432,28 @@ function clearList() {
 
 // ---- scrolling and older history --------------------------------------------------------------
 const nearBottom = () => list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+
+// Pinned to the newest message while the reader is at the bottom, whatever changes the list's height
+// or its last message's: the composer growing line by line or shrinking after a send, the nickname
+// form closing, a bubble drawn again taller (Sending… -> confirmed). `atEnd` is where the reader's
+// last scroll left the list; a resize alone does not move it.
+let atEnd = true, lastWatched = null;
+const keepPinned = new ResizeObserver(() => { if (atEnd) list.scrollTop = list.scrollHeight; });
+keepPinned.observe(list);
+new MutationObserver(() => {
+  renderEmpty();
+  const last = list.lastElementChild;
+  if (last === lastWatched) return;
+  if (lastWatched) keepPinned.unobserve(lastWatched);
+  if (last) keepPinned.observe(last);
+  lastWatched = last;
+}).observe(list, { childList: true });
+
+// An empty room says so, once the engine has said it is empty (not while connecting) and while
+// it is open.
+function renderEmpty() {
+  emptyEl.hidden = !me || locked || list.childElementCount > 0;
+}
 
 // Scrolls the list itself, never scrollIntoView (that would also scroll the host page).
 function scrollToEnd(smooth) {
@@ -410,7 +519,8 @@ function fillViewport() {
 }
 
 list.addEventListener("scroll", () => {
-  if (unread && nearBottom() && inSight) { unread = 0; renderPill(); }
+  atEnd = nearBottom();
+  if (unread && atEnd && inSight) { unread = 0; renderPill(); }
   if (list.scrollTop < 64) loadOlder();
 }, { passive: true });
 pill.addEventListener("click", () => { toBottom(true); input.focus(); });
@@ -456,7 +566,16 @@ function renderTyping() {
 }
 
 function setOnline(n) {
-  if (typeof n === "number") { onlineEl.hidden = false; onlineEl.textContent = T.online(n); online = n; }
+  if (typeof n !== "number") return;
+  onlineEl.hidden = false;
+  onlineEl.classList.remove("stale");
+  onlineEl.textContent = T.online(n);
+  online = n;
+}
+// Not connected: the last count may be long wrong, so no number until the next welcome.
+function staleOnline() {
+  onlineEl.classList.add("stale");
+  onlineEl.textContent = T.onlineUnknown;
 }
 
 // The participant list the online count opens. The engine may cap `members`; the rest is counted.
@@ -496,6 +615,7 @@ function renderForms() {
   nickForm.hidden = locked || !nickOpen;
   composer.hidden = locked || nickOpen;
   meBtn.hidden = locked || !roomOk;
+  renderEmpty();
 }
 
 function onRoom({ locked: isLocked, pinned, slowMode: slow = 0 }) {
@@ -519,7 +639,7 @@ function renderPin(m) {
   pinBox.hidden = !m;
   if (!m) { pinBody.replaceChildren(); delete pinBox.dataset.seq; return; }
   pinBox.dataset.seq = m.seq;
-  const extra = [timeEl(m.createdAt)];
+  const extra = [timeEl(m.createdAt, true)];
   if (moderator.active) {
     const unpin = button(T.unpin, () => act(unpin, () => moderator.pin(null)));
     extra.push(unpin);
@@ -550,6 +670,7 @@ function onWelcome(f, history) {
     hasOlder = Array.isArray(f.history) && f.history.length > 0 && f.history[0].seq > 1;
     toBottom(false);
   }
+  renderEmpty();
   fillViewport();
 }
 
@@ -557,7 +678,7 @@ function onAck(clientId, seq) {
   const p = pending.get(clientId);
   if (!p) return;
   pending.delete(clientId);
-  if (items.has(seq) || gone.has(seq)) { p.el.remove(); return; }
+  if (items.has(seq) || gone.has(seq)) { unlist(p.el); return; }
   // Shown as confirmed now; the matching `message` frame replaces the local timestamp.
   const m = { seq, roomId, authorId: me.authorId, nickname, avatar, content: p.content,
     createdAt: new Date().toISOString(), clientId };
@@ -589,6 +710,7 @@ function onClose(next) {
   for (const t of typers.values()) clearTimeout(t.timer);
   typers.clear();
   renderTyping();
+  staleOnline();
   if (next === "banned") setState(T.errors.banned);  // the server closes with 1008 after `banned`
   else if (next === "retry") setState(T.reconnecting);
 }
@@ -607,6 +729,7 @@ function submit() {
   pending.set(clientId, p);
   renderPending(clientId, p);
   list.append(p.el);
+  settle(p.el);
   input.value = "";
   onInput();
   toBottom(false);
@@ -615,6 +738,9 @@ function submit() {
 function onInput() {
   input.style.height = "auto";
   input.style.height = `${input.scrollHeight + 2}px`;  // +2: the 1px borders (box-sizing: border-box)
+  // "auto" let the list grow for a moment, which clamped its scrollTop; back to the same size, the
+  // ResizeObserver sees no change, so the list is re-pinned here.
+  if (atEnd) list.scrollTop = list.scrollHeight;
   const n = chars(input.value.trim());
   count.hidden = n < COUNTER_FROM;
   count.textContent = `${n}/${MAX_LEN}`;
@@ -638,7 +764,9 @@ let draftAvatar = avatar;
 
 function renderMe() {
   meBtn.hidden = locked;
-  meBtn.textContent = `${ANIMALS[avatar]} ${iso(nickname)}`;
+  const glyph = h("span", "emoji", ANIMALS[avatar]);
+  glyph.setAttribute("aria-hidden", "true");
+  meBtn.replaceChildren(glyph, ` ${iso(nickname)}`);
   meBtn.setAttribute("aria-label", `${iso(nickname)}: ${T.changeNick}`);  // keeps the visible name in the label
 }
 function renderDraftAvatar() {
@@ -698,6 +826,7 @@ function post(msg) {
 }
 
 // Same classes as the inline head script. "auto" leaves it to prefers-color-scheme, which the CSS follows live.
+// A transparent widget ("bare", from the page's query) stays transparent; only its colours change.
 function applyTheme(t) {
   const root = document.documentElement;
   root.classList.remove("theme-light", "theme-dark", "theme-auto");
@@ -745,6 +874,7 @@ $("nick-label").textContent = T.nickLabel;
 $("nick-save").textContent = T.nickSave;
 $("pin-label").textContent = T.pinned;
 closedEl.textContent = T.closed;
+emptyEl.textContent = T.empty;
 nickCancel.textContent = T.cancel;
 input.placeholder = T.placeholder;
 sendBtn.textContent = T.send;

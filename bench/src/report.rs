@@ -47,7 +47,7 @@ pub fn run(args: ReportArgs) {
     let _ =
         writeln!(out, "Ratios are ours ÷ peer: above 1 is better for throughput and rates, below 1 is better for latency and memory.\n");
     out.push_str(&table);
-    let _ = writeln!(out, "\n## What limited each run\n");
+    let _ = writeln!(out, "\n## What limited each run (first repeat)\n");
     out.push_str(&limits(&runs));
     let _ = writeln!(out, "\n## Raw results\n\n```json");
     for r in &runs {
@@ -150,8 +150,14 @@ fn rows() -> Vec<Row> {
             figure: "server CPU cores at 10 msg/s",
             pick: |r, s| hot_low(r, s).map(|r| num(r, "server_cpu_cores")),
         },
+        Row {
+            scenario: "hot post 1 × 5000",
+            figure: "load client CPU cores at 10 msg/s (shares the machine)",
+            pick: |r, s| hot_low(r, s).map(|r| num(r, "client_cpu_cores")),
+        },
         Row { scenario: "blog mix 2000 × 5", figure: "p50 / p99 / p99.9 ms", pick: |r, s| single(r, "mix", s, "latency.p99_ms") },
         Row { scenario: "blog mix 2000 × 5", figure: "server CPU cores", pick: |r, s| single(r, "mix", s, "server_cpu_cores") },
+        Row { scenario: "blog mix 2000 × 5", figure: "load client CPU cores", pick: |r, s| single(r, "mix", s, "client_cpu_cores") },
         Row { scenario: "join storm", figure: "join p50 / p99 ms (50 history)", pick: |r, s| single(r, "join", s, "latency.p99_ms") },
         Row {
             scenario: "durable writes, SQLite",
@@ -221,26 +227,26 @@ fn soak_rss(runs: &[Value], server: &str, i: usize) -> Option<f64> {
     one(runs, "soak", server).and_then(|r| r["server_rss_timeline_kib"][i].as_f64()).map(|kib| (kib / 1024.0).round())
 }
 
-/// The cell as shown: percentile rows show p50 / p99 / p99.9 (the ratio is taken on p99).
-fn cell(runs: &[Value], row: &Row, server: &str) -> String {
-    let Some(v) = (row.pick)(runs, server) else { return "—".into() };
+/// The figures a cell shows for one repeat: percentile rows give p50 / p99 / p99.9 (or p50 / p99),
+/// the soak's RSS row its start / half / end; every other row its one figure.
+fn components(runs: &[Value], row: &Row, server: &str) -> Option<Vec<f64>> {
+    let v = (row.pick)(runs, server)?;
     if row.figure.starts_with("server RSS MiB at the start") {
-        let at = |i| soak_rss(runs, server, i).map_or("—".into(), fmt);
-        return format!("{} / {} / {}", at(0), at(5), at(10));
+        return Some([0, 5, 10].iter().map(|&i| soak_rss(runs, server, i).unwrap_or(f64::NAN)).collect());
     }
     if !row.figure.contains("p50") {
-        return fmt(v);
+        return Some(vec![v]);
     }
     let rate = if row.figure.contains("20,000") { 20000 } else { 5000 };
     let run = match row.scenario {
         s if s.starts_with("hot") => hot_low(runs, server),
         s if s.contains("SQLite") => durable_at(runs, "sqlite", rate, server),
         s if s.contains("Postgres") => durable_at(runs, "postgres", rate, server),
-        s if s.starts_with("blog") => one(runs, "mix", server),
+        s if s.starts_with("blog mix") => one(runs, "mix", server),
         s if s.starts_with("join") => one(runs, "join", server),
         s if s.contains("soak") => one(runs, "soak", server),
         _ => one(runs, "xpod", server),
-    };
+    }?;
     let key = if row.scenario.starts_with("durable") {
         "ack_latency"
     } else if row.scenario.starts_with('3') {
@@ -248,13 +254,65 @@ fn cell(runs: &[Value], row: &Row, server: &str) -> String {
     } else {
         "latency"
     };
-    let Some(run) = run else { return "—".into() };
-    let (a, b, c) = (num(run, &format!("{key}.p50_ms")), num(run, &format!("{key}.p99_ms")), num(run, &format!("{key}.p999_ms")));
-    if row.scenario.starts_with("join") || row.scenario.starts_with("durable") {
-        format!("{} / {}", fmt(a), fmt(b))
-    } else {
-        format!("{} / {} / {}", fmt(a), fmt(b), fmt(c))
+    let mut out = vec![num(run, &format!("{key}.p50_ms")), num(run, &format!("{key}.p99_ms"))];
+    if !(row.scenario.starts_with("join") || row.scenario.starts_with("durable")) {
+        out.push(num(run, &format!("{key}.p999_ms")));
     }
+    Some(out)
+}
+
+/// A run file's repeats (`bench/run` runs every scenario `REPEATS` times, tagging each line with
+/// its `repeat`; lines without one are a single repeat), each as the lines it holds.
+fn repeats(runs: &[Value]) -> Vec<Vec<Value>> {
+    let mut ids: Vec<u64> = runs.iter().map(|r| r["repeat"].as_u64().unwrap_or(1)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.iter().map(|&id| runs.iter().filter(|r| r["repeat"].as_u64().unwrap_or(1) == id).cloned().collect()).collect()
+}
+
+/// The median of the figures that exist (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 })
+}
+
+/// One row for one server over every repeat: the median of each figure shown, the median of the
+/// figure the ratio is taken on, and that figure's range (min, max) when there is more than one.
+struct Summary {
+    shown: Vec<f64>,
+    headline: f64,
+    range: Option<(f64, f64)>,
+}
+
+fn summarize(repeats: &[Vec<Value>], row: &Row, server: &str) -> Option<Summary> {
+    let per_repeat: Vec<Vec<f64>> = repeats.iter().filter_map(|runs| components(runs, row, server)).collect();
+    let headlines: Vec<f64> = repeats.iter().filter_map(|runs| (row.pick)(runs, server)).filter(|v| !v.is_nan()).collect();
+    let headline = median(&headlines)?;
+    let width = per_repeat.iter().map(Vec::len).max().unwrap_or(0);
+    let shown =
+        (0..width).map(|i| median(&per_repeat.iter().filter_map(|c| c.get(i).copied()).collect::<Vec<_>>()).unwrap_or(f64::NAN)).collect();
+    let range = (headlines.len() > 1)
+        .then(|| (headlines.iter().copied().fold(f64::INFINITY, f64::min), headlines.iter().copied().fold(f64::NEG_INFINITY, f64::max)));
+    Some(Summary { shown, headline, range })
+}
+
+/// The cell as shown: the medians (`p50 / p99 / p99.9` for percentile rows), then the range of
+/// the figure the ratio is taken on (p99 for percentile rows) over the repeats, when they differ.
+fn cell(summary: Option<&Summary>) -> String {
+    let Some(s) = summary else { return "—".into() };
+    let shown: Vec<String> = s.shown.iter().map(|&v| fmt(v)).collect();
+    let mut out = shown.join(" / ");
+    if let Some((lo, hi)) = s.range {
+        if fmt(lo) != fmt(hi) {
+            out.push_str(&format!(" ({}–{})", fmt(lo), fmt(hi)));
+        }
+    }
+    out
 }
 
 fn fmt(v: f64) -> String {
@@ -280,25 +338,33 @@ fn fmt(v: f64) -> String {
 }
 
 fn table(runs: &[Value]) -> String {
-    let mut out = String::from("| scenario | figure | ours | Socket.IO 4 | Node ws | ours ÷ Socket.IO | ours ÷ ws |\n");
+    let repeats = repeats(runs);
+    let mut out = String::new();
+    if repeats.len() > 1 {
+        let _ = writeln!(
+            out,
+            "Medians of {} repeats; in brackets the range of the ratio's figure (p99 where three are shown).\n",
+            repeats.len()
+        );
+    }
+    out.push_str("| scenario | figure | ours | Socket.IO 4 | Node ws | ours ÷ Socket.IO | ours ÷ ws |\n");
     out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
     for row in rows() {
-        let values: Vec<Option<f64>> = SERVERS.iter().map(|(s, _)| (row.pick)(runs, s)).collect();
-        let ratio = |peer: Option<f64>| match (values[0], peer) {
-            (Some(a), Some(b)) if b > 0.0 && !a.is_nan() && !b.is_nan() => format!("{:.2}×", a / b),
+        let summaries: Vec<Option<Summary>> = SERVERS.iter().map(|(s, _)| summarize(&repeats, &row, s)).collect();
+        let ratio = |peer: &Option<Summary>| match (&summaries[0], peer) {
+            (Some(a), Some(b)) if b.headline > 0.0 => format!("{:.2}×", a.headline / b.headline),
             _ => "—".into(),
         };
-        let cells: Vec<String> = SERVERS.iter().map(|(s, _)| cell(runs, &row, s)).collect();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} |",
             row.scenario,
             row.figure,
-            cells[0],
-            cells[1],
-            cells[2],
-            ratio(values[1]),
-            ratio(values[2])
+            cell(summaries[0].as_ref()),
+            cell(summaries[1].as_ref()),
+            cell(summaries[2].as_ref()),
+            ratio(&summaries[1]),
+            ratio(&summaries[2])
         );
     }
     out
@@ -394,4 +460,33 @@ fn machine() -> String {
         mem_gib,
         std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mix(repeat: u64, p50: f64, p99: f64) -> Value {
+        json!({"scenario": "mix", "server": "ours", "repeat": repeat, "server_cpu_cores": 0.5,
+               "latency": {"p50_ms": p50, "p99_ms": p99, "p999_ms": p99 * 2.0}})
+    }
+
+    #[test]
+    fn a_cell_is_the_median_of_the_repeats_with_the_range_of_its_ratio_figure() {
+        let runs = vec![mix(1, 3.0, 12.0), mix(2, 2.0, 9.0), mix(3, 4.0, 30.0)];
+        let row = rows().into_iter().find(|r| r.scenario.starts_with("blog mix") && r.figure.contains("p50")).unwrap();
+        let summary = summarize(&repeats(&runs), &row, "ours").unwrap();
+        assert_eq!(summary.headline, 12.0);
+        assert_eq!(cell(Some(&summary)), "3 / 12 / 24 (9–30)");
+        // One repeat (or lines without `repeat`): the figures as they are, no range.
+        let one_run = vec![json!({"scenario": "mix", "server": "ours", "latency": {"p50_ms": 3.0, "p99_ms": 12.0, "p999_ms": 20.0}})];
+        assert_eq!(cell(summarize(&repeats(&one_run), &row, "ours").as_ref()), "3 / 12 / 20");
+    }
+
+    #[test]
+    fn median_skips_missing_figures() {
+        assert_eq!(median(&[f64::NAN, 4.0, 2.0]), Some(3.0));
+        assert_eq!(median(&[]), None);
+    }
 }

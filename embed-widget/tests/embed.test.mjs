@@ -51,7 +51,8 @@ async function widget(page, room) {
   return handle.contentFrame();
 }
 const theme = (frame) => frame.evaluate(() => [...document.documentElement.classList].find((c) => c.startsWith("theme-")));
-const background = (frame) => frame.evaluate(() => getComputedStyle(document.body).backgroundColor);
+// The widget's own background is its container's (the page around it is transparent).
+const background = (frame) => frame.evaluate(() => getComputedStyle(document.getElementById("app")).backgroundColor);
 const frameHeight = (page, room) => page.locator(`[data-chat-room="${room}"] iframe`).evaluate((el) => el.getBoundingClientRect().height);
 
 test("the div becomes a lazy, titled iframe that announces ready and follows the content's height", async () => {
@@ -146,7 +147,7 @@ test("theme=auto in a bare iframe follows prefers-color-scheme live", async () =
   await frame.locator("#me").waitFor();
   assert.equal(await background(frame), DARK_BG);
   await page.emulateMedia({ colorScheme: "light" });
-  await frame.waitForFunction((bg) => getComputedStyle(document.body).backgroundColor === bg, LIGHT_BG);
+  await frame.waitForFunction((bg) => getComputedStyle(document.getElementById("app")).backgroundColor === bg, LIGHT_BG);
   await page.context().close();
 });
 

@@ -62,9 +62,12 @@ test("engine restart: the reconnect frame is obeyed, nothing lost or duplicated"
     const tap = await tapSockets(a);
     await openRoom(a, engine, "restart", "lang=en");
     await openRoom(b, engine, "restart", "lang=en");
+    // One after the other: sent together, either could take seq 1, and `a` would show its own
+    // seq 2 from the ack while the message frame that moves its resume point is still on the way.
     await say(a, "before 1");
+    await a.locator("#list [data-seq='1']:not(.pending)", { hasText: "before 1" }).waitFor();
     await say(b, "before 2");
-    await a.locator("#list [data-seq='2']").waitFor();
+    await a.locator("#list [data-seq='2']", { hasText: "before 2" }).waitFor();
 
     const { port } = engine;
     engine.stop();  // SIGTERM: every reader gets `reconnect`, the process exits once they left

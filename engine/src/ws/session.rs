@@ -199,6 +199,11 @@ impl Session {
                 },
                 kick = &mut joined.kick => return kicked(kick),
                 _ = drain_started(&mut draining), if close_at.is_none() => {
+                    // Frames already queued go first, so the reader has every message committed
+                    // before the drain and its resume starts after them, not before.
+                    while let Ok(frame) = joined.outbox.try_recv() {
+                        if let Err(exit) = Box::pin(self.write_queued(frame, &mut joined.outbox)).await { return exit }
+                    }
                     let after_ms = self.app.reconnect_after_ms();
                     if let Err(exit) = Box::pin(self.write(protocol::reconnect(after_ms))).await { return exit }
                     // Readers that ignore the hint are closed a little after it, so the pod drains.
