@@ -39,7 +39,8 @@ async function pageFiles() {
 }
 
 describe("assets", () => {
-  test("gzip size budget: page + css + js <= 30 KB, embed.js <= 3.25 KB", async (t) => {
+  // 33.5 KB since reactions, replies and edits (reactions.js, reply.js and their hooks: ~5 KB).
+  test("gzip size budget: page + css + js <= 33.5 KB, embed.js <= 3.25 KB", async (t) => {
     const sizes = {};
     for (const p of [...await pageFiles(), "/embed.js"]) {
       const body = Buffer.from(await (await fetch(engine.origin + p)).arrayBuffer());
@@ -48,7 +49,7 @@ describe("assets", () => {
     }
     const widget = Object.entries(sizes).filter(([p]) => p !== "/embed.js").reduce((sum, [, s]) => sum + s.gzip, 0);
     t.diagnostic(`gzip -9 sizes: ${JSON.stringify(sizes)}; widget total ${widget} B; embed.js ${sizes["/embed.js"].gzip} B`);
-    assert.ok(widget <= 30 * 1024, `widget ${widget} B gzip`);
+    assert.ok(widget <= 33.5 * 1024, `widget ${widget} B gzip`);
     assert.ok(sizes["/embed.js"].gzip <= 3.25 * 1024, `embed.js ${sizes["/embed.js"].gzip} B gzip`);
   });
 
@@ -157,7 +158,8 @@ describe("looks and access", () => {
     // Tab through the page from the top: focus is visible on every stop and reaches each control.
     await page.locator("body").click({ position: { x: 1, y: 1 } });
     const stops = [];
-    for (let i = 0; i < 8; i++) {
+    // A message's own actions: Reply, Edit, Delete, Add a reaction.
+    for (let i = 0; i < 12; i++) {
       await page.keyboard.press("Tab");
       stops.push(await page.evaluate(() => {
         const el = document.activeElement;

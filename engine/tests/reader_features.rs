@@ -243,7 +243,8 @@ async fn an_author_edits_its_message_within_the_window_and_everyone_sees_it_edit
     std::fs::write(words.path(), "badword\n").expect("write words");
     let engine = Engine::start(&["--edit-window", "3", "--blocked-words", words.path().to_str().unwrap()]);
     let room = room("edit");
-    let (mut author, _) = engine.join(&room, &Reader::new("작성자")).await;
+    let (mut author, welcome) = engine.join(&room, &Reader::new("작성자")).await;
+    assert_eq!(welcome["editWindow"], 3, "the widget shows Edit for as long: {welcome}");
     let (mut reader, _) = engine.join(&room, &Reader::new("독자")).await;
     let sent = tokio::time::Instant::now();
     let (seq, _) = author.say("teh typo").await;

@@ -47,6 +47,8 @@ static CLIENT_JS: Asset = asset!("client.js", "text/javascript; charset=utf-8", 
 static STORAGE_JS: Asset = asset!("storage.js", "text/javascript; charset=utf-8", "public, max-age=300");
 static STRINGS_JS: Asset = asset!("strings.js", "text/javascript; charset=utf-8", "public, max-age=300");
 static MODERATOR_JS: Asset = asset!("moderator.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static REACTIONS_JS: Asset = asset!("reactions.js", "text/javascript; charset=utf-8", "public, max-age=300");
+static REPLY_JS: Asset = asset!("reply.js", "text/javascript; charset=utf-8", "public, max-age=300");
 static WIDGET_CSS: Asset = asset!("widget.css", "text/css; charset=utf-8", "public, max-age=300");
 static ADMIN_PAGE: Asset = asset!("admin.html", "text/html; charset=utf-8", "no-cache");
 static ADMIN_JS: Asset = asset!("admin.js", "text/javascript; charset=utf-8", "public, max-age=300");
@@ -72,6 +74,8 @@ fn named(name: &str) -> Option<&'static Asset> {
         "storage.js" => Some(&STORAGE_JS),
         "strings.js" => Some(&STRINGS_JS),
         "moderator.js" => Some(&MODERATOR_JS),
+        "reactions.js" => Some(&REACTIONS_JS),
+        "reply.js" => Some(&REPLY_JS),
         "widget.css" => Some(&WIDGET_CSS),
         "admin.js" => Some(&ADMIN_JS),
         "admin-api.js" => Some(&ADMIN_API_JS),

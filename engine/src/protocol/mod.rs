@@ -347,6 +347,8 @@ pub fn welcome(
     out.push_str(pinned);
     out.push_str(r#","myReactions":"#);
     out.push_str(&mine);
+    out.push_str(r#","editWindow":"#);
+    out.push_str(&room.edit_window.to_string());
     if watching {
         out.push_str(r#","watching":true"#);
     }
@@ -378,6 +380,8 @@ pub struct RoomState<'a> {
     /// Slow mode in seconds (0: off).
     pub slow_mode: u32,
     pub pinned: Option<&'a str>,
+    /// Seconds after sending during which an author may edit a message.
+    pub edit_window: u64,
 }
 
 #[cfg(test)]

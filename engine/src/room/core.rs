@@ -654,6 +654,7 @@ impl RoomCore {
             locked: state.is_some_and(|s| s.locked),
             slow_mode: state.map_or(0, |s| s.slow_mode),
             pinned: state.and_then(|s| s.pinned.as_ref()).map(|e| &*e.json),
+            edit_window: self.settings.edit_window.as_secs(),
         };
         let watching = self.members.get(&conn).is_some_and(|m| m.watching);
         protocol::welcome(profile, history, resumed, self.online(), &room, watching, mine)
