@@ -1,5 +1,5 @@
 // Reactions under a message: a compact bar of the emoji readers left with their counts (the
-// reader's own pressed), and an add button that opens the six emoji. Pressing one puts the
+// reader's own pressed), and an add button among the message's actions that opens the six emoji. Pressing one puts the
 // reader's reaction on or takes it back; the engine's `reactions` frame redraws the bar. No state
 // of its own: the view passes the counts and the reader's set in, and a toggle callback.
 
@@ -17,9 +17,9 @@ function btn(cls, text, label, onclick) {
 }
 
 /**
- * `counts`: `{ "👍": 3 }` from the message; `mine`: the reader's own emoji (a Set); `toggle(emoji,
- * on)`: sends the change (false when offline); `T`: the strings (`react`, `reactAdd`, `reactions`,
- * `emojiNames`); `open`: whether the reader may react now (not in a closed room).
+ * The bar of a message's reactions (null when it has none). `counts`: `{ "👍": 3 }` from the
+ * message; `mine`: the reader's own emoji (a Set); `toggle(emoji, on)`: sends the change; `T`: the
+ * strings; `open`: whether the reader may react now (not in a closed room).
  */
 export function reactionBar(counts, mine, toggle, T, open) {
   const bar = document.createElement("div");
@@ -29,11 +29,15 @@ export function reactionBar(counts, mine, toggle, T, open) {
     if (!n) continue;
     const b = btn(mine.has(e) ? "react mine" : "react", `${e} ${n}`, T.react(T.emojiNames[e], n), () => toggle(e, !mine.has(e)));
     b.setAttribute("aria-pressed", String(mine.has(e)));
+    b.dataset.emoji = e;
     b.disabled = !open;
     bar.append(b);
   }
-  if (!open) return bar.childElementCount ? bar : null;
-  // The picker replaces the add button while open; Escape or a choice puts the button back.
+  return bar.childElementCount ? bar : null;
+}
+
+/** The add-reaction button among a message's actions; it opens the six emoji in its place. */
+export function addReaction(mine, toggle, T) {
   const add = btn("act icon react-add", "☺+", T.reactAdd, () => {
     const picks = EMOJI.map((e) => {
       const b = btn(mine.has(e) ? "react pick mine" : "react pick", e, T.emojiNames[e], () => {
@@ -44,6 +48,7 @@ export function reactionBar(counts, mine, toggle, T, open) {
       b.setAttribute("aria-pressed", String(mine.has(e)));
       return b;
     });
+    // Escape or a choice puts the button back.
     const group = document.createElement("span");
     group.className = "picker";
     group.setAttribute("role", "group");
@@ -54,6 +59,5 @@ export function reactionBar(counts, mine, toggle, T, open) {
     picks[0].focus();
   });
   add.setAttribute("aria-haspopup", "true");
-  bar.append(add);
-  return bar;
+  return add;
 }

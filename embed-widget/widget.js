@@ -5,7 +5,7 @@
 // Rule kept throughout: user data (nicknames, content) reaches the DOM only as text nodes.
 import { createClient } from "./client.js";
 import { BAN_MINUTES, createModerator } from "./moderator.js";
-import { reactionBar } from "./reactions.js";
+import { addReaction, reactionBar } from "./reactions.js";
 import { createComposeMode, editLeft, quoteEl, quoteOf } from "./reply.js";
 import { loadIdentity, hasNickname, persistent, saveProfile } from "./storage.js";
 import { ANIMALS, STRINGS, pickLang } from "./strings.js";
@@ -198,10 +198,11 @@ function mineOf(seq) {
 }
 const react = (seq) => (emoji, on) => { if (!send({ type: "react", seq, emoji, on })) note(T.offline); };
 
-// Reply for every message; Edit on the reader's own while the engine's window lasts (a timer takes
-// it away when the window ends).
+// Reply and React for every message; Edit on the reader's own while the engine's window lasts (a
+// timer takes it away when the window ends).
 function replyTools(m, own) {
   const out = [iconButton(ICONS.reply, T.reply, () => compose.reply(m), "reply")];
+  if (!locked) out.push(addReaction(mine.get(m.seq) || new Set(), react(m.seq), T));
   clearTimeout(editTimers.get(m.seq));
   const left = own ? editLeft(m, editWindow) : 0;
   if (left) {
@@ -222,7 +223,14 @@ function renderMessage(m, li = h("li")) {
   li.dataset.author = groupKey(m.authorId, m.nickname, m.avatar);
   li.dataset.at = Date.parse(m.createdAt) || Date.now();
   const reacts = reactionBar(m.reactions, mine.get(m.seq) || new Set(), react(m.seq), T, !locked);
+  // Drawn again under the reader's focus (a reaction pressed): focus stays on the same control.
+  const had = li.contains(document.activeElement) && document.activeElement;
+  const key = had && (had.dataset.emoji || had.getAttribute("aria-label"));
   li.replaceChildren(...bubble(m, [timeEl(m.createdAt), tools], own, reacts ? [reacts] : []));
+  if (had) {
+    const same = [...li.querySelectorAll("button")].find((b) => (b.dataset.emoji || b.getAttribute("aria-label")) === key);
+    (same || li.querySelector(".react-add"))?.focus({ preventScroll: true });
+  }
   if (li.isConnected) decorate(li);
   return li;
 }

@@ -105,7 +105,7 @@ test("a reply quotes its original for both readers; the quote follows an edit an
 });
 
 test("Escape leaves an edit with the draft back; a reply can be cancelled", async () => {
-  const [a] = await two("edit-cancel");
+  const [a, b] = await two("edit-cancel");
   await say(a, "first words");
   await msg(a, "first words").waitFor();
   await a.locator("#input").fill("a draft");
@@ -120,13 +120,15 @@ test("Escape leaves an edit with the draft back; a reply can be cancelled", asyn
   await a.locator("#context").getByRole("button", { name: "Cancel" }).click();
   assert.ok(await a.locator("#context").isHidden());
   await a.context().close();
+  await b.context().close();
 });
 
 test("pressing a quote whose original is pages above loads older history and highlights it", async () => {
   const room = "reply-jump";
   const seeder = await bot(browser, engine, room, "Seeder");
   const [original] = await seeder.send(["the very first question"]);
-  await seeder.send(Array.from({ length: 130 }, (_, i) => `filler ${i + 1}`));
+  // Two pages above the latest 50 (and under the engine's outbound queue: a frame per send and ack).
+  await seeder.send(Array.from({ length: 110 }, (_, i) => `filler ${i + 1}`));
   // A reply to message 1, sent over the wire like any client would.
   await seeder.page.evaluate((seq) => window.bot.ws.send(JSON.stringify({ type: "send", clientId: crypto.randomUUID(), content: "answering the first", replyTo: seq })), original);
   const page = await reader(browser, { identity: { nickname: "Jumper" } });

@@ -2120,6 +2120,49 @@ mod tests {
         assert!(tab.of_type("restored").is_empty());
     }
 
+    fn reaction(author: &Profile, emoji: &str, on: bool, counts: [u32; 6]) -> Command {
+        let emoji = Emoji::parse(emoji).unwrap();
+        let event = RoomEvent::Reaction { seq: 1, author: author.author_id.clone(), emoji, on, counts: Reactions(counts) };
+        Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event })
+    }
+
+    #[test]
+    fn reactions_from_other_pods_end_in_the_same_counts_whatever_order_they_arrive_in() {
+        let mut core = loaded(settings(10), vec![message(1)], 1);
+        let (first, second) = (profile("첫째"), profile("둘째"));
+        let mut tab = join(&mut core, 1, first.clone(), None);
+        tab.welcome();
+        // The second reader's change was stored last (counts 2) but arrives first.
+        core.command(reaction(&second, "👍", true, [2, 0, 0, 0, 0, 0]));
+        core.command(reaction(&first, "👍", true, [1, 0, 0, 0, 0, 0]));
+        let counts: Vec<_> = tab.of_type("reactions").iter().map(|f| f["reactions"]["👍"].clone()).collect();
+        assert_eq!(counts, vec![serde_json::json!(1), serde_json::json!(2)], "counted from who reacted, not from stale counts");
+        let welcome = join(&mut core, 2, first.clone(), None).welcome();
+        assert_eq!(welcome["history"][0]["reactions"], serde_json::json!({"👍": 2}));
+        assert_eq!(welcome["myReactions"], serde_json::json!({"1": ["👍"]}));
+        assert_eq!(join(&mut core, 3, profile("셋째"), None).welcome()["myReactions"], serde_json::json!({}));
+        core.command(reaction(&first, "👍", false, [1, 0, 0, 0, 0, 0]));
+        assert_eq!(join(&mut core, 4, first, None).welcome()["myReactions"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn an_edit_or_a_deletion_of_an_original_changes_the_quotes_of_replies_held_in_memory() {
+        let mut reply = message(2);
+        reply.reply_to = Some(ReplyQuote::of(&message(1)));
+        let mut core = loaded(settings(10), vec![message(1), reply], 2);
+        let mut edited = message(1);
+        edited.content = "m1, edited".into();
+        edited.edited_at = Some(5);
+        let json = Entry::new(&edited).json;
+        core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Edited { seq: 1, json } }));
+        let welcome = join(&mut core, 1, profile("독자"), None).welcome();
+        assert_eq!(welcome["history"][0]["editedAt"], "1970-01-01T00:00:00.005Z");
+        assert_eq!(welcome["history"][1]["replyTo"]["excerpt"], "m1, edited");
+        core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Deleted { seq: 1 } }));
+        let welcome = join(&mut core, 2, profile("늦은"), None).welcome();
+        assert_eq!(welcome["history"][0]["replyTo"], serde_json::json!({"seq": 1, "deleted": true}));
+    }
+
     #[test]
     fn a_message_restored_before_this_pod_delivered_it_arrives_in_order() {
         let mut core = loaded(settings(10), vec![message(1)], 1);
