@@ -58,7 +58,9 @@ export function createClient({ url, hello, on = {}, ...env }) {
   let locked = false, pinned = null, slowMode = 0;  // the room's state, from welcome, `room` and `pinned`
   const seen = new Set();     // seqs passed on since the last fresh welcome
   const gone = new Set();     // deleted seqs, so a late frame cannot bring one back
-  const pending = new Map();  // clientId -> { content, failed }
+  const pending = new Map();  // clientId -> { content, replyTo, failed }
+  // A send frame; `replyTo` only when the message answers one.
+  const sendFrame = (clientId, p) => ({ type: "send", clientId, content: p.content, ...(p.replyTo ? { replyTo: p.replyTo } : {}) });
 
   function send(frame) {
     if (!ws || ws.readyState !== OPEN || !welcomed) return false;
@@ -152,7 +154,7 @@ export function createClient({ url, hello, on = {}, ...env }) {
     emit("welcome", f, history.filter(isNew));
     setRoom(f.locked === true, f.pinned, true, slowOf(f));
     // Sends that were in flight when the socket dropped: same clientId, so the server stores them once.
-    for (const [clientId, p] of pending) if (!p.failed) send({ type: "send", clientId, content: p.content });
+    for (const [clientId, p] of pending) if (!p.failed) send(sendFrame(clientId, p));
     everWelcomed = true;
   }
 
@@ -213,11 +215,13 @@ export function createClient({ url, hello, on = {}, ...env }) {
     connect,
     /** Sends a frame on a welcomed socket; false (and nothing sent) otherwise. */
     send,
-    /** A new message: pending until acked, sent now or after the next welcome. Returns its clientId. */
-    submit(content) {
+    /** A new message (`replyTo`: the seq it answers): pending until acked, sent now or after the
+     *  next welcome. Returns its clientId. */
+    submit(content, replyTo) {
       const clientId = uuid();
-      pending.set(clientId, { content, failed: false });
-      send({ type: "send", clientId, content });
+      const p = { content, replyTo, failed: false };
+      pending.set(clientId, p);
+      send(sendFrame(clientId, p));
       return clientId;
     },
     /** Sends a failed message again with the same clientId (or after the next welcome when offline). */
@@ -225,7 +229,7 @@ export function createClient({ url, hello, on = {}, ...env }) {
       const p = pending.get(clientId);
       if (!p) return;
       p.failed = false;
-      send({ type: "send", clientId, content: p.content });
+      send(sendFrame(clientId, p));
     },
     discard(clientId) { pending.delete(clientId); },
     /** After `invalid_nickname` in hello: connect again (with the new name). */

@@ -34,6 +34,11 @@ export const STRINGS = {
     ban: "Ban", banFor: ["1 hour", "1 day", "1 week"], banHow: (who) => `Ban ${who} for`,
     bannedFor: (who, long) => `${who} is banned for ${long}.`,
     pin: "Pin", unpin: "Unpin", lock: "Close discussion", reopen: "Reopen discussion",
+    reply: "Reply", edit: "Edit", edited: "(edited)", editing: "Editing your message",
+    replyingTo: (who, text) => `Replying to ${who}: ${text}`, jumpTo: (who, text) => `Reply to ${who}: ${text}. Show the message`,
+    quoteGone: "The original message was deleted.",
+    reactions: "Reactions", reactAdd: "Add a reaction", react: (name, n) => `${name}: ${n}`,
+    emojiNames: { "👍": "Thumbs up", "❤️": "Heart", "😂": "Laughing", "😮": "Surprised", "😢": "Sad", "🙏": "Thanks" },
     modOutcome: { gone: "Already gone.", expired: "Sign in again to moderate.", failed: "That did not work. Try again." },
     animals: {
       otter: "Otter", fox: "Fox", panda: "Panda", koala: "Koala", rabbit: "Bunny", cat: "Cat", dog: "Dog",
@@ -42,7 +47,7 @@ export const STRINGS = {
     errors: {
       rate_limited: "You're sending too fast. Try again in a moment.", invalid_content: "Messages must be 1–2000 characters.",
       banned: "You can't take part in this chat.", room_locked: "This discussion is closed.", forbidden: "You can only delete your own messages.",
-      not_found: "That message no longer exists.", unavailable: "Chat is temporarily unavailable.", internal: "Something went wrong.",
+      not_found: "That message no longer exists.", edit_expired: "A message can only be edited in the first few minutes.", unavailable: "Chat is temporarily unavailable.", internal: "Something went wrong.",
     },
   },
   ko: {
@@ -72,6 +77,11 @@ export const STRINGS = {
     ban: "차단", banFor: ["1시간", "1일", "1주"], banHow: (who) => `${who} 차단 기간`,
     bannedFor: (who, long) => `${who}님을 ${long} 동안 차단했어요.`,
     pin: "고정", unpin: "고정 해제", lock: "토론 닫기", reopen: "토론 다시 열기",
+    reply: "답장", edit: "수정", edited: "(수정됨)", editing: "내 메시지 수정 중",
+    replyingTo: (who, text) => `${who}님에게 답장: ${text}`, jumpTo: (who, text) => `${who}님에게 보낸 답장: ${text}. 원래 메시지 보기`,
+    quoteGone: "원래 메시지가 삭제되었어요.",
+    reactions: "반응", reactAdd: "반응 남기기", react: (name, n) => `${name}: ${n}`,
+    emojiNames: { "👍": "좋아요", "❤️": "하트", "😂": "웃겨요", "😮": "놀라워요", "😢": "슬퍼요", "🙏": "고마워요" },
     modOutcome: { gone: "이미 없어요.", expired: "관리하려면 다시 로그인하세요.", failed: "처리하지 못했어요. 다시 시도하세요." },
     animals: {
       otter: "수달", fox: "여우", panda: "판다", koala: "코알라", rabbit: "토끼", cat: "고양이", dog: "강아지",
@@ -80,7 +90,7 @@ export const STRINGS = {
     errors: {
       rate_limited: "너무 빨리 보내고 있어요. 잠시 후 다시 시도하세요.", invalid_content: "메시지는 1–2000자여야 해요.",
       banned: "이 채팅에 참여할 수 없어요.", room_locked: "토론이 닫혔습니다.", forbidden: "내 메시지만 삭제할 수 있어요.",
-      not_found: "이미 없는 메시지예요.", unavailable: "채팅을 일시적으로 사용할 수 없어요.", internal: "문제가 발생했어요.",
+      not_found: "이미 없는 메시지예요.", edit_expired: "메시지는 보낸 뒤 몇 분 동안만 수정할 수 있어요.", unavailable: "채팅을 일시적으로 사용할 수 없어요.", internal: "문제가 발생했어요.",
     },
   },
 };

@@ -1,9 +1,12 @@
 // The view: the page at /room/{roomId} (DOM, layout, scrolling, the nickname prompt) and the
 // `{chat: ...}` postMessage protocol with the host page. The page's entry module: the socket is
-// client.js's, the saved identity storage.js's, the texts strings.js's.
+// client.js's, the saved identity storage.js's, the texts strings.js's; reactions.js draws a
+// message's reactions and reply.js the quotes of replies and the composer's reply and edit modes.
 // Rule kept throughout: user data (nicknames, content) reaches the DOM only as text nodes.
 import { createClient } from "./client.js";
 import { BAN_MINUTES, createModerator } from "./moderator.js";
+import { addReaction, reactionBar } from "./reactions.js";
+import { createComposeMode, editLeft, quoteEl, quoteOf } from "./reply.js";
 import { loadIdentity, hasNickname, onProfile, persistent, saveProfile } from "./storage.js";
 import { ANIMALS, STRINGS, pickLang } from "./strings.js";
 
@@ -44,7 +47,7 @@ const nickForm = $("nick"), nickInput = $("nick-input"), nickAvatar = $("nick-av
 const nickErr = $("nick-err"), nickCancel = $("nick-cancel");
 const body = list.parentElement, peopleBox = $("people-box"), people = $("people"), hint = $("hint");
 const pinBox = $("pin"), pinBody = $("pin-body"), closedEl = $("closed"), slowEl = $("slow");
-const modBtn = $("mod"), lockBtn = $("lock"), emptyEl = $("empty");
+const modBtn = $("mod"), lockBtn = $("lock"), emptyEl = $("empty"), contextEl = $("context");
 
 // Creates an element; string children become text nodes (Element.append never parses HTML).
 function h(tag, cls, ...children) {
@@ -105,6 +108,9 @@ const pending = new Map();  // clientId -> { el, content, failed }: this page's 
 const typers = new Map();   // authorId -> { nickname, timer }
 const reported = new Set(); // seqs this reader reported (the server counts each reader once anyway)
 let pinnedSeq = 0;
+const mine = new Map();     // seq -> Set of this reader's own reactions on it
+const editTimers = new Map();  // seq -> timer that takes Edit off an own message when its window ends
+let editWindow = 0;         // seconds an author may edit (welcome.editWindow)
 
 // ---- time -------------------------------------------------------------------------------------
 // A message shows how long ago it was written while that is today ("2 minutes ago"), else its clock
@@ -174,28 +180,60 @@ function linkify(el, text) {
   el.append(text.slice(last));
 }
 
-function bubble(m, extra, own = false) {
+// `more`: a reply's quote above the text and the reactions bar below it.
+function bubble(m, extra, own = false, more = []) {
   const text = h("div", "text");
   linkify(text, String(m.content ?? ""));
+  if (m.editedAt) extra = [h("span", "edited", T.edited), ...extra];
   // The reader's own name is not repeated on every own bubble (they sit at the right in their
   // own colour); screen readers still hear it.
   const meta = h("div", "meta", h("span", own ? "name sr" : "name", String(m.nickname ?? "")), ...extra);
   const av = h("span", "avatar", ANIMALS[m.avatar] || "💬");
   av.setAttribute("aria-hidden", "true");
-  return [av, h("div", "bubble", meta, text)];
+  const quote = m.replyTo && typeof m.replyTo.seq === "number" ? quoteEl(m.replyTo, T, jumpTo) : "";
+  return [av, h("div", "bubble", meta, quote, text, ...more)];
+}
+
+function mineOf(seq) {
+  let set = mine.get(seq);
+  if (!set) mine.set(seq, set = new Set());
+  return set;
+}
+const react = (seq) => (emoji, on) => { if (!send({ type: "react", seq, emoji, on })) note(T.offline); };
+
+// Reply and React for every message; Edit on the reader's own while the engine's window lasts (a
+// timer takes it away when the window ends).
+function replyTools(m, own) {
+  const out = [iconButton(ICONS.reply, T.reply, () => compose.reply(m), "reply")];
+  if (!locked) out.push(addReaction(mine.get(m.seq) || new Set(), react(m.seq), T));
+  clearTimeout(editTimers.get(m.seq));
+  const left = own ? editLeft(m, editWindow) : 0;
+  if (left) {
+    out.push(iconButton(ICONS.edit, T.edit, () => compose.edit(m), "edit"));
+    editTimers.set(m.seq, setTimeout(() => { editTimers.delete(m.seq); const it = items.get(m.seq); if (it && !it.local) renderMessage(it.msg, it.el); }, left));
+  }
+  return out;
 }
 
 function renderMessage(m, li = h("li")) {
   const own = !!me && m.authorId === me.authorId;
   li.className = own ? "msg own" : "msg";
   li.dataset.seq = m.seq;
-  const tools = h("span", "tools");
+  const tools = h("span", "tools", ...replyTools(m, own));
   if (moderator.active) tools.append(...modTools(m, own));
   else if (own) tools.append(deleteButton(m.seq));
   else tools.append(reportButton(m.seq));
   li.dataset.author = groupKey(m.authorId, m.nickname, m.avatar);
   li.dataset.at = Date.parse(m.createdAt) || Date.now();
-  li.replaceChildren(...bubble(m, [timeEl(m.createdAt), tools], own));
+  const reacts = reactionBar(m.reactions, mine.get(m.seq) || new Set(), react(m.seq), T, !locked);
+  // Drawn again under the reader's focus (a reaction pressed): focus stays on the same control.
+  const had = li.contains(document.activeElement) && document.activeElement;
+  const key = had && (had.dataset.emoji || had.getAttribute("aria-label"));
+  li.replaceChildren(...bubble(m, [timeEl(m.createdAt), tools], own, reacts ? [reacts] : []));
+  if (had) {
+    const same = [...li.querySelectorAll("button")].find((b) => (b.dataset.emoji || b.getAttribute("aria-label")) === key);
+    (same || li.querySelector(".react-add"))?.focus({ preventScroll: true });
+  }
   if (li.isConnected) decorate(li);
   return li;
 }
@@ -219,18 +257,20 @@ function renderPending(clientId, p) {
   }
   li.dataset.author = groupKey(me?.authorId, nickname, avatar);
   li.dataset.at ||= Date.now();
-  li.replaceChildren(...bubble({ content: p.content, nickname, avatar }, extra, true));
+  li.replaceChildren(...bubble({ content: p.content, nickname, avatar, replyTo: p.replyTo }, extra, true));
   if (li.isConnected) decorate(li);
 }
 
 // A message's own actions are icons with an accessible name (the name is also the tooltip). Built
 // with DOM APIs: the paths are constants, never user data.
 const ICONS = {
+  reply: "M10 9V5l-7 7 7 7v-4.1c5 0 8.5 1.6 11 5.1-1-5-4-10-11-11z",
+  edit: "M4 20h4L19 9l-4-4L4 16v4zM14 6l4 4",
   del: "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6",
   report: "M5 21V4h11l-2 4 2 4H5",
 };
-function iconButton(d, label, onclick) {
-  const b = h("button", "act icon");
+function iconButton(d, label, onclick, cls = "") {
+  const b = h("button", `act icon ${cls}`);
   b.type = "button";
   b.onclick = onclick;
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
@@ -425,6 +465,52 @@ function removeSeq(seq) {
   gone.add(seq);
   const it = items.get(seq);
   if (it) { unlist(it.el); items.delete(seq); }
+  mine.delete(seq);
+  requote(seq, { seq, deleted: true });
+}
+
+// The replies shown to `seq` quote it as `quote` now (it was edited, deleted or hidden).
+function requote(seq, quote) {
+  for (const it of items.values()) {
+    if (it.msg.replyTo?.seq !== seq) continue;
+    it.msg = { ...it.msg, replyTo: quote };
+    if (!it.local) renderMessage(it.msg, it.el);
+  }
+}
+
+// `reactions`: the message's counts now; the reader's own set follows its own changes.
+function onReactions(f) {
+  if (me && f.authorId === me.authorId) mineOf(f.seq)[f.on ? "add" : "delete"](f.emoji);
+  const it = items.get(f.seq);
+  if (!it) return;
+  it.msg = { ...it.msg, reactions: f.reactions };
+  if (!it.local) renderMessage(it.msg, it.el);
+}
+
+function onEdited(m) {
+  if (!m || typeof m.seq !== "number") return;
+  const it = items.get(m.seq);
+  if (it) { it.msg = m; it.local = false; renderMessage(m, it.el); }
+  requote(m.seq, quoteOf(m));
+  if (m.seq === pinnedSeq) renderPin(m);
+}
+
+// Takes the reader to the original of a reply: older pages are loaded while it is above the
+// loaded list (at most 10 pages), then it is scrolled to and briefly highlighted.
+async function jumpTo(seq) {
+  for (let pages = 0; !items.has(seq) && hasOlder && pages < 10; pages++) {
+    const first = list.querySelector("[data-seq]");
+    if (!first || +first.dataset.seq < seq) break;
+    await loadOlder();
+  }
+  const it = items.get(seq);
+  if (!it) { note(T.quoteGone); return; }
+  list.scrollTop = it.el.offsetTop - list.clientHeight / 3;
+  it.el.classList.remove("flash");
+  void it.el.offsetWidth;  // restart the highlight when jumping to the same message again
+  it.el.classList.add("flash");
+  it.el.tabIndex = -1;
+  it.el.focus({ preventScroll: true });
 }
 
 function clearList() {
@@ -489,19 +575,29 @@ if ("IntersectionObserver" in window) {
 }
 document.addEventListener("visibilitychange", updateSight);
 
-async function loadOlder() {
-  if (loadingOlder || !hasOlder || Date.now() < olderRetryAt) return;
+// One load at a time; a caller that finds one running waits for it.
+let olderLoad = null;
+function loadOlder() {
+  if (loadingOlder) return olderLoad;
+  olderLoad = loadOlderPage();
+  return olderLoad;
+}
+async function loadOlderPage() {
+  if (!hasOlder || Date.now() < olderRetryAt) return;
   const first = list.querySelector("[data-seq]");
   if (!first) return;
   loadingOlder = true;
   list.setAttribute("aria-busy", "true");
   const gen = listGen;
   try {
-    const url = `/api/rooms/${encodeURIComponent(roomId)}/messages?before=${first.dataset.seq}&limit=${PAGE}`;
+    const who = me ? `&authorId=${me.authorId}` : "";
+    const url = `/api/rooms/${encodeURIComponent(roomId)}/messages?before=${first.dataset.seq}&limit=${PAGE}${who}`;
     const res = await fetch(url, { headers: { Accept: "application/json" } });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const msgs = (await res.json()).messages || [];
+    const page = await res.json();
+    const msgs = page.messages || [];
     if (gen !== listGen) return;
+    takeMine(page.myReactions);
     // Keep what the reader is looking at in place while content grows above it.
     const height = list.scrollHeight, top = list.scrollTop;
     for (const m of msgs) addMessage(m);
@@ -514,6 +610,11 @@ async function loadOlder() {
     list.removeAttribute("aria-busy");
   }
   fillViewport();
+}
+
+// The reader's own reactions, as a welcome or a history page lists them.
+function takeMine(given) {
+  for (const [seq, emoji] of Object.entries(given || {})) if (Array.isArray(emoji)) mine.set(+seq, new Set(emoji));
 }
 
 // With no scrollbar yet, the reader cannot scroll up to ask for more.
@@ -616,6 +717,7 @@ function renderForms() {
   slowEl.hidden = locked || !slowMode;
   slowEl.textContent = slowMode ? T.slowMode(slowMode) : "";
   nickForm.hidden = locked || !nickOpen;
+  app.classList.toggle("locked", locked);
   composer.hidden = locked || nickOpen;
   meBtn.hidden = locked || !roomOk;
   renderEmpty();
@@ -623,9 +725,11 @@ function renderForms() {
 
 function onRoom({ locked: isLocked, pinned, slowMode: slow = 0 }) {
   const had = composer.contains(document.activeElement) || nickForm.contains(document.activeElement);
+  const relock = locked !== isLocked;
   locked = isLocked;
   slowMode = slow;
   renderForms();
+  if (relock) rerender();  // reactions open or close with the room
   if (locked && had) list.focus();  // focus must not vanish with the form
   const pinChanged = (pinned?.seq || 0) !== pinnedSeq;
   pinnedSeq = pinned?.seq || 0;
@@ -657,6 +761,8 @@ function onFrame(f) {
   if (f.type === "presence") onPresence(f);
   else if (f.type === "typing") onTyping(f);
   else if (f.type === "reported" && typeof f.seq === "number") onReported(f.seq);
+  else if (f.type === "reactions" && typeof f.seq === "number") onReactions(f);
+  else if (f.type === "edited") onEdited(f.message);
 }
 
 // `history`: what the client had not passed on before. Not resumed: a fresh page of the latest
@@ -665,8 +771,12 @@ function onWelcome(f, history) {
   me = f.you || me;
   setState("");
   setOnline(f.online);
+  editWindow = Number(f.editWindow) || 0;
+  if (!f.resumed) mine.clear();
+  takeMine(f.myReactions);
   if (f.resumed) {
     addLive(history, false);
+    rerender();  // reactions and Edit may have changed while away
   } else {
     clearList();
     for (const m of history) addMessage(m);
@@ -684,7 +794,7 @@ function onAck(clientId, seq) {
   if (items.has(seq) || gone.has(seq)) { unlist(p.el); return; }
   // Shown as confirmed now; the matching `message` frame replaces the local timestamp.
   const m = { seq, roomId, authorId: me.authorId, nickname, avatar, content: p.content,
-    createdAt: new Date().toISOString(), clientId };
+    createdAt: new Date().toISOString(), clientId, replyTo: p.replyTo };
   renderMessage(m, p.el);
   items.set(seq, { el: p.el, msg: m, local: true });
   place(p.el, seq);
@@ -727,8 +837,18 @@ function submit() {
   const content = input.value.trim();
   const n = chars(content);
   if (!n || n > MAX_LEN || client.banned) return;
-  const clientId = client.submit(content);  // offline: stays pending, goes out after the next welcome
-  const p = { el: h("li"), content, failed: null };
+  const mode = compose.mode;
+  if (mode?.kind === "edit") {
+    // The engine answers with `edited` for everyone (or an error, shown as a note).
+    if (!send({ type: "edit", seq: mode.msg.seq, content })) { note(T.offline); return; }
+    compose.done();
+    onInput();
+    return;
+  }
+  const replyTo = mode ? quoteOf(mode.msg) : undefined;
+  const clientId = client.submit(content, replyTo?.seq);  // offline: stays pending, goes out after the next welcome
+  compose.done();
+  const p = { el: h("li"), content, failed: null, replyTo };
   pending.set(clientId, p);
   renderPending(clientId, p);
   list.append(p.el);
@@ -752,6 +872,7 @@ function onInput() {
   if (n && Date.now() - lastTypingSent > TYPING_EVERY && send({ type: "typing" })) lastTypingSent = Date.now();
 }
 
+const compose = createComposeMode({ bar: contextEl, input, T, changed: onInput });
 input.addEventListener("input", onInput);
 input.addEventListener("keydown", (e) => {
   // isComposing / 229: Enter that confirms a Korean (IME) syllable must not send.

@@ -29,6 +29,8 @@ const FILES: &[&str] = &[
     "storage.js",
     "strings.js",
     "moderator.js",
+    "reactions.js",
+    "reply.js",
     "widget.css",
     "admin.js",
     "admin-api.js",

@@ -157,8 +157,133 @@ pub fn content(raw: &str) -> Option<String> {
     ok.then(|| trimmed.to_string())
 }
 
-/// A stored message, as every reader sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The reactions a reader may leave on a message, in the order they are shown.
+pub const EMOJI: [&str; 6] = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
+/// Characters of the original a reply's quote shows.
+pub const EXCERPT_CHARS: usize = 100;
+
+/// One of [`EMOJI`], by its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Emoji(u8);
+
+impl Emoji {
+    pub fn parse(raw: &str) -> Option<Emoji> {
+        EMOJI.iter().position(|e| *e == raw).map(|i| Emoji(i as u8))
+    }
+
+    pub fn from_index(index: usize) -> Option<Emoji> {
+        (index < EMOJI.len()).then_some(Emoji(index as u8))
+    }
+
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        EMOJI[self.index()]
+    }
+
+    /// This emoji as one bit of a reader's set of reactions on a message.
+    pub fn bit(self) -> u8 {
+        1 << self.0
+    }
+}
+
+/// How many readers left each emoji on a message. Serialized as `{"👍":3}`, counts above zero
+/// only, in the order of [`EMOJI`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reactions(pub [u32; EMOJI.len()]);
+
+impl Reactions {
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|n| *n == 0)
+    }
+
+    /// Counts from readers' sets of reactions (bit masks of [`Emoji::bit`]).
+    pub fn from_masks<'a>(masks: impl IntoIterator<Item = &'a u8>) -> Reactions {
+        let mut counts = Reactions::default();
+        for mask in masks {
+            for (i, n) in counts.0.iter_mut().enumerate() {
+                *n += u32::from(mask >> i & 1);
+            }
+        }
+        counts
+    }
+
+    /// Counts from the store's list of a message's reactions, one emoji per reader and emoji,
+    /// comma-separated; unknown emoji are left out.
+    pub fn from_list(raw: Option<&str>) -> Reactions {
+        let mut counts = Reactions::default();
+        for emoji in raw.unwrap_or("").split(',').filter_map(Emoji::parse) {
+            counts.0[emoji.index()] += 1;
+        }
+        counts
+    }
+
+    pub fn add(&mut self, emoji: Emoji) {
+        self.0[emoji.index()] += 1;
+    }
+}
+
+impl Serialize for Reactions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (emoji, n) in EMOJI.iter().zip(self.0) {
+            if n > 0 {
+                map.serialize_entry(emoji, &n)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Reactions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Reactions, D::Error> {
+        let raw = std::collections::BTreeMap::<String, u32>::deserialize(d)?;
+        let mut counts = Reactions::default();
+        for (emoji, n) in raw {
+            let emoji = Emoji::parse(&emoji).ok_or_else(|| serde::de::Error::custom(format!("unknown reaction {emoji:?}")))?;
+            counts.0[emoji.index()] = n;
+        }
+        Ok(counts)
+    }
+}
+
+/// What a reply shows of the message it answers: its author and first characters, or only that
+/// it is gone (deleted, hidden or pruned), so a deleted message's text never lives on in quotes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyQuote {
+    pub seq: Seq,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<AuthorId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nickname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl ReplyQuote {
+    pub fn of(original: &Message) -> ReplyQuote {
+        ReplyQuote::shown(original.seq, original.author_id.clone(), original.nickname.clone(), &original.content)
+    }
+
+    pub fn shown(seq: Seq, author_id: AuthorId, nickname: String, content: &str) -> ReplyQuote {
+        let excerpt = content.chars().take(EXCERPT_CHARS).collect();
+        ReplyQuote { seq, author_id: Some(author_id), nickname: Some(nickname), excerpt: Some(excerpt), deleted: false }
+    }
+
+    pub fn gone(seq: Seq) -> ReplyQuote {
+        ReplyQuote { seq, author_id: None, nickname: None, excerpt: None, deleted: true }
+    }
+}
+
+/// A stored message, as every reader sees it. `reactions`, `replyTo` and `editedAt` are left out
+/// when they do not apply, so clients that do not know them see the message as before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub seq: Seq,
@@ -167,14 +292,55 @@ pub struct Message {
     pub nickname: String,
     pub avatar: String,
     pub content: String,
-    #[serde(serialize_with = "serialize_millis")]
+    #[serde(serialize_with = "serialize_millis", deserialize_with = "deserialize_millis")]
     pub created_at: i64,
     pub client_id: String,
+    #[serde(default, skip_serializing_if = "Reactions::is_empty")]
+    pub reactions: Reactions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyQuote>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_opt_millis",
+        deserialize_with = "deserialize_opt_millis"
+    )]
+    pub edited_at: Option<i64>,
 }
 
 impl Serialize for RoomId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RoomId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RoomId, D::Error> {
+        let raw = String::deserialize(d)?;
+        RoomId::parse(&raw).ok_or_else(|| serde::de::Error::custom("invalid room id"))
+    }
+}
+
+/// RFC 3339 as written by [`format_millis`] (any offset accepted), back to epoch milliseconds.
+pub fn parse_millis(raw: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(raw).ok().map(|t| t.timestamp_millis())
+}
+
+fn deserialize_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_millis(&raw).ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {raw:?}")))
+}
+
+fn deserialize_opt_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|raw| parse_millis(&raw).ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {raw:?}"))))
+        .transpose()
+}
+
+fn serialize_opt_millis<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => serialize_millis(ms, s),
+        None => s.serialize_none(),
     }
 }
 

@@ -158,6 +158,11 @@ pub struct Config {
     #[arg(long, env = "AUTO_HIDE_REPORTS", default_value_t = 3)]
     pub auto_hide_reports: u32,
 
+    /// Seconds after sending a message during which its author may edit it; later edits are
+    /// refused with `edit_expired`.
+    #[arg(long, env = "EDIT_WINDOW", default_value = "300", value_parser = parse_seconds)]
+    pub edit_window: Duration,
+
     /// A reader's first messages in a room during which it may not post links (see
     /// `--spam-link-wait`). 0: links are always allowed.
     #[arg(long, env = "SPAM_LINK_MESSAGES", default_value_t = 3)]

@@ -93,7 +93,7 @@ pub async fn import(store: Arc<dyn Store>, input: impl BufRead) -> anyhow::Resul
                 if message.message.room_id != state.id {
                     bail!("line {number}: a message of room {} under room {}", message.message.room_id, state.id);
                 }
-                messages.push(message);
+                messages.push(*message);
             }
         }
     }

@@ -47,6 +47,10 @@ pub struct Metrics {
     pub spam_refused: IntCounterVec,
     /// Messages hidden by readers' reports (counted on the pod that hid them).
     pub messages_hidden: IntCounter,
+    /// Reactions put on or taken back (changes only; counted on the pod the reader is on).
+    pub reactions: IntCounter,
+    /// Messages edited by their authors (changes only).
+    pub edits: IntCounter,
     /// Client addresses the per-address limits track (open sockets or budgets still refilling).
     pub client_addresses: IntGauge,
     /// Webhook events by `event` and `outcome` (delivered, failed, dropped), counted per endpoint.
@@ -149,6 +153,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         reports: counter(&r, "chat_reports_total", "Readers' reports recorded, each reader counted once per message."),
         messages_hidden: counter(&r, "chat_messages_hidden_total", "Messages hidden because enough readers reported them."),
+        reactions: counter(&r, "chat_reactions_total", "Reactions readers put on or took back (changes only)."),
+        edits: counter(&r, "chat_edits_total", "Messages their authors edited (changes only)."),
         messages_pruned: counter_vec(
             &r,
             "chat_messages_pruned_total",

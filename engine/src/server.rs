@@ -63,6 +63,7 @@ pub async fn serve(
         },
         clients: clients.clone(),
         auto_hide_reports: config.auto_hide_reports,
+        edit_window: config.edit_window,
     };
     let cluster: Arc<dyn Cluster> = match &bus {
         Some(bus) => Arc::new(RedisCluster::new(bus.clone())),

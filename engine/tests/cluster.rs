@@ -956,3 +956,48 @@ async fn repeated_content_is_counted_across_pods_and_slow_mode_reaches_the_other
     let limited = far.expect_error("rate_limited").await;
     assert!(limited["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0 && ms <= 30_000), "{limited}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_edits_and_replies_on_one_pod_reach_the_readers_of_the_other() {
+    let cluster = Cluster::start(2).await;
+    let room = room("features");
+    let far_reader = Reader::new("먼 독자");
+    let (mut near, welcome) = cluster.pod(0).join(&room, &Reader::new("가까운 작성자")).await;
+    let near_id = welcome["you"]["authorId"].clone();
+    let (mut far, welcome) = cluster.pod(1).join(&room, &far_reader).await;
+    let far_id = welcome["you"]["authorId"].clone();
+    let (seq, _) = near.say("hello from pod-0").await;
+    far.next_where("the message", |f| frame_type(f) == "message" && f["message"]["seq"] == seq).await;
+
+    // A reaction on pod-0 reaches pod-1's reader, and the other way round.
+    near.send_json(&json!({"type": "react", "seq": seq, "emoji": "👍", "on": true})).await;
+    let frame = far.next_of_type("reactions").await;
+    assert_eq!(frame, json!({"type": "reactions", "seq": seq, "reactions": {"👍": 1}, "authorId": near_id, "emoji": "👍", "on": true}));
+    far.send_json(&json!({"type": "react", "seq": seq, "emoji": "👍", "on": true})).await;
+    for client in [&mut far, &mut near] {
+        let frame = client.next_where("far's reaction", |f| frame_type(f) == "reactions" && f["authorId"] == far_id).await;
+        assert_eq!(frame["reactions"], json!({"👍": 2}), "{frame}");
+    }
+
+    // An edit on pod-0 reaches pod-1; a reply on pod-1 quotes the edited text on pod-0.
+    near.send_json(&json!({"type": "edit", "seq": seq, "content": "hello, edited on pod-0"})).await;
+    let edited = far.next_of_type("edited").await;
+    assert_eq!(edited["message"]["content"], "hello, edited on pod-0", "{edited}");
+    assert!(edited["message"]["editedAt"].is_string(), "{edited}");
+    let client_id = new_id();
+    far.send_json(&json!({"type": "send", "clientId": client_id, "content": "a reply", "replyTo": seq})).await;
+    let reply = near.next_where("the reply", |f| frame_type(f) == "message" && f["message"]["clientId"] == client_id.as_str()).await;
+    assert_eq!(reply["message"]["replyTo"]["excerpt"], "hello, edited on pod-0", "{reply}");
+
+    // Each pod's memory took the changes: a reader joining either sees them, with its own reactions.
+    for pod in 0..2 {
+        let (_, welcome) = cluster.pod(pod).join(&room, &far_reader).await;
+        let first = &welcome["history"][0];
+        assert_eq!(
+            (first["content"].as_str(), first["reactions"].clone()),
+            (Some("hello, edited on pod-0"), json!({"👍": 2})),
+            "pod-{pod}"
+        );
+        assert_eq!(welcome["myReactions"], json!({seq.to_string(): ["👍"]}), "pod-{pod}: {welcome}");
+    }
+}

@@ -529,3 +529,31 @@ describe("other frames", () => {
     assert.equal(t.client.send({ type: "typing" }), false);
   });
 });
+
+describe("replies, reactions and edits", () => {
+  test("a reply carries replyTo, also when it is resent after a reconnect; a plain send has none", () => {
+    const t = setup();
+    t.client.connect();
+    const sock = welcome(t);
+    const reply = t.client.submit("agreed", 41);
+    const plain = t.client.submit("hello");
+    assert.deepEqual(sock.frames("send"), [
+      { type: "send", clientId: reply, content: "agreed", replyTo: 41 },
+      { type: "send", clientId: plain, content: "hello" },
+    ]);
+    dropAndReconnect(t);
+    const again = welcome(t);
+    assert.deepEqual(again.frames("send").find((f) => f.clientId === reply), { type: "send", clientId: reply, content: "agreed", replyTo: 41 });
+  });
+
+  test("reactions and edited frames reach the view as they are", () => {
+    const t = setup();
+    t.client.connect();
+    const sock = welcome(t);
+    const reactions = { type: "reactions", seq: 3, reactions: { "👍": 2 }, authorId: OTHER, emoji: "👍", on: true };
+    const edited = { type: "edited", message: msg(3, { content: "fixed", editedAt: "2026-01-01T00:01:00.000Z" }) };
+    sock.receive(reactions);
+    sock.receive(edited);
+    assert.deepEqual(t.of("frame"), [[reactions], [edited]]);
+  });
+});

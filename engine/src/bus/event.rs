@@ -3,7 +3,7 @@
 
 use crate::protocol::{Frame, MessageJson};
 
-use crate::chat::{AuthorId, Seq};
+use crate::chat::{AuthorId, Emoji, Reactions, Seq};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomEvent {
@@ -21,6 +21,19 @@ pub enum RoomEvent {
     },
     /// The owner kept a hidden message: its seq and `Message` JSON.
     Restored {
+        seq: Seq,
+        json: MessageJson,
+    },
+    /// A reader's reaction was put on (`on`) or taken back; `counts`: the message's after it.
+    Reaction {
+        seq: Seq,
+        author: AuthorId,
+        emoji: Emoji,
+        on: bool,
+        counts: Reactions,
+    },
+    /// A message was edited: its seq and its `Message` JSON as it reads now.
+    Edited {
         seq: Seq,
         json: MessageJson,
     },
@@ -66,6 +79,11 @@ pub fn encode(pod: &str, sent_at_ms: i64, event: &RoomEvent) -> String {
         RoomEvent::Deleted { seq } => ("deleted", seq.to_string()),
         RoomEvent::Hidden { seq } => ("hidden", seq.to_string()),
         RoomEvent::Restored { seq, json } => ("restored", format!("{seq}\n{json}")),
+        RoomEvent::Reaction { seq, author, emoji, on, counts } => {
+            let counts: Vec<String> = counts.0.iter().map(u32::to_string).collect();
+            ("reaction", format!("{seq}\n{}\n{}\n{}\n{}", author.as_str(), emoji.index(), u8::from(*on), counts.join(",")))
+        }
+        RoomEvent::Edited { seq, json } => ("edited", format!("{seq}\n{json}")),
         RoomEvent::Typing { author, frame } => ("typing", format!("{}\n{}", author.as_str(), frame.as_str())),
         RoomEvent::Banned { author, until } => ("banned", format!("{}\n{until}", author.as_str())),
         RoomEvent::Unbanned { author } => ("unbanned", author.as_str().to_string()),
@@ -94,6 +112,27 @@ pub fn decode(raw: &str) -> Option<Envelope> {
         "restored" => {
             let (seq, json) = payload.split_once('\n')?;
             RoomEvent::Restored { seq: seq.parse().ok()?, json: json.to_string().into() }
+        }
+        "reaction" => {
+            let mut fields = payload.splitn(5, '\n');
+            let seq = fields.next()?.parse().ok()?;
+            let author = AuthorId::parse(fields.next()?)?;
+            let emoji = Emoji::from_index(fields.next()?.parse().ok()?)?;
+            let on = match fields.next()? {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            };
+            let mut counts = Reactions::default();
+            let mut given = fields.next()?.split(',');
+            for n in counts.0.iter_mut() {
+                *n = given.next()?.parse().ok()?;
+            }
+            RoomEvent::Reaction { seq, author, emoji, on, counts }
+        }
+        "edited" => {
+            let (seq, json) = payload.split_once('\n')?;
+            RoomEvent::Edited { seq: seq.parse().ok()?, json: json.to_string().into() }
         }
         "typing" => {
             let (author, frame) = payload.split_once('\n')?;
@@ -134,6 +173,14 @@ mod tests {
             RoomEvent::Hidden { seq: 4 },
             RoomEvent::Restored { seq: 4, json: r#"{"seq":4,"content":"x\ny"}"#.into() },
             RoomEvent::Typing { author: author.clone(), frame: r#"{"type":"typing"}"#.to_string().into() },
+            RoomEvent::Reaction {
+                seq: 9,
+                author: author.clone(),
+                emoji: Emoji::parse("❤️").unwrap(),
+                on: true,
+                counts: Reactions([2, 1, 0, 0, 0, 7]),
+            },
+            RoomEvent::Edited { seq: 9, json: r#"{"seq":9,"content":"fixed\ntext"}"#.into() },
             RoomEvent::Banned { author: author.clone(), until: 1_800_000_000_000 },
             RoomEvent::Unbanned { author },
             RoomEvent::Locked { locked: true },

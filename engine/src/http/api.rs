@@ -42,10 +42,12 @@ pub async fn room_info(app: &Arc<App>, room: RoomId) -> Response<Body> {
 struct HistoryQuery {
     before: Option<Seq>,
     limit: usize,
+    /// The reader whose own reactions on the page come back as `myReactions`.
+    author: Option<AuthorId>,
 }
 
 fn parse_history_query(query: Option<&str>) -> Result<HistoryQuery, String> {
-    let mut parsed = HistoryQuery { before: None, limit: HISTORY_ON_JOIN };
+    let mut parsed = HistoryQuery { before: None, limit: HISTORY_ON_JOIN, author: None };
     for (key, value) in query_pairs(query) {
         match key {
             "before" => match value.parse::<Seq>() {
@@ -53,20 +55,41 @@ fn parse_history_query(query: Option<&str>) -> Result<HistoryQuery, String> {
                 _ => return Err("before must be a positive seq".into()),
             },
             "limit" => parsed.limit = parse_limit(value, HISTORY_MAX)?,
+            "authorId" => parsed.author = Some(AuthorId::parse(value).ok_or("authorId must be 16 lowercase hex digits")?),
             _ => {}
         }
     }
     Ok(parsed)
 }
 
-/// Older messages, newest last: `?before={seq}&limit={n}`.
+/// Older messages, newest last: `?before={seq}&limit={n}`, with `&authorId={id}` that reader's
+/// own reactions on them as `myReactions` (as a welcome has them).
 pub async fn history(app: &Arc<App>, room: RoomId, query: Option<&str>) -> Response<Body> {
     let query = match parse_history_query(query) {
         Ok(q) => q,
         Err(message) => return error_response(ErrorCode::BadRequest, &message),
     };
-    match app.store.history(room, query.before, query.limit).await {
-        Ok(messages) => json(&json!({ "messages": messages })),
+    let read = async {
+        let messages = app.store.history(room.clone(), query.before, query.limit).await?;
+        let mine = match (&query.author, messages.first(), messages.last()) {
+            (Some(author), Some(first), Some(last)) => Some(app.store.reactions_by(room, author.clone(), first.seq, last.seq).await?),
+            (Some(_), _, _) => Some(Vec::new()),
+            _ => None,
+        };
+        Ok::<_, crate::store::StoreError>((messages, mine))
+    };
+    match read.await {
+        Ok((messages, None)) => json(&json!({ "messages": messages })),
+        Ok((messages, Some(mine))) => {
+            let mut masks: Vec<(Seq, u8)> = Vec::new();
+            for (seq, emoji) in mine {
+                match masks.last_mut() {
+                    Some((last, mask)) if *last == seq => *mask |= emoji.bit(),
+                    _ => masks.push((seq, emoji.bit())),
+                }
+            }
+            json(&json!({ "messages": messages, "myReactions": crate::protocol::MyReactions(masks) }))
+        }
         Err(err) => {
             tracing::warn!(error = %err, "history query failed");
             unavailable()
@@ -137,7 +160,7 @@ mod tests {
         let q = parse_history_query(Some("before=10&limit=100")).unwrap();
         assert_eq!((q.before, q.limit), (Some(10), 100));
         assert_eq!(parse_history_query(None).unwrap().limit, HISTORY_ON_JOIN);
-        for bad in ["limit=0", "limit=101", "limit=abc", "before=-1", "before=", "limit="] {
+        for bad in ["limit=0", "limit=101", "limit=abc", "before=-1", "before=", "limit=", "authorId=x"] {
             assert!(parse_history_query(Some(bad)).is_err(), "{bad}");
         }
     }

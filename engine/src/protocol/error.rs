@@ -19,12 +19,13 @@ pub enum ErrorCode {
     Spam,
     NotFound,
     Forbidden,
+    EditExpired,
     Unavailable,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidRoomId,
         ErrorCode::BadFrame,
@@ -38,6 +39,7 @@ impl ErrorCode {
         ErrorCode::Spam,
         ErrorCode::NotFound,
         ErrorCode::Forbidden,
+        ErrorCode::EditExpired,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -57,6 +59,7 @@ impl ErrorCode {
             ErrorCode::Spam => "spam",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::EditExpired => "edit_expired",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -71,7 +74,7 @@ impl ErrorCode {
             ErrorCode::InvalidNickname | ErrorCode::InvalidContent => 400,
             // Content the spam rules refuse: well-formed, but not accepted.
             ErrorCode::Spam => 422,
-            ErrorCode::Forbidden | ErrorCode::Banned => 403,
+            ErrorCode::Forbidden | ErrorCode::Banned | ErrorCode::EditExpired => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::RoomLocked => 409,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
@@ -107,6 +110,7 @@ impl ErrorCode {
             ErrorCode::Spam => "refused as spam",
             ErrorCode::NotFound => "not found",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::EditExpired => "edit_expired",
             ErrorCode::Unavailable => "message store unavailable; try again",
             ErrorCode::Internal => "internal error",
         }

@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use super::{self as protocol, ClientFrame, ErrorCode, Parsed};
-use crate::chat::{self, Seq};
+use crate::chat::{self, Emoji, Seq};
 
 /// A client frame that passed every check a room does not need to make.
 #[derive(Debug)]
@@ -20,6 +20,16 @@ pub enum Inbound {
     },
     Send {
         client_id: String,
+        content: String,
+        reply_to: Option<Seq>,
+    },
+    React {
+        seq: Seq,
+        emoji: Emoji,
+        on: bool,
+    },
+    Edit {
+        seq: Seq,
         content: String,
     },
     Delete {
@@ -42,7 +52,7 @@ pub struct Refusal {
     pub message: String,
     /// The send's clientId, when the frame carried one, so the client knows which send failed.
     pub client_id: Option<String>,
-    /// The reported message's seq, so the client knows which report failed.
+    /// The message a report, reaction or edit was about, so the client knows which one failed.
     pub seq: Option<Seq>,
 }
 
@@ -51,11 +61,22 @@ fn refuse(code: ErrorCode, message: &str) -> Refusal {
 }
 
 const AVATAR_RULE: &str = "avatar: at most 32 printable characters";
+const EMOJI_RULE: &str = "emoji: one of 👍 ❤️ 😂 😮 😢 🙏";
+
+/// The seq a report, reaction or edit names: 0 names no message ever (bad_frame); past
+/// i64::MAX none can exist yet (not_found).
+fn message_seq(seq: u64) -> Result<Seq, Refusal> {
+    match Seq::try_from(seq) {
+        Ok(0) => Err(Refusal { seq: Some(0), ..refuse(ErrorCode::BadFrame, "seq must be a positive integer") }),
+        Ok(seq) => Ok(seq),
+        Err(_) => Err(refuse(ErrorCode::NotFound, "no such message")),
+    }
+}
 
 pub fn check(text: &str) -> Result<Inbound, Refusal> {
     let frame = match protocol::parse(text) {
         Parsed::Frame(frame) => frame,
-        Parsed::Bad { reason, client_id } => return Err(Refusal { code: ErrorCode::BadFrame, message: reason, client_id, seq: None }),
+        Parsed::Bad { reason, client_id, seq } => return Err(Refusal { code: ErrorCode::BadFrame, message: reason, client_id, seq }),
     };
     match frame {
         ClientFrame::Hello { anonymous_id, nickname, avatar, last_seq, watch, grant } => {
@@ -68,24 +89,41 @@ pub fn check(text: &str) -> Result<Inbound, Refusal> {
             let watch = watch.then(|| grant.unwrap_or_default());
             Ok(Inbound::Hello { anonymous_id, nickname, avatar, last_seq, watch })
         }
-        ClientFrame::Send { client_id, content } => {
+        ClientFrame::Send { client_id, content, reply_to } => {
             if Uuid::parse_str(&client_id).is_err() {
                 return Err(Refusal { client_id: Some(client_id), ..refuse(ErrorCode::BadFrame, "clientId must be a UUID") });
             }
+            let reply_to = match reply_to.map(Seq::try_from) {
+                None => None,
+                Some(Ok(0)) => {
+                    return Err(Refusal { client_id: Some(client_id), ..refuse(ErrorCode::BadFrame, "replyTo must be a positive integer") })
+                }
+                Some(Ok(seq)) => Some(seq),
+                // Past every seq there can be: no such message.
+                Some(Err(_)) => return Err(Refusal { client_id: Some(client_id), ..refuse(ErrorCode::NotFound, "no such message") }),
+            };
             match chat::content(&content) {
-                Some(content) => Ok(Inbound::Send { client_id, content }),
+                Some(content) => Ok(Inbound::Send { client_id, content, reply_to }),
                 None => Err(Refusal { client_id: Some(client_id), ..refuse(ErrorCode::InvalidContent, "content: 1 to 2000 characters") }),
+            }
+        }
+        ClientFrame::React { seq, emoji, on } => {
+            let seq = message_seq(seq)?;
+            let emoji = Emoji::parse(&emoji).ok_or_else(|| Refusal { seq: Some(seq), ..refuse(ErrorCode::BadFrame, EMOJI_RULE) })?;
+            Ok(Inbound::React { seq, emoji, on })
+        }
+        ClientFrame::Edit { seq, content } => {
+            let seq = message_seq(seq)?;
+            match chat::content(&content) {
+                Some(content) => Ok(Inbound::Edit { seq, content }),
+                None => Err(Refusal { seq: Some(seq), ..refuse(ErrorCode::InvalidContent, "content: 1 to 2000 characters") }),
             }
         }
         // No message has a seq past i64::MAX.
         ClientFrame::Delete { seq } => {
             Seq::try_from(seq).map(|seq| Inbound::Delete { seq }).map_err(|_| refuse(ErrorCode::NotFound, "no such message"))
         }
-        // Seq 0 names no message ever; past i64::MAX none can exist yet.
-        ClientFrame::Report { seq: 0 } => Err(Refusal { seq: Some(0), ..refuse(ErrorCode::BadFrame, "seq must be a positive integer") }),
-        ClientFrame::Report { seq } => {
-            Seq::try_from(seq).map(|seq| Inbound::Report { seq }).map_err(|_| refuse(ErrorCode::NotFound, "no such message"))
-        }
+        ClientFrame::Report { seq } => message_seq(seq).map(|seq| Inbound::Report { seq }),
         ClientFrame::Typing {} => Ok(Inbound::Typing),
         ClientFrame::Rename { nickname, avatar } => {
             let nickname = chat::nickname(&nickname).ok_or_else(|| refuse(ErrorCode::InvalidNickname, chat::NICKNAME_RULE))?;
@@ -141,11 +179,25 @@ mod tests {
             Just(json!("send")),
             Just(json!("delete")),
             Just(json!("report")),
+            Just(json!("react")),
+            Just(json!("edit")),
             Just(json!("typing")),
             Just(json!("rename")),
             json_value(),
         ];
-        let field = prop::sample::select(vec!["anonymousId", "nickname", "avatar", "lastSeq", "clientId", "content", "seq", "extra"]);
+        let field = prop::sample::select(vec![
+            "anonymousId",
+            "nickname",
+            "avatar",
+            "lastSeq",
+            "clientId",
+            "content",
+            "seq",
+            "replyTo",
+            "emoji",
+            "on",
+            "extra",
+        ]);
         (kind, prop::collection::vec((field, json_value()), 0..6)).prop_map(|(kind, fields)| {
             let mut frame = Map::new();
             frame.insert("type".into(), kind);
@@ -168,8 +220,14 @@ mod tests {
                 prop_assert_eq!(chat::nickname(&nickname), Some(nickname.clone()));
                 prop_assert_eq!(chat::avatar(Some(&avatar)), Some(avatar.clone()));
             }
-            Ok(Inbound::Send { client_id, content }) => {
+            Ok(Inbound::Send { client_id, content, reply_to }) => {
                 prop_assert!(Uuid::parse_str(&client_id).is_ok());
+                prop_assert_eq!(chat::content(&content), Some(content.clone()));
+                prop_assert!(reply_to.is_none_or(|seq| seq >= 1));
+            }
+            Ok(Inbound::React { seq, .. }) => prop_assert!(seq >= 1),
+            Ok(Inbound::Edit { seq, content }) => {
+                prop_assert!(seq >= 1);
                 prop_assert_eq!(chat::content(&content), Some(content.clone()));
             }
             Ok(Inbound::Rename { nickname, .. }) => prop_assert_eq!(chat::nickname(&nickname), Some(nickname.clone())),
@@ -216,5 +274,33 @@ mod tests {
             assert_eq!(code(json!({"type": "report", "seq": bad})), Some(ErrorCode::BadFrame), "{bad}");
         }
         assert_eq!(code(json!({"type": "dance"})), Some(ErrorCode::BadFrame));
+    }
+
+    #[test]
+    fn reactions_edits_and_replies_have_their_rules() {
+        let id = uuid::Uuid::new_v4().to_string();
+        let refusal = |frame: Value| check(&frame.to_string()).err().map(|r| (r.code, r.seq, r.client_id));
+        assert_eq!(refusal(json!({"type": "react", "seq": 5, "emoji": "👍", "on": true})), None);
+        assert_eq!(refusal(json!({"type": "react", "seq": 5, "emoji": "❤️", "on": false})), None);
+        for emoji in [json!("❤"), json!("🦦"), json!(""), json!(1)] {
+            assert_eq!(refusal(json!({"type": "react", "seq": 5, "emoji": emoji, "on": true})), Some((ErrorCode::BadFrame, Some(5), None)));
+        }
+        assert_eq!(
+            refusal(json!({"type": "react", "seq": 5, "emoji": "👍"})),
+            Some((ErrorCode::BadFrame, Some(5), None)),
+            "on is required"
+        );
+        assert_eq!(refusal(json!({"type": "react", "seq": 0, "emoji": "👍", "on": true})), Some((ErrorCode::BadFrame, Some(0), None)));
+        assert_eq!(refusal(json!({"type": "edit", "seq": 5, "content": "fixed"})), None);
+        assert_eq!(refusal(json!({"type": "edit", "seq": 5, "content": "  "})), Some((ErrorCode::InvalidContent, Some(5), None)));
+        assert_eq!(refusal(json!({"type": "edit", "seq": u64::MAX, "content": "x"})).map(|r| r.0), Some(ErrorCode::NotFound));
+        assert_eq!(refusal(json!({"type": "send", "clientId": id, "content": "hi", "replyTo": 41})), None);
+        for bad in [json!(0), json!(-1), json!(1.5), json!("41")] {
+            assert_eq!(
+                refusal(json!({"type": "send", "clientId": id, "content": "hi", "replyTo": bad})),
+                Some((ErrorCode::BadFrame, None, Some(id.clone()))),
+                "{bad}"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{CloseCode, ErrorCode};
 
-use crate::chat::{Profile, Seq};
+use crate::chat::{AuthorId, Emoji, Profile, Reactions, Seq};
 
 /// One server frame, serialized: UTF-8 JSON text, shared (not copied) by every reader it goes to.
 /// Only this module builds frames, from strings, so the bytes are always valid UTF-8.
@@ -71,6 +71,20 @@ pub enum ClientFrame {
         #[serde(rename = "clientId")]
         client_id: String,
         content: String,
+        /// The seq of the message this one answers.
+        #[serde(rename = "replyTo")]
+        reply_to: Option<u64>,
+    },
+    /// A reader puts a reaction on a message (`on`) or takes it back.
+    React {
+        seq: u64,
+        emoji: String,
+        on: bool,
+    },
+    /// An author changes the content of its own recent message.
+    Edit {
+        seq: u64,
+        content: String,
     },
     Delete {
         seq: u64,
@@ -86,11 +100,13 @@ pub enum ClientFrame {
     },
 }
 
-/// Just the clientId of a frame that failed to parse, so its error can still name the send.
+/// Just the clientId (or seq) of a frame that failed to parse, so its error can still name the
+/// send (or the message a react or edit was about).
 #[derive(Deserialize)]
 struct ClientIdOnly {
     #[serde(rename = "clientId")]
     client_id: Option<String>,
+    seq: Option<serde_json::Value>,
 }
 
 /// Just the type of a frame, to tell "not hello yet" from "not a frame at all".
@@ -106,15 +122,22 @@ pub fn frame_type(text: &str) -> Option<String> {
 
 pub enum Parsed {
     Frame(ClientFrame),
-    Bad { reason: String, client_id: Option<String> },
+    /// `seq`: the frame's seq when it is a positive integer (a react or edit names its message).
+    Bad {
+        reason: String,
+        client_id: Option<String>,
+        seq: Option<Seq>,
+    },
 }
 
 pub fn parse(text: &str) -> Parsed {
     match serde_json::from_str::<ClientFrame>(text) {
         Ok(frame) => Parsed::Frame(frame),
         Err(err) => {
-            let client_id = serde_json::from_str::<ClientIdOnly>(text).ok().and_then(|c| c.client_id);
-            Parsed::Bad { reason: err.to_string(), client_id }
+            let named = serde_json::from_str::<ClientIdOnly>(text).ok();
+            let seq = named.as_ref().and_then(|c| c.seq.as_ref()).and_then(|s| s.as_i64()).filter(|s| *s >= 1);
+            let client_id = named.and_then(|c| c.client_id);
+            Parsed::Bad { reason: err.to_string(), client_id, seq }
         }
     }
 }
@@ -172,6 +195,15 @@ enum ServerFrame<'a> {
     Hidden {
         seq: Seq,
     },
+    /// A message's reactions after one reader's change.
+    Reactions {
+        seq: Seq,
+        reactions: Reactions,
+        #[serde(rename = "authorId")]
+        author_id: &'a str,
+        emoji: &'a str,
+        on: bool,
+    },
 }
 
 fn encode(frame: &ServerFrame<'_>) -> Frame {
@@ -205,9 +237,32 @@ pub fn spam(reason: &str, message: &str, client_id: &str) -> Frame {
     encode(&ServerFrame::Error { code: ErrorCode::Spam, message, client_id, seq: None, reason: Some(reason), retry_after_ms: None })
 }
 
-/// An `error` about a report, naming the message; `rate_limited` also says when to try again.
+/// An `error` about a report, a reaction or an edit, naming the message; `rate_limited` also
+/// says when to try again.
 pub fn report_error(code: ErrorCode, message: &str, seq: Seq, retry_after_ms: Option<u64>) -> Frame {
     encode(&ServerFrame::Error { code, message, client_id: None, seq: Some(seq), reason: None, retry_after_ms })
+}
+
+/// `spam` for a refused edit, naming the message and the rule that refused it.
+pub fn edit_spam(reason: &str, message: &str, seq: Seq) -> Frame {
+    encode(&ServerFrame::Error {
+        code: ErrorCode::Spam,
+        message,
+        client_id: None,
+        seq: Some(seq),
+        reason: Some(reason),
+        retry_after_ms: None,
+    })
+}
+
+/// `reactions` frame: a message's counts after `author`'s reaction was put on or taken back.
+pub fn reactions(seq: Seq, reactions: Reactions, author: &AuthorId, emoji: Emoji, on: bool) -> Frame {
+    encode(&ServerFrame::Reactions { seq, reactions, author_id: author.as_str(), emoji: emoji.as_str(), on })
+}
+
+/// `edited` frame around the edited message's JSON.
+pub fn edited(message_json: &str) -> Frame {
+    format!(r#"{{"type":"edited","message":{message_json}}}"#).into()
 }
 
 pub fn reported(seq: Seq) -> Frame {
@@ -257,10 +312,19 @@ pub fn message(message_json: &str) -> Frame {
 
 /// `welcome` frame; the history entries are message JSON serialized when they were stored.
 /// Sized up front: a welcome can be large, and a grown buffer would be kept until it is written.
-pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: usize, room: &RoomState<'_>, watching: bool) -> Frame {
+pub fn welcome(
+    you: &Profile,
+    history: &[MessageJson],
+    resumed: bool,
+    online: usize,
+    room: &RoomState<'_>,
+    watching: bool,
+    mine: &MyReactions,
+) -> Frame {
     let you = serde_json::to_string(you).unwrap_or_default();
+    let mine = serde_json::to_string(mine).unwrap_or_default();
     let pinned = room.pinned.unwrap_or("null");
-    let size = 128 + you.len() + pinned.len() + history.iter().map(|m| m.len() + 1).sum::<usize>();
+    let size = 160 + you.len() + pinned.len() + mine.len() + history.iter().map(|m| m.len() + 1).sum::<usize>();
     let mut out = String::with_capacity(size);
     out.push_str(r#"{"type":"welcome","you":"#);
     out.push_str(&you);
@@ -281,11 +345,32 @@ pub fn welcome(you: &Profile, history: &[MessageJson], resumed: bool, online: us
     out.push_str(&room.slow_mode.to_string());
     out.push_str(r#","pinned":"#);
     out.push_str(pinned);
+    out.push_str(r#","myReactions":"#);
+    out.push_str(&mine);
+    out.push_str(r#","editWindow":"#);
+    out.push_str(&room.edit_window.to_string());
     if watching {
         out.push_str(r#","watching":true"#);
     }
     out.push('}');
     out.into()
+}
+
+/// The joining reader's own reactions on the messages of its welcome: `{"57":["👍"]}`.
+#[derive(Debug, Default)]
+pub struct MyReactions(pub Vec<(Seq, u8)>);
+
+impl Serialize for MyReactions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (seq, mask) in &self.0 {
+            let emoji: Vec<&str> =
+                (0..crate::chat::EMOJI.len()).filter(|i| mask >> i & 1 == 1).filter_map(Emoji::from_index).map(Emoji::as_str).collect();
+            map.serialize_entry(&seq.to_string(), &emoji)?;
+        }
+        map.end()
+    }
 }
 
 /// What a welcome says about the room itself: locked or not, and its pinned message's JSON.
@@ -295,6 +380,8 @@ pub struct RoomState<'a> {
     /// Slow mode in seconds (0: off).
     pub slow_mode: u32,
     pub pinned: Option<&'a str>,
+    /// Seconds after sending during which an author may edit a message.
+    pub edit_window: u64,
 }
 
 #[cfg(test)]

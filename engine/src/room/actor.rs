@@ -112,14 +112,35 @@ impl RoomActor {
                 Effect::Repair { after, page } => {
                     self.tasks.spawn(async move { Done::Repaired(store.after(room, after, page).await) });
                 }
-                Effect::History { conn, read } => {
+                Effect::History { conn, read, author } => {
                     self.tasks.spawn(async move {
-                        let result = match read {
-                            HistoryRead::After(since) => store.after(room, since, RESUME_MAX as usize).await,
-                            HistoryRead::Latest => store.history(room, None, HISTORY_ON_JOIN).await,
+                        let messages = match read {
+                            HistoryRead::After(since) => store.after(room.clone(), since, RESUME_MAX as usize).await,
+                            HistoryRead::Latest => store.history(room.clone(), None, HISTORY_ON_JOIN).await,
+                        };
+                        // The reader's own reactions on them, for its welcome's `myReactions`.
+                        let result = match messages {
+                            Ok(messages) => match (messages.first(), messages.last()) {
+                                (Some(first), Some(last)) => {
+                                    store.reactions_by(room, author, first.seq, last.seq).await.map(|mine| (messages, mine))
+                                }
+                                _ => Ok((messages, Vec::new())),
+                            },
+                            Err(err) => Err(err),
                         };
                         Done::History { conn, read, result }
                     });
+                }
+                Effect::React { conn, seq, author, emoji, on } => {
+                    self.tasks.spawn(async move {
+                        let outcome = store.react(room, seq, author.clone(), emoji, on).await;
+                        Done::Reacted { conn, seq, author, emoji, on, outcome }
+                    });
+                }
+                Effect::Edit { conn, seq, author, content } => {
+                    let window_ms = i64::try_from(self.ctx.settings.edit_window.as_millis()).unwrap_or(i64::MAX);
+                    self.tasks
+                        .spawn(async move { Done::Edited { conn, seq, outcome: store.edit(room, seq, author, content, window_ms).await } });
                 }
                 Effect::Delete { seq, author, requester } => {
                     self.tasks.spawn(async move { Done::Deleted { seq, requester, outcome: store.delete(room, seq, author).await } });

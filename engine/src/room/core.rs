@@ -18,13 +18,13 @@ use super::ring::{Entry, Ring};
 use super::{Arrival, Command, ConnId, JoinError, Kick, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX};
 use crate::bus::presence::{Present, HEARTBEAT};
 use crate::bus::{Envelope, RoomEvent};
-use crate::chat::{now_millis, AuthorId, Message, Profile, RoomId, Seq};
+use crate::chat::{now_millis, AuthorId, Emoji, Message, Profile, Reactions, ReplyQuote, RoomId, Seq};
 use crate::client_ip::ClientKey;
 use crate::metrics::{SendOutcome, METRICS};
-use crate::protocol::{self, CloseCode, ErrorCode, Frame, MessageJson};
+use crate::protocol::{self, CloseCode, ErrorCode, Frame, MessageJson, MyReactions};
 use crate::rate::TokenBucket;
 use crate::store::writer::AppendResult;
-use crate::store::{Deletion, Dismissal, NewMessage, Report, RoomSnapshot, StoreError};
+use crate::store::{Deletion, Dismissal, Edit, NewMessage, Reaction, Report, RoomSnapshot, StoreError};
 use crate::webhooks::Notice;
 
 /// Presence frames go out at most this often per room, whatever the churn.
@@ -59,10 +59,26 @@ pub(super) enum Effect {
         after: Seq,
         page: usize,
     },
-    /// Read a parked welcome's history.
+    /// Read a parked welcome's history, and the reader's reactions on it.
     History {
         conn: ConnId,
         read: HistoryRead,
+        author: AuthorId,
+    },
+    /// Put a reader's reaction on a message or take it back.
+    React {
+        conn: ConnId,
+        seq: Seq,
+        author: AuthorId,
+        emoji: Emoji,
+        on: bool,
+    },
+    /// Change an author's message, if still within the edit window.
+    Edit {
+        conn: ConnId,
+        seq: Seq,
+        author: AuthorId,
+        content: String,
     },
     Delete {
         seq: Seq,
@@ -126,6 +142,9 @@ pub(super) enum HistoryRead {
     Latest,
 }
 
+/// A welcome's history read from the store, with the reader's own reactions on it.
+pub(super) type WelcomeRead = (Vec<Message>, Vec<(Seq, Emoji)>);
+
 /// The store's (or the cluster's) answer to an `Effect`.
 pub(super) enum Done {
     Loaded(Result<RoomSnapshot, StoreError>),
@@ -134,7 +153,20 @@ pub(super) enum Done {
     History {
         conn: ConnId,
         read: HistoryRead,
-        result: Result<Vec<Message>, StoreError>,
+        result: Result<WelcomeRead, StoreError>,
+    },
+    Reacted {
+        conn: ConnId,
+        seq: Seq,
+        author: AuthorId,
+        emoji: Emoji,
+        on: bool,
+        outcome: Result<Reaction, StoreError>,
+    },
+    Edited {
+        conn: ConnId,
+        seq: Seq,
+        outcome: Result<Edit, StoreError>,
     },
     Deleted {
         seq: Seq,
@@ -246,6 +278,7 @@ struct Pending {
     author: Profile,
     client_id: String,
     content: String,
+    reply_to: Option<Seq>,
     received: Instant,
 }
 
@@ -259,6 +292,11 @@ struct Loaded {
     /// Slow mode set by the owner: one message per reader every this many seconds (0: off).
     slow_mode: u32,
     pinned: Option<Entry>,
+    /// Who left which reactions (a bit per emoji) on the messages of the ring and the pinned one,
+    /// for each reader's welcome (`myReactions`) and to count them whatever order pods' changes
+    /// arrive in. A message has an entry once it has reactions; one whose JSON shows reactions
+    /// without an entry here (read by a repair) is counted as the store last said.
+    reactors: BTreeMap<Seq, HashMap<AuthorId, u8>>,
 }
 
 /// A change to the room itself (lock, pin, unban) that landed while the room was loading: the
@@ -439,7 +477,9 @@ impl RoomCore {
                 self.join(JoinRequest { conn, arrival, client, outbox, kick, reply })
             }
             Command::Leave { conn } => self.leave(conn),
-            Command::Send { conn, client_id, content, received } => self.send(conn, client_id, content, received),
+            Command::Send { conn, client_id, content, reply_to, received } => self.send(conn, client_id, content, reply_to, received),
+            Command::React { conn, seq, emoji, on } => self.react(conn, seq, emoji, on),
+            Command::Edit { conn, seq, content } => self.edit(conn, seq, content),
             Command::Delete { conn, seq } => {
                 if let Some(member) = self.members.get(&conn) {
                     let author = member.profile.author_id.clone();
@@ -470,6 +510,7 @@ impl RoomCore {
                 if let Some(state) = self.state.as_mut() {
                     let dropped = state.ring.shed(bytes);
                     METRICS.ring_evictions.inc_by(dropped as u64);
+                    state.forget_old_reactors();
                 }
             }
             Command::Shutdown => self.shutting_down = true,
@@ -534,25 +575,27 @@ impl RoomCore {
         METRICS.joins.inc();
         match from_ring.unwrap_or(Err(HistoryRead::Latest)) {
             Ok((history, resumed)) => {
-                let welcome = self.welcome(conn, &profile, &history, resumed);
+                let mine = self.my_reactions(&profile.author_id, &history, Vec::new());
+                let welcome = self.welcome(conn, &profile, &history, resumed, &mine);
                 let _ = reply.send(Ok(welcome));
             }
             Err(read) => {
+                let author = profile.author_id.clone();
                 self.welcoming.insert(conn, Welcoming { reply, profile, upto });
-                self.effects.push(Effect::History { conn, read });
+                self.effects.push(Effect::History { conn, read, author });
             }
         }
     }
 
-    fn history_read(&mut self, conn: ConnId, read: HistoryRead, result: Result<Vec<Message>, StoreError>) {
+    fn history_read(&mut self, conn: ConnId, read: HistoryRead, result: Result<WelcomeRead, StoreError>) {
         let Some(welcoming) = self.welcoming.remove(&conn) else { return };
         if !self.members.contains_key(&conn) {
             // Kicked (banned, too slow) while its history was read: it comes back afresh.
             let _ = welcoming.reply.send(Err(JoinError::Closed));
             return;
         }
-        let messages = match result {
-            Ok(messages) => messages,
+        let (messages, stored_mine) = match result {
+            Ok(read) => read,
             Err(err) => {
                 tracing::warn!(room = %self.id, error = %err, "could not read a welcome's history");
                 self.forget(conn);
@@ -567,8 +610,9 @@ impl RoomCore {
                 Some(missed) => (missed, true),
                 None => {
                     // Too much to resume: the latest, starting over.
+                    let author = welcoming.profile.author_id.clone();
                     self.welcoming.insert(conn, welcoming);
-                    self.effects.push(Effect::History { conn, read: HistoryRead::Latest });
+                    self.effects.push(Effect::History { conn, read: HistoryRead::Latest, author });
                     return;
                 }
             },
@@ -577,21 +621,43 @@ impl RoomCore {
                 (within(history.into_iter().skip(skip).collect(), cap, true).unwrap_or_default(), false)
             }
         };
-        let welcome = self.welcome(conn, &welcoming.profile, &history, resumed);
+        let mine = self.my_reactions(&welcoming.profile.author_id, &history, stored_mine);
+        let welcome = self.welcome(conn, &welcoming.profile, &history, resumed, &mine);
         let _ = welcoming.reply.send(Ok(welcome));
+    }
+
+    /// The reader's own reactions on a welcome's messages and the pinned one: those the room
+    /// holds in memory, and `stored` (read with history the ring did not have).
+    fn my_reactions(&self, author: &AuthorId, history: &[MessageJson], stored: Vec<(Seq, Emoji)>) -> MyReactions {
+        let mut mine: BTreeMap<Seq, u8> = BTreeMap::new();
+        for (seq, emoji) in stored {
+            *mine.entry(seq).or_default() |= emoji.bit();
+        }
+        if let Some(state) = &self.state {
+            let from = history.first().and_then(|json| seq_of(json)).unwrap_or(Seq::MAX);
+            let pinned = state.pinned.as_ref().map(|e| e.seq);
+            let held = state.reactors.range(from..).chain(pinned.and_then(|p| state.reactors.get_key_value(&p)));
+            for (seq, masks) in held {
+                if let Some(mask) = masks.get(author) {
+                    *mine.entry(*seq).or_default() |= mask;
+                }
+            }
+        }
+        MyReactions(mine.into_iter().filter(|(_, mask)| *mask != 0).collect())
     }
 
     /// A welcome with the room's online count, lock and pin as they are now (and, for the owner's
     /// live view, that it watches).
-    fn welcome(&self, conn: ConnId, profile: &Profile, history: &[MessageJson], resumed: bool) -> Frame {
+    fn welcome(&self, conn: ConnId, profile: &Profile, history: &[MessageJson], resumed: bool, mine: &MyReactions) -> Frame {
         let state = self.state.as_ref();
         let room = protocol::RoomState {
             locked: state.is_some_and(|s| s.locked),
             slow_mode: state.map_or(0, |s| s.slow_mode),
             pinned: state.and_then(|s| s.pinned.as_ref()).map(|e| &*e.json),
+            edit_window: self.settings.edit_window.as_secs(),
         };
         let watching = self.members.get(&conn).is_some_and(|m| m.watching);
-        protocol::welcome(profile, history, resumed, self.online(), &room, watching)
+        protocol::welcome(profile, history, resumed, self.online(), &room, watching, mine)
     }
 
     fn info(&self, last_seq: Seq) -> RoomInfo {
@@ -702,7 +768,7 @@ impl RoomCore {
 
     // --- sends and commits ----------------------------------------------------------------------
 
-    fn send(&mut self, conn: ConnId, client_id: String, content: String, received: Instant) {
+    fn send(&mut self, conn: ConnId, client_id: String, content: String, reply_to: Option<Seq>, received: Instant) {
         let Some(member) = self.members.get(&conn) else { return };
         let author = member.profile.clone();
         if self.state.as_ref().is_some_and(|s| s.locked) {
@@ -730,7 +796,7 @@ impl RoomCore {
             self.kick_banned(&author.author_id);
             return;
         }
-        self.pending.push(Pending { conn, author, client_id, content, received });
+        self.pending.push(Pending { conn, author, client_id, content, reply_to, received });
         self.start_commit();
     }
 
@@ -796,6 +862,143 @@ impl RoomCore {
         self.deliver(conn, protocol::report_error(code, message, seq, None));
     }
 
+    // --- reactions and edits --------------------------------------------------------------------
+
+    /// The checks a reaction or an edit shares with a send: not in a locked room, within the send
+    /// limits, not banned. The reader is answered about `seq` when refused.
+    fn may_change(&mut self, conn: ConnId, seq: Seq) -> Option<AuthorId> {
+        let member = self.members.get(&conn)?;
+        let (author, client) = (member.profile.author_id.clone(), member.client);
+        if self.state.as_ref().is_some_and(|s| s.locked) {
+            self.error_about(conn, ErrorCode::RoomLocked, ErrorCode::RoomLocked.default_message(), seq);
+            return None;
+        }
+        if let Err((limit, wait)) = self.take_send_token(&author, client) {
+            METRICS.error(ErrorCode::RateLimited);
+            self.deliver(conn, protocol::report_error(ErrorCode::RateLimited, limit.message(), seq, Some(retry_after_ms(wait))));
+            return None;
+        }
+        if self.is_banned(&author) {
+            self.kick_banned(&author);
+            return None;
+        }
+        Some(author)
+    }
+
+    fn error_about(&mut self, conn: ConnId, code: ErrorCode, message: &str, seq: Seq) {
+        METRICS.error(code);
+        self.deliver(conn, protocol::report_error(code, message, seq, None));
+    }
+
+    /// A reader's reaction: stored first, then shown to everyone.
+    fn react(&mut self, conn: ConnId, seq: Seq, emoji: Emoji, on: bool) {
+        if let Some(author) = self.may_change(conn, seq) {
+            self.effects.push(Effect::React { conn, seq, author, emoji, on });
+        }
+    }
+
+    fn reacted(&mut self, conn: ConnId, seq: Seq, author: AuthorId, emoji: Emoji, on: bool, outcome: Result<Reaction, StoreError>) {
+        match outcome {
+            Ok(Reaction::Done { changed: true, counts }) => {
+                METRICS.reactions.inc();
+                self.effects.push(Effect::Publish(RoomEvent::Reaction { seq, author: author.clone(), emoji, on, counts }));
+                self.apply_reaction(seq, &author, emoji, on, counts);
+            }
+            // Already so: only the reader hears, with the counts as they are.
+            Ok(Reaction::Done { changed: false, counts }) => self.deliver(conn, protocol::reactions(seq, counts, &author, emoji, on)),
+            Ok(Reaction::NotFound) => self.error_about(conn, ErrorCode::NotFound, "no such message", seq),
+            Err(_) => self.error_about(conn, ErrorCode::Unavailable, "message store unavailable; try again", seq),
+        }
+    }
+
+    /// A reaction was put on or taken back (here or on another pod): the message's counts change
+    /// in memory and on every reader's screen. For a message the room holds, the counts come from
+    /// who reacted, so changes from several pods agree whatever order they arrive in.
+    fn apply_reaction(&mut self, seq: Seq, author: &AuthorId, emoji: Emoji, on: bool, counts: Reactions) {
+        let Some(state) = self.state.as_mut() else { return };
+        let mut counts = counts;
+        let held = state.ring.get(seq).or(state.pinned.as_ref().filter(|e| e.seq == seq)).and_then(Entry::message);
+        if let Some(mut message) = held {
+            if state.reactors.contains_key(&seq) || message.reactions.is_empty() {
+                let masks = state.reactors.entry(seq).or_default();
+                let mask = masks.entry(author.clone()).or_default();
+                if on {
+                    *mask |= emoji.bit();
+                } else {
+                    *mask &= !emoji.bit();
+                }
+                if *mask == 0 {
+                    masks.remove(author);
+                }
+                counts = Reactions::from_masks(masks.values());
+                if masks.is_empty() {
+                    state.reactors.remove(&seq);
+                }
+            }
+            message.reactions = counts;
+            state.rewrite(&message);
+        }
+        self.broadcast(&protocol::reactions(seq, counts, author, emoji, on), None);
+    }
+
+    /// An author's edit: stored first (the store knows when the message was written), then shown
+    /// to everyone.
+    fn edit(&mut self, conn: ConnId, seq: Seq, content: String) {
+        if let Some(author) = self.may_change(conn, seq) {
+            self.effects.push(Effect::Edit { conn, seq, author, content });
+        }
+    }
+
+    fn edited(&mut self, conn: ConnId, seq: Seq, outcome: Result<Edit, StoreError>) {
+        let (code, message) = match outcome {
+            Ok(Edit::Edited(message)) => {
+                METRICS.edits.inc();
+                tracing::debug!(room = %self.id, seq, "message edited");
+                let entry = Entry::new(&message);
+                self.effects.push(Effect::Publish(RoomEvent::Edited { seq, json: entry.json.clone() }));
+                self.apply_edited(entry);
+                return;
+            }
+            // Already so: only the author hears.
+            Ok(Edit::Unchanged(message)) => {
+                let json = self.state.as_ref().and_then(|s| s.ring.get(seq)).map_or_else(|| Entry::new(&message).json, |e| e.json.clone());
+                self.deliver(conn, protocol::edited(&json));
+                return;
+            }
+            Ok(Edit::NotFound) => (ErrorCode::NotFound, "no such message"),
+            Ok(Edit::Forbidden) => (ErrorCode::Forbidden, "only the author may edit a message"),
+            Ok(Edit::Expired) => (ErrorCode::EditExpired, ErrorCode::EditExpired.default_message()),
+            Err(_) => (ErrorCode::Unavailable, "message store unavailable; try again"),
+        };
+        self.error_about(conn, code, message, seq);
+    }
+
+    /// A message was edited (here or on another pod): its new content replaces the old in memory,
+    /// in the quotes of replies to it and on every reader's screen. Its reactions stay as this
+    /// room counts them.
+    fn apply_edited(&mut self, entry: Entry) {
+        let Some(state) = self.state.as_mut() else { return };
+        let Some(edited) = entry.message() else { return };
+        if entry.seq > state.last_seq {
+            // Not delivered yet: it goes out edited.
+            if let Some(json) = self.held.get_mut(&entry.seq) {
+                *json = entry.json;
+            }
+            return;
+        }
+        let current = state.ring.get(entry.seq).or(state.pinned.as_ref().filter(|e| e.seq == entry.seq)).and_then(Entry::message);
+        let json = match current {
+            Some(mut message) => {
+                message.content = edited.content.clone();
+                message.edited_at = edited.edited_at;
+                state.rewrite(&message)
+            }
+            None => entry.json,
+        };
+        state.requote(edited.seq, &ReplyQuote::of(&edited));
+        self.broadcast(&protocol::edited(&json), None);
+    }
+
     /// The owner kept a message; one that was hidden is shown again.
     fn dismissed(&mut self, reply: oneshot::Sender<Result<bool, RoomError>>, outcome: Result<Dismissal, StoreError>) {
         let answer = match outcome {
@@ -822,6 +1025,9 @@ impl RoomCore {
             return;
         }
         let frame = protocol::restored(&entry.json);
+        if let Some(message) = entry.message() {
+            state.requote(entry.seq, &ReplyQuote::of(&message));
+        }
         state.ring.restore(entry);
         self.broadcast(&frame, None);
     }
@@ -873,6 +1079,7 @@ impl RoomCore {
                 author: p.author.clone(),
                 content: p.content.clone(),
                 client_id: p.client_id.clone(),
+                reply_to: p.reply_to,
             })
             .collect();
         self.in_flight = Some(sends);
@@ -884,6 +1091,11 @@ impl RoomCore {
         match result {
             Ok(appended) => {
                 for (send, stored) in sends.into_iter().zip(appended) {
+                    if stored.reply_missing {
+                        METRICS.send(SendOutcome::Invalid);
+                        self.error(send.conn, ErrorCode::NotFound, "the message replied to does not exist", Some(&send.client_id));
+                        continue;
+                    }
                     self.deliver(send.conn, protocol::ack(&send.client_id, stored.seq));
                     if !stored.fresh {
                         METRICS.send(SendOutcome::Duplicate);
@@ -898,6 +1110,9 @@ impl RoomCore {
                         content: send.content,
                         created_at: stored.created_at,
                         client_id: send.client_id,
+                        reactions: Reactions::default(),
+                        reply_to: stored.reply,
+                        edited_at: None,
                     };
                     let entry = Entry::new(&message);
                     self.effects.push(Effect::Publish(RoomEvent::Message { seq: entry.seq, json: entry.json.clone() }));
@@ -952,7 +1167,7 @@ impl RoomCore {
         while let Some(state) = self.state.as_ref() {
             let next = state.last_seq + 1;
             let Some(json) = self.held.remove(&next) else { break };
-            self.broadcast_message(Entry { seq: next, json });
+            self.broadcast_message(Entry::from_json(next, json));
         }
     }
 
@@ -963,6 +1178,7 @@ impl RoomCore {
         if let Some(state) = self.state.as_mut() {
             state.last_seq = state.last_seq.max(entry.seq);
             state.ring.push(entry);
+            state.forget_old_reactors();
         }
         self.broadcast(&frame, None);
     }
@@ -1005,7 +1221,7 @@ impl RoomCore {
         let known = if more { read_upto } else { read_upto.max(held_before) };
         for seq in last + 1..=known {
             match self.held.remove(&seq) {
-                Some(json) => self.broadcast_message(Entry { seq, json }),
+                Some(json) => self.broadcast_message(Entry::from_json(seq, json)),
                 None => {
                     if let Some(state) = self.state.as_mut() {
                         state.last_seq = seq;
@@ -1045,6 +1261,8 @@ impl RoomCore {
             Done::Committed(result) => self.committed(result),
             Done::Repaired(result) => self.repaired(result),
             Done::History { conn, read, result } => self.history_read(conn, read, result),
+            Done::Reacted { conn, seq, author, emoji, on, outcome } => self.reacted(conn, seq, author, emoji, on, outcome),
+            Done::Edited { conn, seq, outcome } => self.edited(conn, seq, outcome),
             Done::Deleted { seq, requester, outcome } => self.deleted(seq, requester, outcome),
             Done::Reported { conn, seq, outcome } => self.reported(conn, seq, outcome),
             Done::Dismissed { reply, outcome } => self.dismissed(reply, outcome),
@@ -1176,7 +1394,13 @@ impl RoomCore {
             locked: snapshot.locked,
             slow_mode: snapshot.slow_mode,
             pinned: snapshot.pinned.as_ref().map(Entry::new),
+            reactors: BTreeMap::new(),
         });
+        if let Some(state) = self.state.as_mut() {
+            for (seq, author, emoji) in snapshot.reactions {
+                *state.reactors.entry(seq).or_default().entry(author).or_default() |= emoji.bit();
+            }
+        }
         for change in std::mem::take(&mut self.after_load) {
             self.change(change);
         }
@@ -1222,16 +1446,18 @@ impl RoomCore {
             return;
         }
         match envelope.event {
-            RoomEvent::Message { seq, json } => self.offer(Entry { seq, json }),
+            RoomEvent::Message { seq, json } => self.offer(Entry::from_json(seq, json)),
+            RoomEvent::Reaction { seq, author, emoji, on, counts } => self.apply_reaction(seq, &author, emoji, on, counts),
+            RoomEvent::Edited { seq, json } => self.apply_edited(Entry::from_json(seq, json)),
             RoomEvent::Deleted { seq } => self.apply_deleted(seq),
             RoomEvent::Hidden { seq } => self.take_back(seq, protocol::hidden(seq)),
-            RoomEvent::Restored { seq, json } => self.apply_restored(Entry { seq, json }),
+            RoomEvent::Restored { seq, json } => self.apply_restored(Entry::from_json(seq, json)),
             RoomEvent::Typing { author, frame } => self.broadcast(&frame, Some(&author)),
             RoomEvent::Banned { author, until } => self.apply_ban(author, until),
             RoomEvent::Unbanned { author } => self.change(RoomChange::Unbanned(author)),
             RoomEvent::Locked { locked } => self.change(RoomChange::Locked(locked)),
             RoomEvent::SlowMode { seconds } => self.change(RoomChange::SlowMode(seconds)),
-            RoomEvent::Pinned { pinned } => self.change(RoomChange::Pinned(pinned.map(|(seq, json)| Entry { seq, json }))),
+            RoomEvent::Pinned { pinned } => self.change(RoomChange::Pinned(pinned.map(|(seq, json)| Entry::from_json(seq, json)))),
             RoomEvent::Presence => {
                 if self.presence_due.is_none() {
                     self.presence_due = Some((self.last_presence + PRESENCE_EVERY).max(Instant::now()));
@@ -1245,9 +1471,12 @@ impl RoomCore {
     }
 
     /// Takes a message out of readers' sight (deleted or hidden) and tells them with `frame`.
+    /// Replies to it quote it as gone from now on.
     fn take_back(&mut self, seq: Seq, frame: Frame) {
         if let Some(state) = self.state.as_mut() {
             state.ring.remove(seq);
+            state.reactors.remove(&seq);
+            state.requote(seq, &ReplyQuote::gone(seq));
         }
         // The store unpinned it in the same transaction.
         if self.state.as_ref().and_then(|s| s.pinned.as_ref()).is_some_and(|e| e.seq == seq) {
@@ -1361,6 +1590,46 @@ impl RoomCore {
     }
 }
 
+impl Loaded {
+    /// Writes a changed message into the ring and the pin, where held; answers its new JSON.
+    fn rewrite(&mut self, message: &Message) -> MessageJson {
+        let entry = Entry::new(message);
+        let json = entry.json.clone();
+        if self.pinned.as_ref().is_some_and(|e| e.seq == message.seq) {
+            self.pinned = Some(Entry::new(message));
+        }
+        self.ring.replace(entry);
+        json
+    }
+
+    /// The replies to `seq` the ring holds quote it as `quote` from now on.
+    fn requote(&mut self, seq: Seq, quote: &ReplyQuote) {
+        for reply in self.ring.replies_to(seq) {
+            if let Some(mut message) = self.ring.get(reply).and_then(Entry::message) {
+                message.reply_to = Some(quote.clone());
+                self.rewrite(&message);
+            }
+        }
+    }
+
+    /// Drops who reacted to messages the ring no longer holds (but the pinned one).
+    fn forget_old_reactors(&mut self) {
+        let oldest = self.ring.oldest().unwrap_or(self.last_seq + 1);
+        let pinned = self.pinned.as_ref().map(|e| e.seq);
+        let stale: Vec<Seq> = self.reactors.range(..oldest).map(|(seq, _)| *seq).filter(|seq| Some(*seq) != pinned).collect();
+        for seq in stale {
+            self.reactors.remove(&seq);
+        }
+    }
+}
+
+/// The seq of a `Message` JSON (its first field).
+fn seq_of(json: &str) -> Option<Seq> {
+    let digits = json.strip_prefix(r#"{"seq":"#)?;
+    let end = digits.find(|c: char| !c.is_ascii_digit())?;
+    digits[..end].parse().ok()
+}
+
 /// A wait as the `retryAfterMs` of a refusal: whole milliseconds, rounded up, at least 1.
 fn retry_after_ms(wait: Duration) -> u64 {
     u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1)
@@ -1414,6 +1683,7 @@ mod tests {
             ring: RingLimits { count: ring, bytes: 1 << 20, budget: Arc::new(RingBudget::new(usize::MAX)) },
             clients: Clients::new(limits),
             auto_hide_reports: 3,
+            edit_window: Duration::from_secs(300),
         })
     }
 
@@ -1427,6 +1697,9 @@ mod tests {
             content: format!("m{seq}"),
             created_at: 0,
             client_id: format!("c{seq}"),
+            reactions: Reactions::default(),
+            reply_to: None,
+            edited_at: None,
         }
     }
 
@@ -1548,17 +1821,17 @@ mod tests {
         let mut core = loaded(settings(10), Vec::new(), 0);
         let mut tab = join(&mut core, 1, profile("작가"), None);
         tab.welcome();
-        core.command(Command::Send { conn: 1, client_id: "a".into(), content: "hi".into(), received: Instant::now() });
-        core.command(Command::Send { conn: 1, client_id: "b".into(), content: "again".into(), received: Instant::now() });
+        core.command(Command::Send { conn: 1, client_id: "a".into(), content: "hi".into(), reply_to: None, received: Instant::now() });
+        core.command(Command::Send { conn: 1, client_id: "b".into(), content: "again".into(), reply_to: None, received: Instant::now() });
         let effects = core.take_effects();
         assert!(matches!(effects.as_slice(), [Effect::Commit(batch)] if batch.len() == 1), "one batch in flight at a time");
-        core.done(Done::Committed(Ok(vec![Appended { seq: 1, created_at: 0, fresh: true }])));
+        core.done(Done::Committed(Ok(vec![Appended::stored(1, 0, true, None)])));
         let effects = core.take_effects();
         assert!(matches!(
             effects.as_slice(),
             [Effect::Publish(_), Effect::Notify(Notice::MessageCreated { seq: 1, .. }), Effect::Commit(batch)] if batch.len() == 1
         ));
-        core.done(Done::Committed(Ok(vec![Appended { seq: 1, created_at: 0, fresh: false }])));
+        core.done(Done::Committed(Ok(vec![Appended::stored(1, 0, false, None)])));
         assert!(core.take_effects().iter().all(|e| !matches!(e, Effect::Notify(_))), "a resent clientId is not news");
         let frames = tab.frames();
         let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).filter(|t| *t != "presence").collect();
@@ -1571,7 +1844,7 @@ mod tests {
         let mut tab = join(&mut core, 1, profile("성급한"), None);
         tab.welcome();
         for id in ["a", "b", "c"] {
-            core.command(Command::Send { conn: 1, client_id: id.into(), content: "x".into(), received: Instant::now() });
+            core.command(Command::Send { conn: 1, client_id: id.into(), content: "x".into(), reply_to: None, received: Instant::now() });
         }
         let refused = tab.of_type("error");
         assert_eq!(refused.len(), 1);
@@ -1643,16 +1916,22 @@ mod tests {
         let mut core = loaded(settings_with_ring(10, 3), vec![message(8), message(9), message(10)], 10);
         let mut tab = join(&mut core, 1, profile("돌아온"), Some(2));
         let effects = core.take_effects();
-        assert!(effects.iter().any(|e| matches!(e, Effect::History { conn: 1, read: HistoryRead::After(2) })));
+        assert!(effects.iter().any(|e| matches!(e, Effect::History { conn: 1, read: HistoryRead::After(2), .. })));
         // However long the read takes, the room goes on: another reader's send is committed
         // and acked meanwhile, and message 11 is broadcast (the store already has it too).
         let mut writer = join(&mut core, 2, profile("쓰는"), Some(10));
         writer.welcome();
-        core.command(Command::Send { conn: 2, client_id: "w".into(), content: "meanwhile".into(), received: Instant::now() });
+        core.command(Command::Send {
+            conn: 2,
+            client_id: "w".into(),
+            content: "meanwhile".into(),
+            reply_to: None,
+            received: Instant::now(),
+        });
         assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Commit(_))));
-        core.done(Done::Committed(Ok(vec![Appended { seq: 11, created_at: 0, fresh: true }])));
+        core.done(Done::Committed(Ok(vec![Appended::stored(11, 0, true, None)])));
         assert_eq!(writer.of_type("ack").len(), 1);
-        core.done(Done::History { conn: 1, read: HistoryRead::After(2), result: Ok((3..=11).map(message).collect()) });
+        core.done(Done::History { conn: 1, read: HistoryRead::After(2), result: Ok(((3..=11).map(message).collect(), Vec::new())) });
         let welcome = tab.welcome();
         assert_eq!(welcome["resumed"], true);
         let history: Vec<i64> = welcome["history"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
@@ -1673,7 +1952,7 @@ mod tests {
         assert_eq!(answer.blocking_recv().unwrap(), Ok(()));
         assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Locked { locked: true }))));
         assert_eq!(tab.of_type("room"), vec![serde_json::json!({"type": "room", "locked": true, "slowMode": 0})]);
-        core.command(Command::Send { conn: 1, client_id: "x".into(), content: "hello?".into(), received: Instant::now() });
+        core.command(Command::Send { conn: 1, client_id: "x".into(), content: "hello?".into(), reply_to: None, received: Instant::now() });
         assert!(core.take_effects().iter().all(|e| !matches!(e, Effect::Commit(_))), "not stored");
         let refused = tab.of_type("error");
         assert_eq!((refused[0]["code"].as_str(), refused[0]["clientId"].as_str()), (Some("room_locked"), Some("x")));
@@ -1682,7 +1961,13 @@ mod tests {
         // Another pod reopens it.
         core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Locked { locked: false } }));
         assert_eq!(tab.of_type("room")[0]["locked"], false);
-        core.command(Command::Send { conn: 1, client_id: "y".into(), content: "open again".into(), received: Instant::now() });
+        core.command(Command::Send {
+            conn: 1,
+            client_id: "y".into(),
+            content: "open again".into(),
+            reply_to: None,
+            received: Instant::now(),
+        });
         assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Commit(_))));
     }
 
@@ -1771,7 +2056,7 @@ mod tests {
         let mut core = loaded(settings(2), vec![message(1)], 1);
         let mut tab = join(&mut core, 1, profile("성급한"), None);
         tab.welcome();
-        core.command(Command::Send { conn: 1, client_id: "a".into(), content: "x".into(), received: Instant::now() });
+        core.command(Command::Send { conn: 1, client_id: "a".into(), content: "x".into(), reply_to: None, received: Instant::now() });
         core.command(Command::Report { conn: 1, seq: 1 });
         core.command(Command::Report { conn: 1, seq: 1 });
         let reports = core.take_effects().iter().filter(|e| matches!(e, Effect::Report { .. })).count();
@@ -1819,7 +2104,7 @@ mod tests {
         let (reply, answer) = oneshot::channel();
         core.command(Command::Dismiss { seq: 2, reply });
         let Some(Effect::Dismiss { seq: 2, reply }) = core.take_effects().pop() else { panic!("stored first") };
-        core.done(Done::Dismissed { reply, outcome: Ok(Dismissal::Restored(message(2))) });
+        core.done(Done::Dismissed { reply, outcome: Ok(Dismissal::Restored(Box::new(message(2)))) });
         assert_eq!(answer.blocking_recv().unwrap(), Ok(true));
         assert!(core.take_effects().iter().any(|e| matches!(e, Effect::Publish(RoomEvent::Restored { seq: 2, .. }))));
         let restored = tab.of_type("restored");
@@ -1833,6 +2118,49 @@ mod tests {
         assert_eq!(answer.blocking_recv().unwrap(), Ok(false));
         assert!(core.take_effects().is_empty());
         assert!(tab.of_type("restored").is_empty());
+    }
+
+    fn reaction(author: &Profile, emoji: &str, on: bool, counts: [u32; 6]) -> Command {
+        let emoji = Emoji::parse(emoji).unwrap();
+        let event = RoomEvent::Reaction { seq: 1, author: author.author_id.clone(), emoji, on, counts: Reactions(counts) };
+        Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event })
+    }
+
+    #[test]
+    fn reactions_from_other_pods_end_in_the_same_counts_whatever_order_they_arrive_in() {
+        let mut core = loaded(settings(10), vec![message(1)], 1);
+        let (first, second) = (profile("첫째"), profile("둘째"));
+        let mut tab = join(&mut core, 1, first.clone(), None);
+        tab.welcome();
+        // The second reader's change was stored last (counts 2) but arrives first.
+        core.command(reaction(&second, "👍", true, [2, 0, 0, 0, 0, 0]));
+        core.command(reaction(&first, "👍", true, [1, 0, 0, 0, 0, 0]));
+        let counts: Vec<_> = tab.of_type("reactions").iter().map(|f| f["reactions"]["👍"].clone()).collect();
+        assert_eq!(counts, vec![serde_json::json!(1), serde_json::json!(2)], "counted from who reacted, not from stale counts");
+        let welcome = join(&mut core, 2, first.clone(), None).welcome();
+        assert_eq!(welcome["history"][0]["reactions"], serde_json::json!({"👍": 2}));
+        assert_eq!(welcome["myReactions"], serde_json::json!({"1": ["👍"]}));
+        assert_eq!(join(&mut core, 3, profile("셋째"), None).welcome()["myReactions"], serde_json::json!({}));
+        core.command(reaction(&first, "👍", false, [1, 0, 0, 0, 0, 0]));
+        assert_eq!(join(&mut core, 4, first, None).welcome()["myReactions"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn an_edit_or_a_deletion_of_an_original_changes_the_quotes_of_replies_held_in_memory() {
+        let mut reply = message(2);
+        reply.reply_to = Some(ReplyQuote::of(&message(1)));
+        let mut core = loaded(settings(10), vec![message(1), reply], 2);
+        let mut edited = message(1);
+        edited.content = "m1, edited".into();
+        edited.edited_at = Some(5);
+        let json = Entry::new(&edited).json;
+        core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Edited { seq: 1, json } }));
+        let welcome = join(&mut core, 1, profile("독자"), None).welcome();
+        assert_eq!(welcome["history"][0]["editedAt"], "1970-01-01T00:00:00.005Z");
+        assert_eq!(welcome["history"][1]["replyTo"]["excerpt"], "m1, edited");
+        core.command(Command::Remote(Envelope { pod: "other".into(), sent_at_ms: 0, event: RoomEvent::Deleted { seq: 1 } }));
+        let welcome = join(&mut core, 2, profile("늦은"), None).welcome();
+        assert_eq!(welcome["history"][0]["replyTo"], serde_json::json!({"seq": 1, "deleted": true}));
     }
 
     #[test]

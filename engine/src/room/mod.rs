@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::chat::{AuthorId, Profile, Seq};
+use crate::chat::{AuthorId, Emoji, Profile, Seq};
 use crate::client_ip::ClientKey;
 use crate::protocol::Frame;
 use crate::store::{writer::Writer, Deletion, Store};
@@ -53,6 +53,8 @@ pub struct RoomSettings {
     pub clients: std::sync::Arc<crate::clients::Clients>,
     /// Distinct readers whose reports hide a message (0: reports never hide one).
     pub auto_hide_reports: u32,
+    /// How long after sending a message its author may edit it.
+    pub edit_window: Duration,
 }
 
 pub struct RoomContext {
@@ -141,7 +143,22 @@ pub enum Command {
         conn: ConnId,
         client_id: String,
         content: String,
+        /// The message it answers.
+        reply_to: Option<Seq>,
         received: Instant,
+    },
+    /// A reader puts a reaction on a message or takes it back.
+    React {
+        conn: ConnId,
+        seq: Seq,
+        emoji: Emoji,
+        on: bool,
+    },
+    /// An author edits its own message.
+    Edit {
+        conn: ConnId,
+        seq: Seq,
+        content: String,
     },
     Delete {
         conn: ConnId,

@@ -19,6 +19,20 @@ pub struct Entry {
     pub seq: Seq,
     /// The `Message` object as JSON, shared by every welcome and history answer.
     pub json: MessageJson,
+    /// The message this one answers, so its quote can follow the original's changes.
+    pub reply_to: Option<Seq>,
+}
+
+/// Just the seq a message's `replyTo` names.
+#[derive(serde::Deserialize)]
+struct ReplyOf {
+    #[serde(rename = "replyTo")]
+    reply_to: Option<QuotedSeq>,
+}
+
+#[derive(serde::Deserialize)]
+struct QuotedSeq {
+    seq: Seq,
 }
 
 impl Entry {
@@ -26,7 +40,18 @@ impl Entry {
         // Into an exactly sized `Arc<str>`: the serializer's buffer grew by doubling, and a ring
         // entry should cost its length only.
         let json = serde_json::to_string(message).unwrap_or_default();
-        Entry { seq: message.seq, json: json.into() }
+        Entry { seq: message.seq, json: json.into(), reply_to: message.reply_to.as_ref().map(|q| q.seq) }
+    }
+
+    /// An entry for a message serialized elsewhere (another pod's).
+    pub fn from_json(seq: Seq, json: MessageJson) -> Entry {
+        let reply_to = serde_json::from_str::<ReplyOf>(&json).ok().and_then(|r| r.reply_to).map(|q| q.seq);
+        Entry { seq, json, reply_to }
+    }
+
+    /// The message back from its JSON, to change it (a reaction, an edit, a quote).
+    pub fn message(&self) -> Option<Message> {
+        serde_json::from_str(&self.json).ok()
     }
 
     fn cost(&self) -> usize {
@@ -86,6 +111,32 @@ impl Ring {
         while self.entries.len() > self.limits.count || self.bytes > self.limits.bytes {
             self.pop_oldest();
         }
+    }
+
+    pub fn get(&self, seq: Seq) -> Option<&Entry> {
+        self.entries.binary_search_by_key(&seq, |e| e.seq).ok().and_then(|at| self.entries.get(at))
+    }
+
+    /// Replaces the entry with this seq (a reaction or an edit changed its message), if held.
+    pub fn replace(&mut self, entry: Entry) {
+        let Ok(at) = self.entries.binary_search_by_key(&entry.seq, |e| e.seq) else { return };
+        let (old, new) = (self.entries[at].cost(), entry.cost());
+        self.entries[at] = entry;
+        self.add_bytes(new);
+        self.sub_bytes(old);
+        while self.entries.len() > self.limits.count || self.bytes > self.limits.bytes {
+            self.pop_oldest();
+        }
+    }
+
+    /// The seqs of the messages held that answer `seq`.
+    pub fn replies_to(&self, seq: Seq) -> Vec<Seq> {
+        self.entries.iter().filter(|e| e.reply_to == Some(seq)).map(|e| e.seq).collect()
+    }
+
+    /// The oldest seq held.
+    pub fn oldest(&self) -> Option<Seq> {
+        self.entries.front().map(|e| e.seq)
     }
 
     pub fn remove(&mut self, seq: Seq) {
@@ -167,6 +218,9 @@ mod tests {
             content: format!("m{seq}"),
             created_at: 0,
             client_id: format!("c{seq}"),
+            reactions: Default::default(),
+            reply_to: None,
+            edited_at: None,
         }
     }
 

@@ -10,7 +10,7 @@ pub mod writer;
 
 use futures_util::future::BoxFuture;
 
-use crate::chat::{AuthorId, Message, Profile, RoomId, Seq};
+use crate::chat::{AuthorId, Emoji, Message, Profile, Reactions, ReplyQuote, RoomId, Seq};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -36,16 +36,56 @@ pub struct NewMessage {
     pub author: Profile,
     pub content: String,
     pub client_id: String,
+    /// The message this one answers (same room).
+    pub reply_to: Option<Seq>,
 }
 
 /// What the commit made of one `NewMessage`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     pub seq: Seq,
     pub created_at: i64,
     /// False when the same (room, author, clientId) was stored before: the original seq is
     /// acked again and nothing is broadcast.
     pub fresh: bool,
+    /// The quote of the message it answers, read in the same transaction.
+    pub reply: Option<ReplyQuote>,
+    /// It answers a message that does not exist, or is deleted or hidden: not stored (`seq` 0).
+    pub reply_missing: bool,
+}
+
+impl Appended {
+    pub fn stored(seq: Seq, created_at: i64, fresh: bool, reply: Option<ReplyQuote>) -> Appended {
+        Appended { seq, created_at, fresh, reply, reply_missing: false }
+    }
+
+    pub fn reply_missing() -> Appended {
+        Appended { seq: 0, created_at: 0, fresh: false, reply: None, reply_missing: true }
+    }
+}
+
+/// What a reader's reaction came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaction {
+    /// `changed`: false when the reaction was already on (or already off); `counts`: the message's
+    /// reactions after it.
+    Done { changed: bool, counts: Reactions },
+    /// No such message, or deleted or hidden.
+    NotFound,
+}
+
+/// What an edit came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Stored: the message as it reads now.
+    Edited(Message),
+    /// The content was already this: nothing changed.
+    Unchanged(Message),
+    NotFound,
+    /// Someone else's message.
+    Forbidden,
+    /// Past the edit window.
+    Expired,
 }
 
 /// What a room actor needs to start serving from memory.
@@ -62,6 +102,8 @@ pub struct RoomSnapshot {
     pub pinned: Option<Message>,
     /// Slow mode: one message per reader every this many seconds (0: off).
     pub slow_mode: u32,
+    /// Who left which reaction on the recent messages and the pinned one.
+    pub reactions: Vec<(Seq, AuthorId, Emoji)>,
 }
 
 /// One room as the admin API lists it.
@@ -112,7 +154,7 @@ pub enum Dismissal {
     /// Reports cleared and the message kept; it was not hidden.
     Kept,
     /// Reports cleared and the message kept; it had been hidden and is shown again.
-    Restored(Message),
+    Restored(Box<Message>),
 }
 
 /// A message with open reports, as the owner's queue lists it.
@@ -167,6 +209,16 @@ pub trait Store: Send + Sync + 'static {
     /// have reported it and the owner has not kept it, hides it (unpinning it) in the same
     /// transaction.
     fn report(&self, room: RoomId, seq: Seq, reporter: AuthorId, auto_hide: u32) -> BoxFuture<'_, Result<Report, StoreError>>;
+
+    /// Puts `author`'s reaction on a message (`on`) or takes it back, in one transaction that
+    /// answers the message's counts after it.
+    fn react(&self, room: RoomId, seq: Seq, author: AuthorId, emoji: Emoji, on: bool) -> BoxFuture<'_, Result<Reaction, StoreError>>;
+
+    /// Replaces the content of `author`'s message if it was written less than `window_ms` ago.
+    fn edit(&self, room: RoomId, seq: Seq, author: AuthorId, content: String, window_ms: i64) -> BoxFuture<'_, Result<Edit, StoreError>>;
+
+    /// `author`'s reactions on the room's messages with seq from `from` to `to`, in seq order.
+    fn reactions_by(&self, room: RoomId, author: AuthorId, from: Seq, to: Seq) -> BoxFuture<'_, Result<Vec<(Seq, Emoji)>, StoreError>>;
 
     /// Clears a message's open reports and marks it kept by the owner, showing it again if hidden.
     fn dismiss(&self, room: RoomId, seq: Seq) -> BoxFuture<'_, Result<Dismissal, StoreError>>;

@@ -14,8 +14,11 @@ use sqlx::Row;
 
 use super::queries::Queries;
 use super::transfer::{ExportedMessage, RoomState};
-use super::{Appended, BanEntry, Deletion, Dismissal, NewMessage, Report, ReportedMessage, RoomSnapshot, RoomSummary, Store, StoreError};
-use crate::chat::{AuthorId, Message, RoomId, Seq};
+use super::{
+    Appended, BanEntry, Deletion, Dismissal, Edit, NewMessage, Reaction, Report, ReportedMessage, RoomSnapshot, RoomSummary, Store,
+    StoreError,
+};
+use crate::chat::{AuthorId, Emoji, Message, ReplyQuote, RoomId, Seq};
 
 pub struct PgStore {
     pool: PgPool,
@@ -53,6 +56,7 @@ impl Store for PgStore {
             let mut avatars = Vec::with_capacity(batch.len());
             let mut contents = Vec::with_capacity(batch.len());
             let mut clients = Vec::with_capacity(batch.len());
+            let mut replies = Vec::with_capacity(batch.len());
             for m in batch {
                 rooms.push(m.room_id.as_str().to_string());
                 authors.push(m.author.author_id.as_str().to_string());
@@ -60,17 +64,40 @@ impl Store for PgStore {
                 avatars.push(m.author.avatar);
                 contents.push(m.content);
                 clients.push(m.client_id);
+                replies.push(m.reply_to.unwrap_or(0));
             }
-            let rows = sqlx::query("SELECT seq, created_at, fresh FROM chat_append($1, $2, $3, $4, $5, $6) ORDER BY ord")
-                .bind(rooms)
-                .bind(authors)
-                .bind(nicknames)
-                .bind(avatars)
-                .bind(contents)
-                .bind(clients)
-                .fetch_all(&self.pool)
-                .await?;
-            Ok(rows.iter().map(|r| Appended { seq: r.get(0), created_at: r.get(1), fresh: r.get(2) }).collect())
+            let rows = sqlx::query(
+                "SELECT seq, created_at, fresh, reply_author, reply_nickname, reply_excerpt, reply_missing
+                 FROM chat_append($1, $2, $3, $4, $5, $6, $7) ORDER BY ord",
+            )
+            .bind(rooms)
+            .bind(authors)
+            .bind(nicknames)
+            .bind(avatars)
+            .bind(contents)
+            .bind(clients)
+            .bind(&replies)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .zip(replies)
+                .map(|(r, original)| {
+                    if r.get::<bool, _>(6) {
+                        return Appended::reply_missing();
+                    }
+                    let reply = r.get::<Option<String>, _>(3).map(|author| {
+                        let (nickname, excerpt): (Option<String>, Option<String>) = (r.get(4), r.get(5));
+                        ReplyQuote::shown(
+                            original,
+                            AuthorId::from_store(&author),
+                            nickname.unwrap_or_default(),
+                            &excerpt.unwrap_or_default(),
+                        )
+                    });
+                    Appended::stored(r.get(0), r.get(1), r.get(2), reply)
+                })
+                .collect())
         }
         .boxed()
     }
@@ -97,6 +124,18 @@ impl Store for PgStore {
 
     fn report(&self, room: RoomId, seq: Seq, reporter: AuthorId, auto_hide: u32) -> BoxFuture<'_, Result<Report, StoreError>> {
         async move { Ok(Queries(&self.pool).report(&room, seq, &reporter, auto_hide).await?) }.boxed()
+    }
+
+    fn react(&self, room: RoomId, seq: Seq, author: AuthorId, emoji: Emoji, on: bool) -> BoxFuture<'_, Result<Reaction, StoreError>> {
+        async move { Ok(Queries(&self.pool).react(&room, seq, &author, emoji, on).await?) }.boxed()
+    }
+
+    fn edit(&self, room: RoomId, seq: Seq, author: AuthorId, content: String, window_ms: i64) -> BoxFuture<'_, Result<Edit, StoreError>> {
+        async move { Ok(Queries(&self.pool).edit(&room, seq, &author, &content, window_ms).await?) }.boxed()
+    }
+
+    fn reactions_by(&self, room: RoomId, author: AuthorId, from: Seq, to: Seq) -> BoxFuture<'_, Result<Vec<(Seq, Emoji)>, StoreError>> {
+        async move { Ok(Queries(&self.pool).reactions_by(&room, &author, from, to).await?) }.boxed()
     }
 
     fn dismiss(&self, room: RoomId, seq: Seq) -> BoxFuture<'_, Result<Dismissal, StoreError>> {

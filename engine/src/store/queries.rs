@@ -9,8 +9,8 @@ use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::transfer::{ExportedMessage, RoomState};
-use super::{BanEntry, Deletion, Dismissal, Report, ReportedMessage, RoomSnapshot, RoomSummary};
-use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
+use super::{BanEntry, Deletion, Dismissal, Edit, Reaction, Report, ReportedMessage, RoomSnapshot, RoomSummary};
+use crate::chat::{now_millis, AuthorId, Emoji, Message, Reactions, ReplyQuote, RoomId, Seq, EXCERPT_CHARS};
 
 /// What differs between our two databases in the shared statements.
 pub trait Dialect: Database {
@@ -24,6 +24,8 @@ pub trait Dialect: Database {
     const LEAST: &'static str;
     /// The two-argument maximum.
     const GREATEST: &'static str;
+    /// Joins a group's strings with a separator.
+    const STRING_AGG: &'static str;
     fn rows_affected(done: &Self::QueryResult) -> u64;
 }
 
@@ -32,6 +34,7 @@ impl Dialect for sqlx::Postgres {
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     const LEAST: &'static str = "LEAST";
     const GREATEST: &'static str = "GREATEST";
+    const STRING_AGG: &'static str = "string_agg";
     fn rows_affected(done: &PgQueryResult) -> u64 {
         done.rows_affected()
     }
@@ -42,13 +45,28 @@ impl Dialect for sqlx::Sqlite {
     const SKIP_LOCKED: &'static str = "";
     const LEAST: &'static str = "MIN";
     const GREATEST: &'static str = "MAX";
+    const STRING_AGG: &'static str = "group_concat";
     fn rows_affected(done: &SqliteQueryResult) -> u64 {
         done.rows_affected()
     }
 }
 
-/// The columns `message_from` reads, in its order.
-const MESSAGE_COLUMNS: &str = "seq, room_id, author_id, nickname, avatar, content, created_at, client_id";
+/// `SELECT` of the columns `message_from` reads, in its order, from `messages m` joined with the
+/// message each one answers (`q`, absent when there is none or it was pruned) and with its
+/// reactions' emoji, one per reader and emoji. Statements add their `WHERE` on `m`.
+fn select_messages<DB: Dialect>() -> String {
+    format!(
+        "SELECT m.seq, m.room_id, m.author_id, m.nickname, m.avatar, m.content, m.created_at, m.client_id,
+                m.edited_at, m.reply_to, q.author_id, q.nickname, substr(q.content, 1, {EXCERPT_CHARS}), q.deleted_at, q.hidden_at,
+                (SELECT {}(r.emoji, ',') FROM reactions r WHERE r.room_id = m.room_id AND r.seq = m.seq)",
+        DB::STRING_AGG
+    )
+}
+
+/// The join `select_messages` reads from.
+const MESSAGES_JOINED: &str = "messages m LEFT JOIN messages q ON q.room_id = m.room_id AND q.seq = m.reply_to";
+/// Columns `select_messages` reads; a statement's own columns follow.
+const MESSAGE_COLUMN_COUNT: usize = 16;
 
 /// A store's pool (on SQLite: the readers for reads, the writer for writes). The bounds say that
 /// sqlx can bind and read back text and 64-bit integers on the database, which both of ours can.
@@ -84,7 +102,126 @@ where
         let bans = self.active_bans(room).await?;
         let (locked, pinned) = self.lock_and_pin(room).await?;
         let slow_mode = self.slow_mode(room).await?;
-        Ok(RoomSnapshot { last_seq, recent, bans, locked, pinned, slow_mode })
+        // Who reacted to what, for the messages the room holds in memory: each reader's welcome
+        // says which of them are its own.
+        let from = recent.first().map_or(Seq::MAX, |m| m.seq);
+        let pinned_seq = pinned.as_ref().map_or(0, |m| m.seq);
+        let reactions = sqlx::query("SELECT seq, author_id, emoji FROM reactions WHERE room_id = $1 AND (seq >= $2 OR seq = $3)")
+            .bind(room.as_str())
+            .bind(from)
+            .bind(pinned_seq)
+            .fetch_all(self.0)
+            .await?
+            .iter()
+            .filter_map(|row| Some((row.get::<i64, _>(0), AuthorId::from_store(row.get(1)), Emoji::parse(row.get(2))?)))
+            .collect();
+        Ok(RoomSnapshot { last_seq, recent, bans, locked, pinned, slow_mode, reactions })
+    }
+
+    /// See `Store::reactions_by`.
+    pub async fn reactions_by(&self, room: &RoomId, author: &AuthorId, from: Seq, to: Seq) -> Result<Vec<(Seq, Emoji)>, sqlx::Error> {
+        Ok(sqlx::query(
+            "SELECT seq, emoji FROM reactions WHERE room_id = $1 AND author_id = $2 AND seq >= $3 AND seq <= $4 ORDER BY seq, emoji",
+        )
+        .bind(room.as_str())
+        .bind(author.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.0)
+        .await?
+        .iter()
+        .filter_map(|row| Some((row.get::<i64, _>(0), Emoji::parse(row.get(1))?)))
+        .collect())
+    }
+
+    /// See `Store::react`. The message row is locked first, so reactions from several pods at
+    /// once are counted one after the other.
+    pub async fn react(&self, room: &RoomId, seq: Seq, author: &AuthorId, emoji: Emoji, on: bool) -> Result<Reaction, sqlx::Error> {
+        let mut tx = self.0.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT seq FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL AND hidden_at IS NULL {}",
+            DB::LOCK_ROWS
+        ))
+        .bind(room.as_str())
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if exists.is_none() {
+            return Ok(Reaction::NotFound);
+        }
+        let done = if on {
+            sqlx::query(
+                "INSERT INTO reactions (room_id, seq, author_id, emoji, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (room_id, seq, author_id, emoji) DO NOTHING",
+            )
+            .bind(room.as_str())
+            .bind(seq)
+            .bind(author.as_str())
+            .bind(emoji.as_str())
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?
+        } else {
+            sqlx::query("DELETE FROM reactions WHERE room_id = $1 AND seq = $2 AND author_id = $3 AND emoji = $4")
+                .bind(room.as_str())
+                .bind(seq)
+                .bind(author.as_str())
+                .bind(emoji.as_str())
+                .execute(&mut *tx)
+                .await?
+        };
+        let changed = DB::rows_affected(&done) > 0;
+        let emoji_list: Vec<String> = sqlx::query_scalar("SELECT emoji FROM reactions WHERE room_id = $1 AND seq = $2")
+            .bind(room.as_str())
+            .bind(seq)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut counts = Reactions::default();
+        for emoji in emoji_list.iter().filter_map(|e| Emoji::parse(e)) {
+            counts.add(emoji);
+        }
+        Ok(Reaction::Done { changed, counts })
+    }
+
+    /// See `Store::edit`: the message is read (and on Postgres locked) and changed in one
+    /// transaction, so a delete or another edit cannot slip in between.
+    pub async fn edit(&self, room: &RoomId, seq: Seq, author: &AuthorId, content: &str, window_ms: i64) -> Result<Edit, sqlx::Error> {
+        let mut tx = self.0.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT author_id, created_at, content FROM messages
+             WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL AND hidden_at IS NULL {}",
+            DB::LOCK_ROWS
+        ))
+        .bind(room.as_str())
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(Edit::NotFound) };
+        if row.get::<String, _>(0) != author.as_str() {
+            return Ok(Edit::Forbidden);
+        }
+        let now = now_millis();
+        if now - row.get::<i64, _>(1) >= window_ms {
+            return Ok(Edit::Expired);
+        }
+        let unchanged = row.get::<String, _>(2) == content;
+        if !unchanged {
+            sqlx::query("UPDATE messages SET content = $1, edited_at = $2 WHERE room_id = $3 AND seq = $4")
+                .bind(content)
+                .bind(now)
+                .bind(room.as_str())
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        // Deleted since the commit: as if it had been deleted first.
+        Ok(match self.message(room, seq).await? {
+            None => Edit::NotFound,
+            Some(message) if unchanged => Edit::Unchanged(message),
+            Some(message) => Edit::Edited(message),
+        })
     }
 
     /// The room's slow mode in seconds (0: off).
@@ -127,7 +264,8 @@ where
     /// One message of a room, unless it is deleted or hidden.
     pub async fn message(&self, room: &RoomId, seq: Seq) -> Result<Option<Message>, sqlx::Error> {
         let row = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE room_id = $1 AND seq = $2 AND deleted_at IS NULL AND hidden_at IS NULL"
+            "{} FROM {MESSAGES_JOINED} WHERE m.room_id = $1 AND m.seq = $2 AND m.deleted_at IS NULL AND m.hidden_at IS NULL",
+            select_messages::<DB>()
         ))
         .bind(room.as_str())
         .bind(seq)
@@ -169,9 +307,10 @@ where
     /// See `Store::author_messages`.
     pub async fn author_messages(&self, author: &AuthorId, limit: usize) -> Result<Vec<Message>, sqlx::Error> {
         let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE author_id = $1 AND deleted_at IS NULL
-             ORDER BY created_at DESC, room_id, seq DESC LIMIT $2"
+            "{} FROM {MESSAGES_JOINED}
+             WHERE m.author_id = $1 AND m.deleted_at IS NULL
+             ORDER BY m.created_at DESC, m.room_id, m.seq DESC LIMIT $2",
+            select_messages::<DB>()
         ))
         .bind(author.as_str())
         .bind(limit as i64)
@@ -199,9 +338,10 @@ where
     /// See `Store::history`.
     pub async fn history(&self, room: &RoomId, before: Option<Seq>, limit: usize) -> Result<Vec<Message>, sqlx::Error> {
         let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE room_id = $1 AND seq < $2 AND deleted_at IS NULL AND hidden_at IS NULL
-             ORDER BY seq DESC LIMIT $3"
+            "{} FROM {MESSAGES_JOINED}
+             WHERE m.room_id = $1 AND m.seq < $2 AND m.deleted_at IS NULL AND m.hidden_at IS NULL
+             ORDER BY m.seq DESC LIMIT $3",
+            select_messages::<DB>()
         ))
         .bind(room.as_str())
         .bind(before.unwrap_or(Seq::MAX))
@@ -214,9 +354,10 @@ where
     /// See `Store::after`.
     pub async fn after(&self, room: &RoomId, after: Seq, limit: usize) -> Result<Vec<Message>, sqlx::Error> {
         let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE room_id = $1 AND seq > $2 AND deleted_at IS NULL AND hidden_at IS NULL
-             ORDER BY seq LIMIT $3"
+            "{} FROM {MESSAGES_JOINED}
+             WHERE m.room_id = $1 AND m.seq > $2 AND m.deleted_at IS NULL AND m.hidden_at IS NULL
+             ORDER BY m.seq LIMIT $3",
+            select_messages::<DB>()
         ))
         .bind(room.as_str())
         .bind(after)
@@ -255,6 +396,7 @@ where
                 .await?;
             self.unpin_in(&mut tx, room, seq).await?;
             sqlx::query("DELETE FROM reports WHERE room_id = $1 AND seq = $2").bind(room.as_str()).bind(seq).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM reactions WHERE room_id = $1 AND seq = $2").bind(room.as_str()).bind(seq).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(outcome)
@@ -346,19 +488,21 @@ where
             return Ok(Dismissal::Kept);
         }
         // Deleted since the commit: there is nothing to show again.
-        Ok(self.message(room, seq).await?.map_or(Dismissal::Kept, Dismissal::Restored))
+        Ok(self.message(room, seq).await?.map_or(Dismissal::Kept, |m| Dismissal::Restored(Box::new(m))))
     }
 
     /// See `Store::reports`. Grouped by the message's key, so its other columns may be selected.
     pub async fn reports(&self, limit: usize) -> Result<Vec<ReportedMessage>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT m.seq, m.room_id, m.author_id, m.nickname, m.avatar, m.content, m.created_at, m.client_id,
-                    COUNT(*), MAX(r.created_at), m.hidden_at
-             FROM reports r JOIN messages m ON m.room_id = r.room_id AND m.seq = r.seq
+        let rows = sqlx::query(&format!(
+            "{}, g.n, g.last_at, m.hidden_at
+             FROM (SELECT room_id, seq, COUNT(*) AS n, MAX(created_at) AS last_at, MIN(created_at) AS first_at
+                   FROM reports GROUP BY room_id, seq) g
+             JOIN messages m ON m.room_id = g.room_id AND m.seq = g.seq
+             LEFT JOIN messages q ON q.room_id = m.room_id AND q.seq = m.reply_to
              WHERE m.deleted_at IS NULL
-             GROUP BY m.room_id, m.seq
-             ORDER BY COUNT(*) DESC, MIN(r.created_at), m.room_id, m.seq LIMIT $1",
-        )
+             ORDER BY g.n DESC, g.first_at, m.room_id, m.seq LIMIT $1",
+            select_messages::<DB>()
+        ))
         .bind(limit as i64)
         .fetch_all(self.0)
         .await?;
@@ -367,9 +511,9 @@ where
             .filter_map(|row| {
                 Some(ReportedMessage {
                     message: message_from(row, &RoomId::parse(row.get(1))?),
-                    reports: row.get(8),
-                    last_reported_at: row.get(9),
-                    hidden: row.get::<Option<i64>, _>(10).is_some(),
+                    reports: row.get(MESSAGE_COLUMN_COUNT),
+                    last_reported_at: row.get(MESSAGE_COLUMN_COUNT + 1),
+                    hidden: row.get::<Option<i64>, _>(MESSAGE_COLUMN_COUNT + 2).is_some(),
                 })
             })
             .collect())
@@ -568,21 +712,47 @@ where
     /// See `Store::export_page`.
     pub async fn export_page(&self, room: &RoomId, after: Seq, limit: usize) -> Result<Vec<ExportedMessage>, sqlx::Error> {
         let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS}, deleted_at, hidden_at FROM messages WHERE room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            "{}, m.deleted_at, m.hidden_at FROM {MESSAGES_JOINED} WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3",
+            select_messages::<DB>()
         ))
         .bind(room.as_str())
         .bind(after)
         .bind(limit as i64)
         .fetch_all(self.0)
         .await?;
-        Ok(rows
+        let mut page: Vec<ExportedMessage> = rows
             .iter()
             .map(|row| ExportedMessage {
                 message: message_from(row, room),
-                deleted: row.get::<Option<i64>, _>(8).is_some(),
-                hidden: row.get::<Option<i64>, _>(9).is_some(),
+                deleted: row.get::<Option<i64>, _>(MESSAGE_COLUMN_COUNT).is_some(),
+                hidden: row.get::<Option<i64>, _>(MESSAGE_COLUMN_COUNT + 1).is_some(),
+                reactors: Vec::new(),
             })
-            .collect())
+            .collect();
+        let (Some(first), Some(last)) = (page.first().map(|m| m.message.seq), page.last().map(|m| m.message.seq)) else {
+            return Ok(page);
+        };
+        // Who reacted, so an import restores each reader's reactions (one per reader and emoji).
+        let reactors = sqlx::query(
+            "SELECT seq, emoji, author_id FROM reactions WHERE room_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq, author_id, emoji",
+        )
+        .bind(room.as_str())
+        .bind(first)
+        .bind(last)
+        .fetch_all(self.0)
+        .await?;
+        let mut at = 0;
+        for row in &reactors {
+            let seq: Seq = row.get(0);
+            let Some(emoji) = Emoji::parse(row.get(1)) else { continue };
+            while page.get(at).is_some_and(|m| m.message.seq < seq) {
+                at += 1;
+            }
+            if let Some(m) = page.get_mut(at).filter(|m| m.message.seq == seq) {
+                m.reactors.push((emoji, AuthorId::from_store(row.get(2))));
+            }
+        }
+        Ok(page)
     }
 
     /// See `Store::import_room`: the room, its bans and its messages in one transaction. A
@@ -621,8 +791,9 @@ where
         for m in messages {
             let (msg, gone) = (&m.message, |flag: bool| flag.then_some(now));
             let done = sqlx::query(
-                "INSERT INTO messages (room_id, seq, author_id, nickname, avatar, content, created_at, client_id, deleted_at, hidden_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                "INSERT INTO messages (room_id, seq, author_id, nickname, avatar, content, created_at, client_id, deleted_at, hidden_at,
+                                       reply_to, edited_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
             )
             .bind(state.id.as_str())
             .bind(msg.seq)
@@ -634,9 +805,24 @@ where
             .bind(msg.client_id.as_str())
             .bind(gone(m.deleted))
             .bind(gone(m.hidden))
+            .bind(msg.reply_to.as_ref().map(|q| q.seq))
+            .bind(msg.edited_at)
             .execute(&mut *tx)
             .await?;
             inserted += DB::rows_affected(&done);
+            for (emoji, author) in &m.reactors {
+                sqlx::query(
+                    "INSERT INTO reactions (room_id, seq, author_id, emoji, created_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (room_id, seq, author_id, emoji) DO NOTHING",
+                )
+                .bind(state.id.as_str())
+                .bind(msg.seq)
+                .bind(author.as_str())
+                .bind(emoji.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(inserted)
@@ -649,7 +835,7 @@ where
     }
 }
 
-/// A `Message` from a row of `MESSAGE_COLUMNS`.
+/// A `Message` from a row of `select_messages`.
 fn message_from<R>(row: &R, room_id: &RoomId) -> Message
 where
     R: Row,
@@ -658,6 +844,16 @@ where
     for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
 {
+    // The original is shown while it exists and is neither deleted nor hidden.
+    let reply_to = row.get::<Option<i64>, _>(9).map(|seq| match row.get::<Option<String>, _>(10) {
+        Some(author) if row.get::<Option<i64>, _>(13).is_none() && row.get::<Option<i64>, _>(14).is_none() => ReplyQuote::shown(
+            seq,
+            AuthorId::from_store(&author),
+            row.get::<Option<String>, _>(11).unwrap_or_default(),
+            &row.get::<Option<String>, _>(12).unwrap_or_default(),
+        ),
+        _ => ReplyQuote::gone(seq),
+    });
     Message {
         seq: row.get(0),
         room_id: room_id.clone(),
@@ -667,5 +863,8 @@ where
         content: row.get(5),
         created_at: row.get(6),
         client_id: row.get(7),
+        edited_at: row.get(8),
+        reply_to,
+        reactions: Reactions::from_list(row.get::<Option<&str>, _>(15)),
     }
 }

@@ -13,8 +13,11 @@ use sqlx::Row;
 
 use super::queries::Queries;
 use super::transfer::{ExportedMessage, RoomState};
-use super::{Appended, BanEntry, Deletion, Dismissal, NewMessage, Report, ReportedMessage, RoomSnapshot, RoomSummary, Store, StoreError};
-use crate::chat::{now_millis, AuthorId, Message, RoomId, Seq};
+use super::{
+    Appended, BanEntry, Deletion, Dismissal, Edit, NewMessage, Reaction, Report, ReportedMessage, RoomSnapshot, RoomSummary, Store,
+    StoreError,
+};
+use crate::chat::{now_millis, AuthorId, Emoji, Message, ReplyQuote, RoomId, Seq};
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -61,9 +64,42 @@ impl SqliteStore {
                 }
             };
             let seq = last_seq + 1;
+            // The message answered, read in this transaction: a reply to one that is gone is not stored.
+            let reply = match msg.reply_to {
+                Some(original) => {
+                    let row = sqlx::query(
+                        "SELECT author_id, nickname, content FROM messages
+                         WHERE room_id = ? AND seq = ? AND deleted_at IS NULL AND hidden_at IS NULL",
+                    )
+                    .bind(msg.room_id.as_str())
+                    .bind(original)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match row {
+                        Some(row) => Some(ReplyQuote::shown(original, AuthorId::from_store(row.get(0)), row.get(1), row.get(2))),
+                        None => {
+                            let stored =
+                                sqlx::query("SELECT seq, created_at FROM messages WHERE room_id = ? AND author_id = ? AND client_id = ?")
+                                    .bind(msg.room_id.as_str())
+                                    .bind(msg.author.author_id.as_str())
+                                    .bind(&msg.client_id)
+                                    .fetch_optional(&mut *tx)
+                                    .await?;
+                            // Stored before (the original went since): acked again like any repeat.
+                            out.push(match stored {
+                                Some(row) => Appended::stored(row.get(0), row.get(1), false, None),
+                                None => Appended::reply_missing(),
+                            });
+                            current = Some((msg.room_id.clone(), last_seq));
+                            continue;
+                        }
+                    }
+                }
+                None => None,
+            };
             let inserted = sqlx::query(
-                "INSERT INTO messages (room_id, seq, author_id, nickname, avatar, content, created_at, client_id)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                "INSERT INTO messages (room_id, seq, author_id, nickname, avatar, content, created_at, client_id, reply_to)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (room_id, author_id, client_id) DO NOTHING",
             )
             .bind(msg.room_id.as_str())
@@ -74,11 +110,12 @@ impl SqliteStore {
             .bind(&msg.content)
             .bind(now)
             .bind(&msg.client_id)
+            .bind(msg.reply_to)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if inserted == 1 {
-                out.push(Appended { seq, created_at: now, fresh: true });
+                out.push(Appended::stored(seq, now, true, reply));
                 current = Some((msg.room_id.clone(), seq));
             } else {
                 let row = sqlx::query("SELECT seq, created_at FROM messages WHERE room_id = ? AND author_id = ? AND client_id = ?")
@@ -87,7 +124,7 @@ impl SqliteStore {
                     .bind(&msg.client_id)
                     .fetch_one(&mut *tx)
                     .await?;
-                out.push(Appended { seq: row.get(0), created_at: row.get(1), fresh: false });
+                out.push(Appended::stored(row.get(0), row.get(1), false, None));
                 current = Some((msg.room_id.clone(), last_seq));
             }
         }
@@ -135,6 +172,18 @@ impl Store for SqliteStore {
 
     fn report(&self, room: RoomId, seq: Seq, reporter: AuthorId, auto_hide: u32) -> BoxFuture<'_, Result<Report, StoreError>> {
         async move { Ok(Queries(&self.writer).report(&room, seq, &reporter, auto_hide).await?) }.boxed()
+    }
+
+    fn react(&self, room: RoomId, seq: Seq, author: AuthorId, emoji: Emoji, on: bool) -> BoxFuture<'_, Result<Reaction, StoreError>> {
+        async move { Ok(Queries(&self.writer).react(&room, seq, &author, emoji, on).await?) }.boxed()
+    }
+
+    fn edit(&self, room: RoomId, seq: Seq, author: AuthorId, content: String, window_ms: i64) -> BoxFuture<'_, Result<Edit, StoreError>> {
+        async move { Ok(Queries(&self.writer).edit(&room, seq, &author, &content, window_ms).await?) }.boxed()
+    }
+
+    fn reactions_by(&self, room: RoomId, author: AuthorId, from: Seq, to: Seq) -> BoxFuture<'_, Result<Vec<(Seq, Emoji)>, StoreError>> {
+        async move { Ok(Queries(&self.readers).reactions_by(&room, &author, from, to).await?) }.boxed()
     }
 
     fn dismiss(&self, room: RoomId, seq: Seq) -> BoxFuture<'_, Result<Dismissal, StoreError>> {

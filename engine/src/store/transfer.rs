@@ -1,13 +1,16 @@
 //! The JSON-lines format rooms move between stores in (the export route, `chat-engine export`
 //! and `chat-engine import`): per room, one line with its state, then its messages oldest first,
-//! each in the protocol's Message shape plus `deleted` / `hidden` when the store marks it so.
+//! each in the protocol's Message shape plus `deleted` / `hidden` when the store marks it so and
+//! `reactedBy` (who left each reaction, so an import keeps one per reader and emoji).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{Store, StoreError};
-use crate::chat::{AuthorId, Message, RoomId, Seq};
+use std::collections::BTreeMap;
+
+use crate::chat::{AuthorId, Emoji, Message, Reactions, ReplyQuote, RoomId, Seq, EMOJI};
 
 /// Messages read from the store per query when a room is streamed out.
 pub const PAGE: usize = 500;
@@ -30,6 +33,8 @@ pub struct ExportedMessage {
     pub message: Message,
     pub deleted: bool,
     pub hidden: bool,
+    /// Who left which reaction.
+    pub reactors: Vec<(Emoji, AuthorId)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -64,6 +69,31 @@ struct MessageOut<'a> {
     deleted: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     hidden: bool,
+    #[serde(skip_serializing_if = "ReactedBy::is_empty")]
+    reacted_by: ReactedBy<'a>,
+}
+
+/// `{"👍":["<authorId>",...]}`: each emoji's readers, emoji in their set's order.
+struct ReactedBy<'a>(&'a [(Emoji, AuthorId)]);
+
+impl ReactedBy<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for ReactedBy<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for emoji in EMOJI.iter().filter_map(|e| Emoji::parse(e)) {
+            let authors: Vec<&str> = self.0.iter().filter(|(e, _)| *e == emoji).map(|(_, a)| a.as_str()).collect();
+            if !authors.is_empty() {
+                map.serialize_entry(emoji.as_str(), &authors)?;
+            }
+        }
+        map.end()
+    }
 }
 
 #[derive(Deserialize)]
@@ -81,6 +111,16 @@ struct MessageIn {
     deleted: bool,
     #[serde(default)]
     hidden: bool,
+    /// Counts only; the import counts `reactedBy`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    reactions: Option<Reactions>,
+    #[serde(default)]
+    reply_to: Option<ReplyQuote>,
+    #[serde(default)]
+    edited_at: Option<String>,
+    #[serde(default)]
+    reacted_by: BTreeMap<String, Vec<String>>,
 }
 
 /// The room line, newline included.
@@ -99,7 +139,8 @@ pub fn room_line(state: &RoomState) -> String {
 
 /// A message line, newline included.
 pub fn message_line(m: &ExportedMessage) -> String {
-    let mut out = serde_json::to_string(&MessageOut { message: &m.message, deleted: m.deleted, hidden: m.hidden }).unwrap_or_default();
+    let out = MessageOut { message: &m.message, deleted: m.deleted, hidden: m.hidden, reacted_by: ReactedBy(&m.reactors) };
+    let mut out = serde_json::to_string(&out).unwrap_or_default();
     out.push('\n');
     out
 }
@@ -127,7 +168,7 @@ pub async fn stream_room(store: &dyn Store, state: RoomState, tx: mpsc::Sender<B
 #[derive(Debug)]
 pub enum Line {
     Room(RoomState),
-    Message(ExportedMessage),
+    Message(Box<ExportedMessage>),
 }
 
 /// Reads one line; the error says what is wrong with it (the caller adds the line number).
@@ -159,6 +200,20 @@ pub fn parse_line(text: &str) -> Result<Line, String> {
     if m.seq < 1 {
         return Err("message line: seq must be positive".into());
     }
+    let edited_at = m
+        .edited_at
+        .map(|raw| crate::chat::parse_millis(&raw).ok_or_else(|| format!("message line: editedAt {raw:?} is not an RFC 3339 time")))
+        .transpose()?;
+    let mut reactors = Vec::new();
+    let mut reactions = Reactions::default();
+    for (emoji, authors) in &m.reacted_by {
+        let emoji = Emoji::parse(emoji).ok_or_else(|| format!("message line: unknown reaction {emoji:?}"))?;
+        for author in authors {
+            let author = AuthorId::parse(author).ok_or_else(|| format!("message line: invalid reactedBy authorId {author:?}"))?;
+            reactions.add(emoji);
+            reactors.push((emoji, author));
+        }
+    }
     let message = Message {
         seq: m.seq,
         room_id,
@@ -168,8 +223,11 @@ pub fn parse_line(text: &str) -> Result<Line, String> {
         content: m.content,
         created_at,
         client_id: m.client_id,
+        reactions,
+        reply_to: m.reply_to,
+        edited_at,
     };
-    Ok(Line::Message(ExportedMessage { message, deleted: m.deleted, hidden: m.hidden }))
+    Ok(Line::Message(Box::new(ExportedMessage { message, deleted: m.deleted, hidden: m.hidden, reactors })))
 }
 
 #[cfg(test)]
@@ -197,14 +255,18 @@ mod tests {
                 content: String::new(),
                 created_at: 1_764_000_000_123,
                 client_id: "c-1".into(),
+                reactions: Default::default(),
+                reply_to: None,
+                edited_at: None,
             },
             deleted: true,
             hidden: false,
+            reactors: Vec::new(),
         };
         let text = message_line(&message);
         assert!(text.contains("\"deleted\":true") && !text.contains("hidden"), "{text}");
         let Line::Message(back) = parse_line(text.trim_end()).unwrap() else { panic!("not a message line") };
-        assert_eq!(back, message);
+        assert_eq!(*back, message);
     }
 
     #[test]

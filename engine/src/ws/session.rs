@@ -245,8 +245,12 @@ impl Session {
             Ok(Inbound::Send { client_id, .. }) if joined.watching => {
                 return self.error(ErrorCode::Forbidden, WATCHING, Some(&client_id)).await
             }
+            Ok(Inbound::React { seq, .. } | Inbound::Edit { seq, .. }) if joined.watching => {
+                METRICS.error(ErrorCode::Forbidden);
+                return self.write(protocol::report_error(ErrorCode::Forbidden, WATCHING, seq, None)).await;
+            }
             Ok(_) if joined.watching => return self.error(ErrorCode::Forbidden, WATCHING, None).await,
-            Ok(Inbound::Send { client_id, content }) => {
+            Ok(Inbound::Send { client_id, content, reply_to }) => {
                 let received = Instant::now();
                 if let Some(author) = &self.author {
                     if let Err(reason) = self.app.spam.check(&self.room, author, &mut self.newcomer, &content).await {
@@ -254,7 +258,18 @@ impl Session {
                         return self.write(protocol::spam(reason.as_str(), reason.message(), &client_id)).await;
                     }
                 }
-                Command::Send { conn, client_id, content, received }
+                Command::Send { conn, client_id, content, reply_to, received }
+            }
+            Ok(Inbound::React { seq, emoji, on }) => Command::React { conn, seq, emoji, on },
+            // An edit puts new content in front of readers: the same spam rules as a send.
+            Ok(Inbound::Edit { seq, content }) => {
+                if let Some(author) = &self.author {
+                    if let Err(reason) = self.app.spam.check(&self.room, author, &mut self.newcomer, &content).await {
+                        METRICS.error(ErrorCode::Spam);
+                        return self.write(protocol::edit_spam(reason.as_str(), reason.message(), seq)).await;
+                    }
+                }
+                Command::Edit { conn, seq, content }
             }
             Ok(Inbound::Delete { seq }) => Command::Delete { conn, seq },
             Ok(Inbound::Report { seq }) => Command::Report { conn, seq },

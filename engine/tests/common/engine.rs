@@ -64,6 +64,7 @@ const ENGINE_ENV: &[&str] = &[
     "WEBHOOK_SECRET",
     "WEBHOOK_QUEUE",
     "WEBHOOK_TIMEOUT",
+    "EDIT_WINDOW",
     "RUST_LOG",
 ];
 
