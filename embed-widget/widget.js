@@ -598,10 +598,12 @@ async function loadOlderPage() {
     const msgs = page.messages || [];
     if (gen !== listGen) return;
     takeMine(page.myReactions);
-    // Keep what the reader is looking at in place while content grows above it.
-    const height = list.scrollHeight, top = list.scrollTop;
+    // Keep what the reader is looking at in place while content grows above it. Measured on the
+    // message that was first, not on the list's height: joining the group above it can take its
+    // header away, and that is no reason to move it.
+    const anchorTop = first.getBoundingClientRect().top;
     for (const m of msgs) addMessage(m);
-    list.scrollTop = top + (list.scrollHeight - height);
+    list.scrollTop += first.getBoundingClientRect().top - anchorTop;
     if (msgs.length < PAGE || msgs[0].seq <= 1) hasOlder = false;
   } catch {
     olderRetryAt = Date.now() + 3000;  // the next scroll to the top tries again, without a storm
