@@ -6,6 +6,22 @@
 // this tab until it expires and sent as `Authorization: Moderator <grant>`; no cookie, so no CSRF.
 // No DOM: the view asks and renders.
 
+// The moderator's texts, in Korean and English (strings.js has the ones a reader sees).
+export const MODERATOR_TEXTS = {
+  en: {
+    ban: "Ban", banFor: ["1 hour", "1 day", "1 week"], banHow: (who) => `Ban ${who} for`,
+    bannedFor: (who, long) => `${who} is banned for ${long}.`,
+    pin: "Pin", unpin: "Unpin",
+    modOutcome: { gone: "Already gone.", expired: "Sign in again to moderate.", failed: "That did not work. Try again." },
+  },
+  ko: {
+    ban: "차단", banFor: ["1시간", "1일", "1주"], banHow: (who) => `${who} 차단 기간`,
+    bannedFor: (who, long) => `${who}님을 ${long} 동안 차단했어요.`,
+    pin: "고정", unpin: "고정 해제",
+    modOutcome: { gone: "이미 없어요.", expired: "관리하려면 다시 로그인하세요.", failed: "처리하지 못했어요. 다시 시도하세요." },
+  },
+};
+
 const KEY = "chat.moderatorGrant";
 export const BAN_MINUTES = [60, 24 * 60, 7 * 24 * 60];
 

@@ -3,6 +3,18 @@
 // reader's reaction on or takes it back; the engine's `reactions` frame redraws the bar. No state
 // of its own: the view passes the counts and the reader's set in, and a toggle callback.
 
+// The reactions' texts, in Korean and English.
+export const REACTION_TEXTS = {
+  en: {
+    reactions: "Reactions", reactAdd: "Add a reaction", react: (name, n) => `${name}: ${n}`,
+    emojiNames: { "👍": "Thumbs up", "❤️": "Heart", "😂": "Laughing", "😮": "Surprised", "😢": "Sad", "🙏": "Thanks" },
+  },
+  ko: {
+    reactions: "반응", reactAdd: "반응 남기기", react: (name, n) => `${name}: ${n}`,
+    emojiNames: { "👍": "좋아요", "❤️": "하트", "😂": "웃겨요", "😮": "놀라워요", "😢": "슬퍼요", "🙏": "고마워요" },
+  },
+};
+
 export const EMOJI = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
 
 function btn(cls, text, label, onclick) {

@@ -2,6 +2,20 @@
 // the composer while the reader replies to or edits a message (Cancel or Escape leaves it), and how
 // long an own message stays editable. User data reaches the DOM as text only.
 
+// The texts of quotes and of the composer's reply and edit modes, in Korean and English.
+export const REPLY_TEXTS = {
+  en: {
+    editing: "Editing your message",
+    replyingTo: (who, text) => `Replying to ${who}: ${text}`, jumpTo: (who, text) => `Reply to ${who}: ${text}. Show the message`,
+    quoteGone: "The original message was deleted.",
+  },
+  ko: {
+    editing: "내 메시지 수정 중",
+    replyingTo: (who, text) => `${who}님에게 답장: ${text}`, jumpTo: (who, text) => `${who}님에게 보낸 답장: ${text}. 원래 메시지 보기`,
+    quoteGone: "원래 메시지가 삭제되었어요.",
+  },
+};
+
 const EXCERPT = 100;  // characters of the original a quote shows, as the engine cuts them
 
 // The quote of `m` as the engine would send it, for a reply shown before the engine's copy arrives.

@@ -1,12 +1,10 @@
 // The view: the page at /room/{roomId} (DOM, layout, scrolling, the nickname prompt) and the
 // `{chat: ...}` postMessage protocol with the host page. The page's entry module: the socket is
 // client.js's, the saved identity storage.js's, the texts strings.js's; reactions.js draws a
-// message's reactions and reply.js the quotes of replies and the composer's reply and edit modes.
-// Rule kept throughout: user data (nicknames, content) reaches the DOM only as text nodes.
+// message's reactions, reply.js the quotes of replies and the composer's reply and edit modes,
+// moderator.js the owner's grant and calls (those three load while the socket opens: see
+// `extras`). Rule kept throughout: user data (nicknames, content) reaches the DOM only as text nodes.
 import { createClient } from "./client.js";
-import { BAN_MINUTES, createModerator } from "./moderator.js";
-import { addReaction, reactionBar } from "./reactions.js";
-import { createComposeMode, editLeft, quoteEl, quoteOf } from "./reply.js";
 import { loadIdentity, hasNickname, onProfile, persistent, saveProfile } from "./storage.js";
 import { ANIMALS, STRINGS, pickLang } from "./strings.js";
 
@@ -89,12 +87,40 @@ const identityReady = loadIdentity(animalKeys, params.get("hostProfile") === "1"
   if (firstVisit) nickname = defaultNick(avatar);  // joins under the suggested name until one is saved
 });
 
+// ---- the modules a message needs ------------------------------------------------------------------
+// Reactions, replies and the moderator's tools draw messages, and a socket does not need them to
+// open: they are fetched while it opens (see start), not before it, and what the client reports
+// waits, in order, until they are here. During a rollout a pod of another release may lack this
+// release's hashed name: the plain name then.
+let extras = null;
+const waiting = [];
+const loadExtras = () => Promise.all([
+  import("./moderator.js").catch(() => import("/assets/moderator.js")),
+  import("./reactions.js").catch(() => import("/assets/reactions.js")),
+  import("./reply.js").catch(() => import("/assets/reply.js")),
+]).then((modules) => {
+  extras = Object.assign({}, ...modules);
+  Object.assign(T, extras.MODERATOR_TEXTS[lang], extras.REACTION_TEXTS[lang], extras.REPLY_TEXTS[lang]);
+  moderator = extras.createModerator({ roomId, lang, onChange: renderModerator });
+  compose = extras.createComposeMode({ bar: contextEl, input, T, changed: onInput });
+  renderModerator();
+  for (const run of waiting.splice(0)) run();
+}, () => {
+  // Both names failed (a browser keeps a module's failure for the page's life): nothing can be
+  // drawn, so nothing more is kept.
+  waiting.length = 0;
+  extras = false;
+  setState(T.offline);
+});
+const afterExtras = (on) => Object.fromEntries(Object.entries(on).map(([name, fn]) =>
+  [name, (...args) => (extras ? fn(...args) : extras === null && waiting.push(() => fn(...args)))]));
+
 // ---- state ------------------------------------------------------------------------------------
 const client = createClient({
   url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/${encodeURIComponent(roomId)}`,
   hello: () => ({ anonymousId, nickname, avatar }),
-  on: { welcome: onWelcome, message: (m) => addLive([m], true), ack: onAck, deleted: removeSeq, restored: onRestored,
-    error: onError, close: onClose, frame: onFrame, room: onRoom },
+  on: afterExtras({ welcome: onWelcome, message: (m) => addLive([m], true), ack: onAck, deleted: removeSeq,
+    restored: onRestored, error: onError, close: onClose, frame: onFrame, room: onRoom }),
 });
 const send = client.send;
 let me = null;              // welcome.you
@@ -190,7 +216,7 @@ function bubble(m, extra, own = false, more = []) {
   const meta = h("div", "meta", h("span", own ? "name sr" : "name", String(m.nickname ?? "")), ...extra);
   const av = h("span", "avatar", ANIMALS[m.avatar] || "💬");
   av.setAttribute("aria-hidden", "true");
-  const quote = m.replyTo && typeof m.replyTo.seq === "number" ? quoteEl(m.replyTo, T, jumpTo) : "";
+  const quote = m.replyTo && typeof m.replyTo.seq === "number" ? extras.quoteEl(m.replyTo, T, jumpTo) : "";
   return [av, h("div", "bubble", meta, quote, text, ...more)];
 }
 
@@ -205,9 +231,9 @@ const react = (seq) => (emoji, on) => { if (!send({ type: "react", seq, emoji, o
 // timer takes it away when the window ends).
 function replyTools(m, own) {
   const out = [iconButton(ICONS.reply, T.reply, () => compose.reply(m), "reply")];
-  if (!locked) out.push(addReaction(mine.get(m.seq) || new Set(), react(m.seq), T));
+  if (!locked) out.push(extras.addReaction(mine.get(m.seq) || new Set(), react(m.seq), T));
   clearTimeout(editTimers.get(m.seq));
-  const left = own ? editLeft(m, editWindow) : 0;
+  const left = own ? extras.editLeft(m, editWindow) : 0;
   if (left) {
     out.push(iconButton(ICONS.edit, T.edit, () => compose.edit(m), "edit"));
     editTimers.set(m.seq, setTimeout(() => { editTimers.delete(m.seq); const it = items.get(m.seq); if (it && !it.local) renderMessage(it.msg, it.el); }, left));
@@ -225,7 +251,7 @@ function renderMessage(m, li = h("li")) {
   else tools.append(reportButton(m.seq));
   li.dataset.author = groupKey(m.authorId, m.nickname, m.avatar);
   li.dataset.at = Date.parse(m.createdAt) || Date.now();
-  const reacts = reactionBar(m.reactions, mine.get(m.seq) || new Set(), react(m.seq), T, !locked);
+  const reacts = extras.reactionBar(m.reactions, mine.get(m.seq) || new Set(), react(m.seq), T, !locked);
   // Drawn again under the reader's focus (a reaction pressed): focus stays on the same control.
   const had = li.contains(document.activeElement) && document.activeElement;
   const key = had && (had.dataset.emoji || had.getAttribute("aria-label"));
@@ -323,7 +349,7 @@ function onReported(seq) {
 }
 
 // ---- moderator mode ---------------------------------------------------------------------------
-const moderator = createModerator({ roomId, lang, onChange: renderModerator });
+let moderator = { active: false };  // moderator.js's, once `extras` are here
 
 function renderModerator() {
   const on = moderator.active;
@@ -357,7 +383,7 @@ function modTools(m, own) {
   if (own) return [del, pin];
   const ban = button(T.ban, () => {
     // The lengths replace the button; a choice (or Escape) puts it back.
-    const choices = BAN_MINUTES.map((minutes, i) => button(T.banFor[i], async () => {
+    const choices = extras.BAN_MINUTES.map((minutes, i) => button(T.banFor[i], async () => {
       await act(choices[i], () => moderator.ban(m.authorId, minutes), T.bannedFor(iso(m.nickname), T.banFor[i]));
       group.replaceWith(ban);
     }));
@@ -371,7 +397,7 @@ function modTools(m, own) {
   return [del, ban, pin];
 }
 
-modBtn.addEventListener("click", () => (moderator.active ? moderator.stop() : moderator.open()));
+modBtn.addEventListener("click", () => (moderator.active ? moderator.stop() : moderator.open?.()));
 lockBtn.addEventListener("click", () => act(lockBtn, () => moderator.lock(!locked)));
 
 // Confirmed messages sit in seq order; pending ones (no data-seq) stay below them.
@@ -491,7 +517,7 @@ function onEdited(m) {
   if (!m || typeof m.seq !== "number") return;
   const it = items.get(m.seq);
   if (it) { it.msg = m; it.local = false; renderMessage(m, it.el); }
-  requote(m.seq, quoteOf(m));
+  requote(m.seq, extras.quoteOf(m));
   if (m.seq === pinnedSeq) renderPin(m);
 }
 
@@ -839,7 +865,7 @@ function submit() {
   const content = input.value.trim();
   const n = chars(content);
   if (!n || n > MAX_LEN || client.banned) return;
-  const mode = compose.mode;
+  const mode = compose?.mode;
   if (mode?.kind === "edit") {
     // The engine answers with `edited` for everyone (or an error, shown as a note).
     if (!send({ type: "edit", seq: mode.msg.seq, content })) { note(T.offline); return; }
@@ -847,9 +873,9 @@ function submit() {
     onInput();
     return;
   }
-  const replyTo = mode ? quoteOf(mode.msg) : undefined;
+  const replyTo = mode ? extras.quoteOf(mode.msg) : undefined;
   const clientId = client.submit(content, replyTo?.seq);  // offline: stays pending, goes out after the next welcome
-  compose.done();
+  compose?.done();
   const p = { el: h("li"), content, failed: null, replyTo };
   pending.set(clientId, p);
   renderPending(clientId, p);
@@ -874,7 +900,7 @@ function onInput() {
   if (n && Date.now() - lastTypingSent > TYPING_EVERY && send({ type: "typing" })) lastTypingSent = Date.now();
 }
 
-const compose = createComposeMode({ bar: contextEl, input, T, changed: onInput });
+let compose = null;  // reply.js's, once `extras` are here
 input.addEventListener("input", onInput);
 input.addEventListener("keydown", (e) => {
   // isComposing / 229: Enter that confirms a Korean (IME) syllable must not send.
@@ -1033,5 +1059,6 @@ if (!roomOk) {
     renderMe();
     if (firstVisit) openNick();
     client.connect();
+    loadExtras();
   });
 }

@@ -1,6 +1,6 @@
 //! Build step: the widget's files (`../embed-widget/`) made ready to serve, once, here rather than on
 //! every request. Comments and indentation are left out (`src/http/strip.rs`). Each script and style
-//! gets a content-hashed name (`widget.3f9a1c2e.js`); the modules' static imports and the pages'
+//! gets a content-hashed name (`widget.3f9a1c2e.js`); the modules' imports (static and dynamic) and the pages'
 //! links are rewritten to those names, so a browser may keep every file for a year and a release
 //! still reaches it at once (the names change with the content). Every file is also compressed
 //! with gzip and brotli at their best settings. The results go to OUT_DIR, listed in `assets.rs`
@@ -118,7 +118,9 @@ impl Built<'_> {
         };
         self.visiting.push(name.to_string());
         let text = if name.ends_with(".js") {
-            self.rewrite(source, "from \"./", "\"")
+            // Static imports, and dynamic ones (modules fetched later, when they are needed).
+            let text = self.rewrite(source, "from \"./", "\"");
+            self.rewrite(&text, "import(\"./", "\"")
         } else if name.ends_with(".html") {
             let text = self.rewrite(source, "href=\"/assets/", "\"");
             self.rewrite(&text, "src=\"/assets/", "\"")

@@ -122,7 +122,7 @@ async fn hashed_names_are_immutable_plain_names_short_lived_and_unknown_hashes_4
     assert_eq!(embed.header("cache-control"), Some("public, max-age=300"), "embed.js keeps its URL: a short cache");
 
     let linked = linked_assets(&page);
-    for name in ["widget", "client", "storage", "strings", "moderator"] {
+    for name in ["widget", "client", "storage", "strings"] {
         let module = linked
             .iter()
             .find(|p| p.starts_with(&format!("/assets/{name}.")) && p.ends_with(".js"))
@@ -131,6 +131,7 @@ async fn hashed_names_are_immutable_plain_names_short_lived_and_unknown_hashes_4
         assert!(hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{module}: a content hash");
     }
     assert!(linked.iter().any(|p| p.starts_with("/assets/widget.") && p.ends_with(".css")), "{linked:?}");
+    let mut lazy = Vec::new();
     for path in &linked {
         let res = get(&engine, path, Some(BROWSER)).await;
         assert_eq!(res.header("cache-control"), Some("public, max-age=31536000, immutable"), "{path}");
@@ -140,7 +141,17 @@ async fn hashed_names_are_immutable_plain_names_short_lived_and_unknown_hashes_4
             let target = format!("/assets/{}", import.split_once('"').unwrap().0);
             assert!(linked.contains(&target), "{path} imports {target}, which the page does not preload");
         }
+        // Modules fetched later (`import("./x.js")`) are hashed and kept a year as well.
+        for import in body.split("import(\"./").skip(1) {
+            let target = format!("/assets/{}", import.split_once('"').unwrap().0);
+            lazy.push(target.clone());
+            let res = get(&engine, &target, Some(BROWSER)).await;
+            assert_eq!(res.status, 200, "{target}");
+            assert_eq!(res.header("cache-control"), Some("public, max-age=31536000, immutable"), "{target}");
+        }
     }
+    let lazy_names: Vec<_> = lazy.iter().map(|p| p.split('.').next().unwrap()).collect();
+    assert_eq!(lazy_names, ["/assets/moderator", "/assets/reactions", "/assets/reply"], "{lazy:?}");
 
     // A page from an older release asks for the plain names: they answer, briefly cached, with the
     // files as they are in the repository (plain imports).

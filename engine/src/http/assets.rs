@@ -265,32 +265,43 @@ mod tests {
     use super::*;
 
     /// The relative module specifiers (`from "./x.js"`) a script imports.
-    fn imports(script: &str) -> Vec<&str> {
-        script.split("from \"./").skip(1).filter_map(|rest| rest.split_once('"').map(|(name, _)| name)).collect()
+    /// The modules a script imports: statically (`from "./x.js"`) or, with `lazy`, the ones it
+    /// fetches later (`import("./x.js")`).
+    fn imports(script: &str, lazy: bool) -> Vec<&str> {
+        let prefix = if lazy { "import(\"./" } else { "from \"./" };
+        script.split(prefix).skip(1).filter_map(|rest| rest.split_once('"').map(|(name, _)| name)).collect()
     }
 
     fn by_hashed(name: &str) -> &'static File {
         FILES.iter().find(|f| f.asset && f.hashed == name).unwrap_or_else(|| panic!("{name} is imported but not served"))
     }
 
-    /// Every module a page's entry reaches through imports is served under its hashed name and
-    /// preloaded by the page, and the page preloads nothing else.
+    /// Every module a page's entry reaches through static imports is served under its hashed name
+    /// and preloaded by the page, and the page preloads nothing else: the modules fetched later
+    /// are served under their hashed names and not preloaded (they would load before the socket).
     #[test]
     fn every_module_the_page_loads_is_served_and_preloaded() {
-        modules_are_served_and_preloaded(&PAGE, "widget.js");
+        assert_eq!(modules_are_served_and_preloaded(&PAGE, "widget.js"), ["moderator.js", "reactions.js", "reply.js"]);
         modules_are_served_and_preloaded(&ADMIN_PAGE, "admin.js");
     }
 
-    fn modules_are_served_and_preloaded(page: &File, entry: &'static str) {
+    /// Returns the plain names of the modules fetched later.
+    fn modules_are_served_and_preloaded(page: &File, entry: &'static str) -> Vec<&'static str> {
         let body = text(page.served.identity);
         let entry = file(entry).hashed;
         let mut modules = vec![entry];
+        let mut later = Vec::new();
         let mut i = 0;
         while let Some(&name) = modules.get(i) {
-            for import in imports(text(by_hashed(name).served.identity)) {
+            let script = text(by_hashed(name).served.identity);
+            for import in imports(script, false) {
                 if !modules.contains(&import) {
                     modules.push(import);
                 }
+            }
+            for lazy in imports(script, true) {
+                later.push(by_hashed(lazy).name);
+                assert!(!body.contains(lazy), "{lazy} is fetched later, but the page preloads it");
             }
             i += 1;
         }
@@ -301,6 +312,7 @@ mod tests {
         assert_eq!(body.matches(r#"rel="modulepreload""#).count(), modules.len() - 1, "the page preloads a module nothing imports");
         assert!(body.contains(&format!(r#"<script type="module" src="/assets/{entry}"></script>"#)), "{entry} is the entry");
         assert!(!body.contains("/assets/widget.js") && !body.contains("/assets/admin.js"), "a plain name left in the page");
+        later
     }
 
     /// A hashed name is the file's name with the first hex digits of the served bytes' SHA-256,
@@ -320,11 +332,13 @@ mod tests {
                 if f.name.ends_with(".js") { super::super::strip::js(&repository) } else { super::super::strip::css(&repository) };
             assert_eq!(source, stripped.unwrap(), "{} at its plain name", f.name);
             let served = text(f.served.identity);
-            assert_eq!(imports(source).len(), imports(served).len(), "{}", f.name);
             let mut renamed = source.to_string();
-            for (plain, hashed) in imports(source).into_iter().zip(imports(served)) {
-                assert_eq!(file(plain).hashed, hashed, "{} imports {plain}", f.name);
-                renamed = renamed.replace(&format!("from \"./{plain}\""), &format!("from \"./{hashed}\""));
+            for (lazy, prefix) in [(false, "from \"./"), (true, "import(\"./")] {
+                assert_eq!(imports(source, lazy).len(), imports(served, lazy).len(), "{}", f.name);
+                for (plain, hashed) in imports(source, lazy).into_iter().zip(imports(served, lazy)) {
+                    assert_eq!(file(plain).hashed, hashed, "{} imports {plain}", f.name);
+                    renamed = renamed.replace(&format!("{prefix}{plain}\""), &format!("{prefix}{hashed}\""));
+                }
             }
             assert_eq!(renamed, served, "{} differs from its source beyond its imports", f.name);
         }
