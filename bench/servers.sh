@@ -4,8 +4,10 @@
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$BENCH_DIR/.." && pwd)"
-ENGINE="$ROOT/target/release/chat-engine"
-BENCH="$ROOT/target/release/chat-bench"
+# BENCH_PROFILE=debug: the smoke run's unoptimised builds (it checks that every scenario runs and
+# loses nothing, never how fast).
+ENGINE="$ROOT/target/${BENCH_PROFILE:-release}/chat-engine"
+BENCH="$ROOT/target/${BENCH_PROFILE:-release}/chat-bench"
 WORK="$(mktemp -d /tmp/chat-bench.XXXXXX)"
 SERVER_PIDS=()
 
