@@ -9,10 +9,11 @@ use std::collections::{btree_map, BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::budget::RingUsage;
 use super::cluster::PresenceSync;
+use super::outbox::{self, Refused};
 use super::presence::{room_wide, Presence};
 use super::ring::{Entry, Ring};
 use super::{Arrival, Command, ConnId, JoinError, Kick, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX};
@@ -227,7 +228,7 @@ struct Member {
     watching: bool,
     /// The address its sends are charged to, across rooms.
     client: ClientKey,
-    outbox: mpsc::Sender<Frame>,
+    outbox: outbox::Sender,
     kick: Option<oneshot::Sender<Kick>>,
     last_typing: Option<Instant>,
 }
@@ -237,7 +238,7 @@ struct JoinRequest {
     conn: ConnId,
     arrival: Arrival,
     client: ClientKey,
-    outbox: mpsc::Sender<Frame>,
+    outbox: outbox::Sender,
     kick: oneshot::Sender<Kick>,
     reply: oneshot::Sender<Result<Frame, JoinError>>,
 }
@@ -726,8 +727,8 @@ impl RoomCore {
         let Some(member) = self.members.get(&conn) else { return };
         match member.outbox.try_send(frame) {
             Ok(()) => METRICS.frames_delivered.inc(),
-            Err(mpsc::error::TrySendError::Full(_)) => self.slow_consumer(conn),
-            Err(mpsc::error::TrySendError::Closed(_)) => self.leave(conn),
+            Err(Refused::Full) => self.slow_consumer(conn),
+            Err(Refused::Closed) => self.leave(conn),
         }
     }
 
@@ -742,8 +743,8 @@ impl RoomCore {
             }
             match member.outbox.try_send(frame.clone()) {
                 Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => slow.push(*conn),
-                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*conn),
+                Err(Refused::Full) => slow.push(*conn),
+                Err(Refused::Closed) => gone.push(*conn),
             }
         }
         METRICS.frames_delivered.inc_by(delivered);
@@ -1705,14 +1706,14 @@ mod tests {
 
     /// A reader's end of the room: its queue, its kick and its welcome.
     struct Tab {
-        frames: mpsc::Receiver<Frame>,
+        frames: outbox::Receiver,
         kick: oneshot::Receiver<Kick>,
         welcome: oneshot::Receiver<Result<Frame, JoinError>>,
     }
 
     impl Tab {
         fn frames(&mut self) -> Vec<serde_json::Value> {
-            std::iter::from_fn(|| self.frames.try_recv().ok()).map(|f| serde_json::from_str(f.as_str()).unwrap()).collect()
+            std::iter::from_fn(|| self.frames.try_recv()).map(|f| serde_json::from_str(f.as_str()).unwrap()).collect()
         }
 
         fn of_type(&mut self, ty: &str) -> Vec<serde_json::Value> {
@@ -1730,7 +1731,7 @@ mod tests {
     }
 
     fn join(core: &mut RoomCore, conn: ConnId, profile: Profile, last_seq: Option<Seq>) -> Tab {
-        let (outbox, frames) = mpsc::channel(8);
+        let (outbox, frames) = outbox::outbox(8);
         let (kick_tx, kick) = oneshot::channel();
         let (reply, welcome) = oneshot::channel();
         let client = ClientKey::of("127.0.0.1".parse().unwrap());

@@ -8,6 +8,7 @@ mod actor;
 mod budget;
 mod cluster;
 mod core;
+mod outbox;
 mod presence;
 mod registry;
 mod ring;
@@ -23,6 +24,7 @@ use crate::store::{writer::Writer, Deletion, Store};
 
 pub use budget::RingBudget;
 pub use cluster::{Cluster, RedisCluster, SinglePod};
+pub use outbox::Receiver as OutboxReceiver;
 pub use registry::{Joined, Rooms};
 pub use ring::RingLimits;
 
@@ -132,7 +134,7 @@ pub enum Command {
         conn: ConnId,
         arrival: Arrival,
         client: ClientKey,
-        outbox: mpsc::Sender<Frame>,
+        outbox: outbox::Sender,
         kick: oneshot::Sender<Kick>,
         reply: oneshot::Sender<Result<Frame, JoinError>>,
     },

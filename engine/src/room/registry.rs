@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::actor::RoomActor;
 use super::budget::RingUsage;
+use super::outbox;
 use super::{Arrival, Command, ConnId, JoinError, Kick, LiveRooms, RoomContext, RoomError, RoomHandle, RoomInfo};
 use crate::chat::{AuthorId, RoomId, Seq};
 use crate::client_ip::ClientKey;
@@ -36,7 +37,7 @@ struct Inner {
 /// A session's membership in a room.
 pub struct Joined {
     pub room: RoomHandle,
-    pub outbox: mpsc::Receiver<Frame>,
+    pub outbox: outbox::Receiver,
     pub kick: oneshot::Receiver<Kick>,
     /// The owner's live view (not in presence, never sends).
     pub watching: bool,
@@ -110,7 +111,7 @@ impl Rooms {
         let watching = arrival.watching;
         for _ in 0..ATTEMPTS {
             let handle = self.handle(room).ok_or(JoinError::Closed)?;
-            let (outbox_tx, outbox) = mpsc::channel(queue.max(1));
+            let (outbox_tx, outbox) = outbox::outbox(queue);
             let (kick_tx, kick) = oneshot::channel();
             let (reply, answer) = oneshot::channel();
             let cmd = Command::Join { conn, arrival: arrival.clone(), client, outbox: outbox_tx, kick: kick_tx, reply };

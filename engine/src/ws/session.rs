@@ -25,7 +25,7 @@ use crate::metrics::{SendOutcome, METRICS};
 use crate::protocol::inbound::{self, Inbound, Refusal};
 use crate::protocol::{self, CloseCode, ErrorCode, Frame};
 use crate::rate::TokenBucket;
-use crate::room::{Arrival, Command, ConnId, JoinError, Joined, Kick};
+use crate::room::{Arrival, Command, ConnId, JoinError, Joined, Kick, OutboxReceiver};
 use crate::spam::Newcomer;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -201,7 +201,7 @@ impl Session {
                 _ = drain_started(&mut draining), if close_at.is_none() => {
                     // Frames already queued go first, so the reader has every message committed
                     // before the drain and its resume starts after them, not before.
-                    while let Ok(frame) = joined.outbox.try_recv() {
+                    while let Some(frame) = joined.outbox.try_recv() {
                         if let Err(exit) = Box::pin(self.write_queued(frame, &mut joined.outbox)).await { return exit }
                     }
                     let after_ms = self.app.reconnect_after_ms();
@@ -323,11 +323,11 @@ impl Session {
     }
 
     /// Writes a queued frame and whatever else is already queued behind it, in one write.
-    async fn write_queued(&mut self, first: Frame, outbox: &mut tokio::sync::mpsc::Receiver<Frame>) -> Result<(), Exit> {
+    async fn write_queued(&mut self, first: Frame, outbox: &mut OutboxReceiver) -> Result<(), Exit> {
         let mut frames = vec![first];
         let mut bytes = frames[0].len();
         while bytes < BATCH_BYTES {
-            let Ok(next) = outbox.try_recv() else { break };
+            let Some(next) = outbox.try_recv() else { break };
             bytes += next.len();
             frames.push(next);
         }
