@@ -554,6 +554,19 @@ async fn presence_is_room_wide_and_a_crashed_pods_readers_leave() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_of_the_only_other_pod_leave_when_it_crashes() {
+    let mut cluster = Cluster::start(2).await;
+    let room = room("last-pod");
+    let (mut carol, _) = cluster.pod(0).join(&room, &Reader::new("남는 여우")).await;
+    let (_bob, _) = cluster.pod(1).join(&room, &Reader::new("떠나는 곰")).await;
+    carol.next_where("presence with online 2", |f| frame_type(f) == "presence" && f["online"] == 2).await;
+
+    // No other pod is left in the room's presence once its entry expires: that is an answer too.
+    cluster.kill9(1);
+    carol.next_where_within("presence with online 1", Duration::from_secs(35), |f| frame_type(f) == "presence" && f["online"] == 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletes_typing_and_bans_reach_every_pod() {
     let cluster = Cluster::start_with(3, None, &["--admin-token", "secret"]).await;
     let room = room("moderation");

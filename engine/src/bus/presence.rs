@@ -134,6 +134,11 @@ pub async fn others(conn: &mut MultiplexedConnection, room: &RoomId, pod: &str) 
         for other in pods.iter().filter(|p| p.as_str() != pod) {
             pipe.cmd("HVALS").arg(pod_key(room, other));
         }
+        // An empty pipeline waits for answers that never come: no other live pod is an answer
+        // too (the last one crashed, and its readers must go).
+        if pipe.is_empty() {
+            return Ok(Vec::new());
+        }
         let values: Vec<Vec<String>> = pipe.query_async(conn).await?;
         Ok::<_, redis::RedisError>(values.into_iter().flatten().filter_map(|v| serde_json::from_str(&v).ok()).collect())
     };
