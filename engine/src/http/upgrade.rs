@@ -41,12 +41,7 @@ pub fn upgrade(app: &Arc<App>, room: RoomId, mut req: Request<Incoming>, peer: S
     let accept = crate::ws::accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let app = app.clone();
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => crate::ws::serve(app, room, upgraded, slot, client).await,
-            Err(err) => tracing::debug!(error = %err, "upgrade failed"),
-        }
-    });
+    tokio::spawn(crate::ws::serve(app, room, on_upgrade, slot, client));
     let mut res = Response::new(full(bytes::Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();

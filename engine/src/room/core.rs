@@ -16,7 +16,7 @@ use super::cluster::PresenceSync;
 use super::outbox::{self, Refused};
 use super::presence::{room_wide, Presence};
 use super::ring::{Entry, Ring};
-use super::{Arrival, Command, ConnId, JoinError, Kick, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX};
+use super::{Arrival, Command, ConnId, JoinError, JoinRequest, Kick, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX};
 use crate::bus::presence::{Present, HEARTBEAT};
 use crate::bus::{Envelope, RoomEvent};
 use crate::chat::{now_millis, AuthorId, Emoji, Message, Profile, Reactions, ReplyQuote, RoomId, Seq};
@@ -231,16 +231,6 @@ struct Member {
     outbox: outbox::Sender,
     kick: Option<oneshot::Sender<Kick>>,
     last_typing: Option<Instant>,
-}
-
-/// A join that arrived while the room was loading, or that waits for a repair.
-struct JoinRequest {
-    conn: ConnId,
-    arrival: Arrival,
-    client: ClientKey,
-    outbox: outbox::Sender,
-    kick: oneshot::Sender<Kick>,
-    reply: oneshot::Sender<Result<Frame, JoinError>>,
 }
 
 enum Waiting {
@@ -474,9 +464,7 @@ impl RoomCore {
 
     pub(super) fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Join { conn, arrival, client, outbox, kick, reply } => {
-                self.join(JoinRequest { conn, arrival, client, outbox, kick, reply })
-            }
+            Command::Join(request) => self.join(*request),
             Command::Leave { conn } => self.leave(conn),
             Command::Send { conn, client_id, content, reply_to, received } => self.send(conn, client_id, content, reply_to, received),
             Command::React { conn, seq, emoji, on } => self.react(conn, seq, emoji, on),
@@ -1736,7 +1724,7 @@ mod tests {
         let (reply, welcome) = oneshot::channel();
         let client = ClientKey::of("127.0.0.1".parse().unwrap());
         let arrival = Arrival { profile, last_seq, watching: false };
-        core.command(Command::Join { conn, arrival, client, outbox, kick: kick_tx, reply });
+        core.command(Command::Join(Box::new(JoinRequest { conn, arrival, client, outbox, kick: kick_tx, reply })));
         Tab { frames, kick, welcome }
     }
 

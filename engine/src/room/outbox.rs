@@ -45,6 +45,18 @@ struct State {
     receiver_gone: bool,
 }
 
+impl State {
+    /// The oldest frame. The queue's buffer goes with its last frame: an idle reader holds none,
+    /// and a busy one allocates once per batch it falls behind by.
+    fn take(&mut self) -> Option<Frame> {
+        let frame = self.frames.pop_front();
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            self.frames = VecDeque::new();
+        }
+        frame
+    }
+}
+
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding it; a poisoned lock still guards a consistent queue.
@@ -94,7 +106,7 @@ impl Receiver {
         loop {
             {
                 let mut state = self.0.state();
-                if let Some(frame) = state.frames.pop_front() {
+                if let Some(frame) = state.take() {
                     return Some(frame);
                 }
                 if state.sender_gone {
@@ -108,7 +120,7 @@ impl Receiver {
 
     /// The next frame if one is queued.
     pub fn try_recv(&mut self) -> Option<Frame> {
-        self.0.state().frames.pop_front()
+        self.0.state().take()
     }
 }
 
@@ -172,10 +184,66 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_reader_holds_no_buffer() {
+        let (tx, mut rx) = outbox(4);
+        assert_eq!(rx.0.state().frames.capacity(), 0, "nothing allocated before a frame waits");
+        tx.try_send(frame("a")).unwrap();
+        tx.try_send(frame("b")).unwrap();
+        assert!(rx.try_recv().is_some());
+        assert!(rx.0.state().frames.capacity() > 0, "kept while frames wait");
+        assert!(rx.try_recv().is_some());
+        assert_eq!(rx.0.state().frames.capacity(), 0, "given back with the last frame");
+    }
+
+    #[test]
     fn the_room_hears_that_the_session_ended() {
         let (tx, rx) = outbox(4);
         tx.try_send(frame("a")).unwrap();
         drop(rx);
         assert_eq!(tx.try_send(frame("b")), Err(Refused::Closed));
+    }
+}
+
+#[cfg(test)]
+mod stress {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_frame_waits_for_a_later_wakeup() {
+        let (tx, mut rx) = outbox(1024);
+        let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let (noise_tx, mut noise_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    f = rx.recv() => match f {
+                        Some(f) => {
+                            let _ = ack_tx.send(f.as_str().parse().unwrap());
+                            while let Some(f) = rx.try_recv() { let _ = ack_tx.send(f.as_str().parse().unwrap()); }
+                        }
+                        None => return,
+                    },
+                    _ = noise_rx.recv() => {}
+                }
+            }
+        });
+        for i in 0..20_000u32 {
+            tx.try_send(Frame::from(i.to_string())).unwrap();
+            if i % 3 == 0 {
+                let _ = noise_tx.send(());
+            }
+            if i % 2 == 0 {
+                let _ = noise_tx.send(());
+                tx.try_send(Frame::from((i + 1_000_000).to_string())).unwrap();
+            }
+            loop {
+                let got = tokio::time::timeout(Duration::from_secs(2), ack_rx.recv()).await.expect("frame not taken").unwrap();
+                if got == i {
+                    break;
+                }
+            }
+        }
     }
 }

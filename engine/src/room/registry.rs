@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::actor::RoomActor;
 use super::budget::RingUsage;
 use super::outbox;
-use super::{Arrival, Command, ConnId, JoinError, Kick, LiveRooms, RoomContext, RoomError, RoomHandle, RoomInfo};
+use super::{Arrival, Command, ConnId, JoinError, JoinRequest, Kick, LiveRooms, RoomContext, RoomError, RoomHandle, RoomInfo};
 use crate::chat::{AuthorId, RoomId, Seq};
 use crate::client_ip::ClientKey;
 use crate::protocol::Frame;
@@ -114,7 +114,8 @@ impl Rooms {
             let (outbox_tx, outbox) = outbox::outbox(queue);
             let (kick_tx, kick) = oneshot::channel();
             let (reply, answer) = oneshot::channel();
-            let cmd = Command::Join { conn, arrival: arrival.clone(), client, outbox: outbox_tx, kick: kick_tx, reply };
+            let cmd =
+                Command::Join(Box::new(JoinRequest { conn, arrival: arrival.clone(), client, outbox: outbox_tx, kick: kick_tx, reply }));
             if handle.tx.send(cmd).await.is_ok() {
                 if let Ok(result) = answer.await {
                     return result.map(|welcome| (Joined { room: handle, outbox, kick, watching }, welcome));

@@ -9,7 +9,6 @@ use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode as WsCloseCode, Data, OpCode};
@@ -20,7 +19,6 @@ use tokio_tungstenite::WebSocketStream;
 use crate::app::App;
 use crate::chat::{AuthorId, Profile, RoomId};
 use crate::client_ip::ClientKey;
-use crate::clients::ClientSocket;
 use crate::metrics::{SendOutcome, METRICS};
 use crate::protocol::inbound::{self, Inbound, Refusal};
 use crate::protocol::{self, CloseCode, ErrorCode, Frame};
@@ -58,7 +56,7 @@ enum Exit {
     Close(CloseCode, &'static str, Option<Frame>),
 }
 
-struct Session {
+pub(super) struct Session {
     app: Arc<App>,
     room: RoomId,
     conn: ConnId,
@@ -74,43 +72,57 @@ struct Session {
     newcomer: Newcomer,
 }
 
-pub async fn run(app: Arc<App>, room: RoomId, ws: Socket, slot: OwnedSemaphorePermit, client: ClientSocket) {
-    let conn = app.next_conn_id();
-    METRICS.connections.inc();
-    let flood_rate = (app.config.send_rate * 4.0).max(20.0);
-    let flood_burst = app.config.send_burst.saturating_mul(4).max(100);
-    let mut session = Session {
-        app,
-        room,
-        conn,
-        client: client.key(),
-        ws,
-        frames: TokenBucket::new(flood_rate, flood_burst),
-        last_heard: Instant::now(),
-        author: None,
-        newcomer: Newcomer::new(),
-    };
-    tracing::debug!(room = %session.room, conn, "connected");
-    // The hello and close phases are boxed: they are short, and keeping their state out of the
-    // session's own future keeps every idle connection small.
-    let exit = match Box::pin(session.await_hello()).await {
-        Ok(joined) => session.joined(joined).await,
-        Err(exit) => exit,
-    };
-    match exit {
-        Exit::Close(code, reason, frame) => Box::pin(session.close(code, reason, frame)).await,
-        Exit::PeerClosed => {
-            let _ = tokio::time::timeout(CLOSE_WAIT, session.ws.flush()).await;
-        }
-        Exit::Gone => {}
-    }
-    tracing::debug!(room = %session.room, conn, "disconnected");
-    METRICS.connections.dec();
-    drop(slot);
-    drop(client);
-}
-
 impl Session {
+    pub(super) fn new(app: Arc<App>, room: RoomId, ws: Socket, client: ClientKey) -> Session {
+        let conn = app.next_conn_id();
+        let flood_rate = (app.config.send_rate * 4.0).max(20.0);
+        let flood_burst = app.config.send_burst.saturating_mul(4).max(100);
+        Session {
+            app,
+            room,
+            conn,
+            client,
+            ws,
+            frames: TokenBucket::new(flood_rate, flood_burst),
+            last_heard: Instant::now(),
+            author: None,
+            newcomer: Newcomer::new(),
+        }
+    }
+
+    /// The connection from its first frame to its close. Every phase but the relay loop is boxed:
+    /// they are short, and their state would otherwise be part of every idle connection's future.
+    pub(super) async fn run(&mut self) {
+        METRICS.connections.inc();
+        tracing::debug!(room = %self.room, conn = self.conn, "connected");
+        let hello = match Box::pin(self.await_hello()).await {
+            Ok(joined) => Some(joined),
+            Err(exit) => {
+                Box::pin(self.end(exit)).await;
+                None
+            }
+        };
+        // Bound here rather than in the match above: a match keeps its whole scrutinee in the
+        // future's state for as long as an arm awaits.
+        let Some(mut joined) = hello else { return };
+        let exit = self.relay(&mut joined).await;
+        let _ = Box::pin(joined.room.send(Command::Leave { conn: self.conn })).await;
+        Box::pin(self.end(exit)).await;
+    }
+
+    /// The close, as the connection ended.
+    async fn end(&mut self, exit: Exit) {
+        match exit {
+            Exit::Close(code, reason, frame) => self.close(code, reason, frame).await,
+            Exit::PeerClosed => {
+                let _ = tokio::time::timeout(CLOSE_WAIT, self.ws.flush()).await;
+            }
+            Exit::Gone => {}
+        }
+        tracing::debug!(room = %self.room, conn = self.conn, "disconnected");
+        METRICS.connections.dec();
+    }
+
     async fn await_hello(&mut self) -> Result<Joined, Exit> {
         let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
         let mut draining = self.app.draining();
@@ -162,12 +174,6 @@ impl Session {
                 Err(Exit::Close(code.close_code(), code.as_str(), Some(frame)))
             }
         }
-    }
-
-    async fn joined(&mut self, mut joined: Joined) -> Exit {
-        let exit = self.relay(&mut joined).await;
-        let _ = joined.room.send(Command::Leave { conn: self.conn }).await;
-        exit
     }
 
     async fn relay(&mut self, joined: &mut Joined) -> Exit {
