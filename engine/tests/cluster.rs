@@ -394,6 +394,18 @@ impl Participant {
                         let _ = ws.close(None).await;
                         break;
                     }
+                    // A connection that goes quiet must not outlive the participant's deadline:
+                    // it ends as unfinished, with what it was waiting for.
+                    _ = tokio::time::sleep_until(deadline) => {
+                        out.unfinished = Some(format!(
+                            "stuck on {addr} (welcomed {welcomed}, reconnect {reconnect_at:?}): sent {next_send}/{}, unacked {}, seen {}/{}, last {last:?}",
+                            self.sends,
+                            unacked.len(),
+                            out.seen.len(),
+                            self.total
+                        ));
+                        return out;
+                    }
                 }
             }
         }
@@ -414,7 +426,20 @@ fn assert_one_stream(outcomes: &[Outcome]) {
     assert_eq!(distinct.len() as u64, total, "two sends were acked with the same seq");
     let expected: Vec<u64> = (1..=total).collect();
     for outcome in outcomes {
-        assert!(outcome.unfinished.is_none(), "{}: unfinished: {:?}", outcome.name, outcome.unfinished);
+        if let Some(unfinished) = &outcome.unfinished {
+            let mut seen = outcome.seen.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            let missing: Vec<u64> = expected.iter().copied().filter(|s| seen.binary_search(s).is_err()).collect();
+            panic!(
+                "{}: unfinished: {unfinished}; missing {} seqs from {:?} to {:?}; connections: {:#?}",
+                outcome.name,
+                missing.len(),
+                missing.first(),
+                missing.last(),
+                outcome.journal
+            );
+        }
         assert_eq!(outcome.not_resumed, 0, "{}: a reconnect with lastSeq was not resumed", outcome.name);
         if outcome.seen != expected {
             let first_bad = outcome.seen.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(outcome.seen.len().min(expected.len()));
