@@ -264,7 +264,6 @@ pub fn admin_page(req: &Request<impl Sized>) -> Response<Body> {
 mod tests {
     use super::*;
 
-    /// The relative module specifiers (`from "./x.js"`) a script imports.
     /// The modules a script imports: statically (`from "./x.js"`) or, with `lazy`, the ones it
     /// fetches later (`import("./x.js")`).
     fn imports(script: &str, lazy: bool) -> Vec<&str> {
