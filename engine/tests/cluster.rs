@@ -272,10 +272,14 @@ impl Participant {
     }
 
     async fn run(self, live: watch::Receiver<Vec<SocketAddr>>) -> Outcome {
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(90);
         let mut out = Outcome { name: self.name.clone(), ..Outcome::default() };
         let mut pod = self.start_pod;
-        let mut last: Option<u64> = None;
+        // The whole stream from the room's first message: the first hello resumes from seq 0 (a
+        // reader late to the room would otherwise get only the latest 50), and so does a reconnect
+        // before any message came (kicked as too slow, or the pod died, right after the welcome).
+        let mut last: Option<u64> = Some(0);
         // clientId → content of sends not acked yet, resent with the same clientId after a failover.
         let mut unacked: BTreeMap<usize, (String, String)> = BTreeMap::new();
         let mut next_send = 0;
@@ -314,6 +318,7 @@ impl Participant {
             let mut tick = tokio::time::interval(self.every);
             let mut welcomed = false;
             let mut reconnect_at: Option<Instant> = None;
+            let (mut messages, mut acks) = (0, 0);
             loop {
                 let wait_reconnect = async {
                     match reconnect_at {
@@ -324,7 +329,11 @@ impl Participant {
                 tokio::select! {
                     frame = ws.next() => {
                         let Some(Ok(Message::Text(text))) = frame else {
+                            if let Some(Ok(Message::Close(close))) = &frame {
+                                out.journal.push(format!("{addr} at {:?}: closed by the pod: {close:?}", started.elapsed()));
+                            }
                             if matches!(frame, Some(Ok(_))) { continue }
+                            out.journal.push(format!("{addr} at {:?}: ended after {messages} messages, {acks} acks: {frame:?}", started.elapsed()));
                             break; // closed or failed: fail over
                         };
                         let frame: Value = serde_json::from_str(text.as_str()).expect("server frames are JSON");
@@ -333,7 +342,8 @@ impl Participant {
                                 welcomed = true;
                                 let history = frame["history"].as_array().expect("history");
                                 out.journal.push(format!(
-                                    "{addr}: hello lastSeq {last:?} → resumed {} history {:?}..{:?}",
+                                    "{addr} at {:?}: hello lastSeq {last:?} → resumed {} history {:?}..{:?}",
+                                    started.elapsed(),
                                     frame["resumed"],
                                     history.first().map(seq_of),
                                     history.last().map(seq_of)
@@ -345,8 +355,12 @@ impl Participant {
                                     record(&mut out, &mut last, seq_of(message));
                                 }
                             }
-                            "message" => record(&mut out, &mut last, seq_of(&frame["message"])),
+                            "message" => {
+                                messages += 1;
+                                record(&mut out, &mut last, seq_of(&frame["message"]))
+                            }
                             "ack" => {
+                                acks += 1;
                                 let client_id = frame["clientId"].as_str().expect("clientId").to_string();
                                 out.acked.insert(client_id.clone(), seq_of(&frame));
                                 unacked.retain(|_, (id, _)| *id != client_id);
@@ -381,7 +395,8 @@ impl Participant {
                         };
                         if let Some((client_id, content)) = send {
                             let frame = json!({"type": "send", "clientId": client_id, "content": content});
-                            if ws.send(Message::text(frame.to_string())).await.is_err() {
+                            if let Err(err) = ws.send(Message::text(frame.to_string())).await {
+                                out.journal.push(format!("{addr} at {:?}: a send failed after {messages} messages, {acks} acks: {err}", started.elapsed()));
                                 break;
                             }
                         }
