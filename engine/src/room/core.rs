@@ -30,6 +30,10 @@ use crate::webhooks::Notice;
 
 /// Presence frames go out at most this often per room, whatever the churn.
 const PRESENCE_EVERY: Duration = Duration::from_millis(500);
+/// And a room sends at most this many presence frames a second in all: in a crowd each reader
+/// gets one less often (every 3 s at 6,000 readers). A frame lists up to 100 readers (~9 KB), and a
+/// join storm into a room of thousands spent most of its time sending those lists.
+const PRESENCE_FRAMES_PER_SECOND: u32 = 2000;
 /// A member's typing frames are passed on at most this often.
 const TYPING_EVERY: Duration = Duration::from_secs(2);
 /// The `reason` label of `chat_spam_refused_total` for a send slow mode refused.
@@ -1447,11 +1451,7 @@ impl RoomCore {
             RoomEvent::Locked { locked } => self.change(RoomChange::Locked(locked)),
             RoomEvent::SlowMode { seconds } => self.change(RoomChange::SlowMode(seconds)),
             RoomEvent::Pinned { pinned } => self.change(RoomChange::Pinned(pinned.map(|(seq, json)| Entry::from_json(seq, json)))),
-            RoomEvent::Presence => {
-                if self.presence_due.is_none() {
-                    self.presence_due = Some((self.last_presence + PRESENCE_EVERY).max(Instant::now()));
-                }
-            }
+            RoomEvent::Presence => self.presence_soon(),
         }
     }
 
@@ -1527,8 +1527,14 @@ impl RoomCore {
     /// Our reader list changed: tell the room (coalesced) and the other pods.
     fn presence_changed(&mut self) {
         self.local_dirty = true;
+        self.presence_soon();
+    }
+
+    /// Shows the presence once the room's pace allows it (it may be due already).
+    fn presence_soon(&mut self) {
         if self.presence_due.is_none() {
-            self.presence_due = Some((self.last_presence + PRESENCE_EVERY).max(Instant::now()));
+            let every = PRESENCE_EVERY.max(Duration::from_secs(1) * self.members.len() as u32 / PRESENCE_FRAMES_PER_SECOND);
+            self.presence_due = Some((self.last_presence + every).max(Instant::now()));
         }
     }
 
@@ -1868,6 +1874,21 @@ mod tests {
         let presence = tabs[0].of_type("presence");
         assert_eq!(presence.len(), 1);
         assert_eq!(presence[0]["online"], 6);
+    }
+
+    #[test]
+    fn a_crowd_gets_its_presence_less_often() {
+        let mut core = loaded(settings(10), Vec::new(), 0);
+        let crowd = 3 * PRESENCE_FRAMES_PER_SECOND as u64;
+        let _tabs: Vec<Tab> = (0..crowd).map(|i| join(&mut core, i, profile("손님"), None)).collect();
+        let start = Instant::now();
+        core.tick(start + PRESENCE_EVERY);
+        core.done(Done::PresenceSynced { sync: PresenceSync { wrote: true, others: None }, always: true, shared: true });
+        core.take_effects();
+        // One more arrives: a room this size shows it three seconds after the last, not half a second.
+        let _late = join(&mut core, crowd, profile("늦은"), None);
+        let due = core.next_due().expect("a presence is due");
+        assert!(due >= start + PRESENCE_EVERY + Duration::from_secs(3) - Duration::from_millis(50), "due {:?} after start", due - start);
     }
 
     #[test]
