@@ -1,7 +1,8 @@
 # Every scenario against ours and each peer, one JSON line per run appended to $RESULTS
 # (sourced after servers.sh by bench/run and scripts/test.d/bench, which set the sizes below).
 #
-# Sizes: IDLE_STEPS; HOT_MEMBERS, HOT_SENDERS, HOT_RATES; MIX_ROOMS, MIX_RATE; JOIN_RATE,
+# Sizes: IDLE_STEPS; HOT_MEMBERS, HOT_SENDERS, HOT_RATES; MIX_ROOMS, MIX_RATE; NETWORK_ROOMS,
+# NETWORK_CHATTING; JOIN_RATE,
 # JOIN_HISTORY; DURABLE_ROOMS, DURABLE_RATES; XPOD_ROOMS, XPOD_RATE; SOAK_ROOMS, SOAK_RATE,
 # SOAK_DURATION, SOAK_RING_MEMORY; WARMUP, DURATION.
 # Every server is started fresh for each run, so memory and CPU figures are its own.
@@ -64,6 +65,17 @@ run_scenarios() {
         with_server "$kind" "mix-$kind"
         bench traffic --scenario mix --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
             --rooms "$MIX_ROOMS" --per-room 5 --senders-per-room 5 --rate "$MIX_RATE" --warmup "$WARMUP" --duration "$DURATION"
+        stop_servers
+    done
+
+    # A blog host: many posts with a reader or two each, a few of them chatting (a message per
+    # chatting room per second). Memory per room and per socket, and the chatting rooms' latency.
+    for kind in ours "${PEERS[@]}"; do
+        echo "== blog network: $kind" >&2
+        with_server "$kind" "network-$kind"
+        bench traffic --scenario network --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+            --rooms "$NETWORK_ROOMS" --per-room 2 --senders-per-room 1 --chatting-rooms "$NETWORK_CHATTING" \
+            --rate "$NETWORK_CHATTING" --warmup "$WARMUP" --duration "$DURATION"
         stop_servers
     done
 

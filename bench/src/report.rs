@@ -205,6 +205,21 @@ fn rows() -> Vec<Row> {
             pick: |r, s| single(r, "xpod", s, "cross_pod_latency.p99_ms"),
         },
         Row {
+            scenario: "blog network 9,500 × 2, 200 chatting",
+            figure: "server RSS per socket, KiB",
+            pick: |r, s| network_rss(r, s).map(|(kib, run)| kib / num(run, "clients")),
+        },
+        Row {
+            scenario: "blog network 9,500 × 2, 200 chatting",
+            figure: "server RSS per room, KiB",
+            pick: |r, s| network_rss(r, s).map(|(kib, run)| kib / num(run, "rooms")),
+        },
+        Row {
+            scenario: "blog network 9,500 × 2, 200 chatting",
+            figure: "send → deliver p50 / p99 / p99.9 ms",
+            pick: |r, s| single(r, "network", s, "latency.p99_ms"),
+        },
+        Row {
             scenario: "blog network soak",
             figure: "server RSS MiB at the start / half / end of the window",
             pick: |r, s| soak_rss(r, s, 10),
@@ -220,6 +235,13 @@ fn rows() -> Vec<Row> {
             pick: |r, s| one(r, "soak", s).map(|r| num(r, "lost") + num(r, "duplicated")),
         },
     ]
+}
+
+/// The blog network's server RSS at the end of its window, less what it held before the first
+/// reader, in KiB, with its run.
+fn network_rss<'a>(runs: &'a [Value], server: &str) -> Option<(f64, &'a Value)> {
+    let run = one(runs, "network", server)?;
+    Some((run["server_rss_timeline_kib"][10].as_f64()? - run["server_rss_before_kib"].as_f64()?, run))
 }
 
 /// The soak's server RSS, in MiB, at tenth `i` of its window (0: its start).
@@ -245,6 +267,7 @@ fn components(runs: &[Value], row: &Row, server: &str) -> Option<Vec<f64>> {
         s if s.starts_with("blog mix") => one(runs, "mix", server),
         s if s.starts_with("join") => one(runs, "join", server),
         s if s.contains("soak") => one(runs, "soak", server),
+        s if s.starts_with("blog network") => one(runs, "network", server),
         _ => one(runs, "xpod", server),
     }?;
     let key = if row.scenario.starts_with("durable") {
@@ -403,7 +426,7 @@ fn limits(runs: &[Value]) -> String {
         }
         let _ = writeln!(out, "{}", line.trim_end_matches(';'));
     }
-    for (scenario, name) in [("mix", "blog mix"), ("join", "join storm"), ("xpod", "3 pods")] {
+    for (scenario, name) in [("mix", "blog mix"), ("join", "join storm"), ("xpod", "3 pods"), ("network", "blog network")] {
         for (server, label) in SERVERS {
             if let Some(r) = one(runs, scenario, server) {
                 let _ = writeln!(out, "- {name}, {label}: {}", cpu_note(r));

@@ -1,6 +1,7 @@
 //! Traffic: `rooms × per-room` joined readers, the first `senders-per-room` of each room sending
 //! at a fixed total rate. Covers hot post (1 × 5000), blog mix (2000 × 5), durable writes (commit
-//! latency = send → ack) and cross-pod delivery (members spread over several pods' URLs).
+//! latency = send → ack), cross-pod delivery (members spread over several pods' URLs) and the blog
+//! network (many rooms of quiet readers, a few of them chatting).
 //!
 //! Open loop: send number i is due at `start + i / rate` whatever happened before it, and its
 //! latency is measured from that intended time (carried in the content), so a stalled server
@@ -45,6 +46,9 @@ pub struct TrafficArgs {
     pub per_room: usize,
     #[arg(long, default_value_t = 1)]
     pub senders_per_room: usize,
+    /// Rooms with senders, the first ones; the others' readers only read (default: every room).
+    #[arg(long)]
+    pub chatting_rooms: Option<usize>,
     /// Messages per second, all senders together.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub rate: u64,
@@ -121,6 +125,7 @@ pub async fn run(args: TrafficArgs) -> Value {
         alive: (0..clients).map(|_| AtomicU64::new(0)).collect(),
     });
 
+    let rss_before = procstat::rss_kib_all(&args.server_pids);
     let join_started = now_ns();
     let joined = match join_all(&args, clients).await {
         Ok(joined) => joined,
@@ -145,8 +150,9 @@ pub async fn run(args: TrafficArgs) -> Value {
         tasks.push(tokio::spawn(drive(shared.clone(), conn, ws, cmds, stop_rx.clone())));
     }
     // Consecutive sends go to different rooms: sender s of room r is number s * rooms + r.
+    let chatting = args.chatting_rooms.unwrap_or(args.rooms).min(args.rooms);
     let senders: Vec<_> = (0..senders_per_room)
-        .flat_map(|s| (0..args.rooms).map(move |r| r * args.per_room + s))
+        .flat_map(|s| (0..chatting).map(move |r| r * args.per_room + s))
         .filter_map(|conn| queues[conn].clone())
         .collect();
     drop(queues);
@@ -178,6 +184,7 @@ pub async fn run(args: TrafficArgs) -> Value {
         "scenario": args.scenario,
         "server": args.server,
         "rooms": args.rooms,
+        "chatting_rooms": chatting,
         "per_room": args.per_room,
         "pods": args.urls.len(),
         "rate": args.rate,
@@ -199,6 +206,7 @@ pub async fn run(args: TrafficArgs) -> Value {
         "ack_latency": shared.ack.summary(),
         "server_cpu_cores": round3(server_cpu),
         "client_cpu_cores": round3(client_cpu),
+        "server_rss_before_kib": rss_before,
         "server_rss_kib": procstat::rss_kib_all(&args.server_pids),
         "server_rss_timeline_kib": rss_timeline,
     })

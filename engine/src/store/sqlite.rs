@@ -132,10 +132,11 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// The batch's rooms that are stored, with their counters (a new room starts at 0).
 async fn read_counters<'b>(tx: &mut Transaction<'_, Sqlite>, batch: &'b [NewMessage]) -> Result<HashMap<&'b str, Seq>, StoreError> {
-    let rooms: HashSet<&str> = batch.iter().map(|m| m.room_id.as_str()).collect();
-    let rooms: Vec<&str> = rooms.into_iter().collect();
+    // Each id maps to itself: looked up by a row's id, it gives back the batch's own borrow.
+    let rooms: HashMap<&str, &'b str> = batch.iter().map(|m| (m.room_id.as_str(), m.room_id.as_str())).collect();
+    let ids: Vec<&str> = rooms.values().copied().collect();
     let mut counters = HashMap::new();
-    for chunk in rooms.chunks(ROWS_PER_STATEMENT) {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let mut select = QueryBuilder::<Sqlite>::new("SELECT id, last_seq FROM rooms WHERE id IN (");
         let mut ids = select.separated(", ");
         for room in chunk {
@@ -144,8 +145,8 @@ async fn read_counters<'b>(tx: &mut Transaction<'_, Sqlite>, batch: &'b [NewMess
         select.push(")");
         for row in select.build().persistent(false).fetch_all(&mut **tx).await? {
             let id: String = row.get(0);
-            if let Some(room) = chunk.iter().find(|r| **r == id) {
-                counters.insert(*room, row.get(1));
+            if let Some(&room) = rooms.get(id.as_str()) {
+                counters.insert(room, row.get(1));
             }
         }
     }
@@ -157,6 +158,8 @@ async fn read_stored<'b>(
     tx: &mut Transaction<'_, Sqlite>,
     batch: &'b [NewMessage],
 ) -> Result<HashMap<(&'b str, &'b str, &'b str), (Seq, i64)>, StoreError> {
+    let sends: HashMap<(&str, &str, &str), &'b NewMessage> =
+        batch.iter().map(|m| ((m.room_id.as_str(), m.author.author_id.as_str(), m.client_id.as_str()), m)).collect();
     let mut stored = HashMap::new();
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let mut select = QueryBuilder::<Sqlite>::new("WITH sent (room_id, author_id, client_id) AS (");
@@ -169,9 +172,8 @@ async fn read_stored<'b>(
         );
         for row in select.build().persistent(false).fetch_all(&mut **tx).await? {
             let (room, author, client_id): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-            let sent = chunk.iter().find(|m| m.room_id.as_str() == room && m.author.author_id.as_str() == author && m.client_id == client_id);
-            if let Some(msg) = sent {
-                stored.insert((msg.room_id.as_str(), msg.author.author_id.as_str(), msg.client_id.as_str()), (row.get(3), row.get(4)));
+            if let Some(&m) = sends.get(&(room.as_str(), author.as_str(), client_id.as_str())) {
+                stored.insert((m.room_id.as_str(), m.author.author_id.as_str(), m.client_id.as_str()), (row.get(3), row.get(4)));
             }
         }
     }
@@ -183,23 +185,25 @@ async fn read_originals<'b>(
     tx: &mut Transaction<'_, Sqlite>,
     batch: &'b [NewMessage],
 ) -> Result<HashMap<(&'b str, Seq), ReplyQuote>, StoreError> {
-    let wanted: Vec<(&str, Seq)> = batch.iter().filter_map(|m| Some((m.room_id.as_str(), m.reply_to?))).collect();
+    let wanted: HashMap<(&str, Seq), &'b str> =
+        batch.iter().filter_map(|m| Some(((m.room_id.as_str(), m.reply_to?), m.room_id.as_str()))).collect();
+    let pairs: Vec<(&str, Seq)> = wanted.keys().copied().collect();
     let mut originals = HashMap::new();
-    for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
         let mut select = QueryBuilder::<Sqlite>::new("WITH wanted (room_id, seq) AS (");
         select.push_values(chunk, |mut row, (room, seq)| {
             row.push_bind(*room).push_bind(*seq);
         });
         select.push(
-            ") SELECT DISTINCT m.room_id, m.seq, m.author_id, m.nickname, m.content FROM wanted
+            ") SELECT m.room_id, m.seq, m.author_id, m.nickname, m.content FROM wanted
                JOIN messages m ON m.room_id = wanted.room_id AND m.seq = wanted.seq
                WHERE m.deleted_at IS NULL AND m.hidden_at IS NULL",
         );
         for row in select.build().persistent(false).fetch_all(&mut **tx).await? {
             let (room, seq): (String, Seq) = (row.get(0), row.get(1));
-            let Some((room, _)) = chunk.iter().find(|(r, s)| *r == room && *s == seq) else { continue };
+            let Some(&room) = wanted.get(&(room.as_str(), seq)) else { continue };
             let content: String = row.get(4);
-            originals.insert((*room, seq), ReplyQuote::shown(seq, AuthorId::from_store(row.get(2)), row.get(3), &content));
+            originals.insert((room, seq), ReplyQuote::shown(seq, AuthorId::from_store(row.get(2)), row.get(3), &content));
         }
     }
     Ok(originals)
@@ -394,7 +398,15 @@ mod tests {
         let appended = store.append_batch(batch).await.expect("append");
         assert_eq!(
             seqs(&appended),
-            [(2, true, false), (2, true, false), (2, false, false), (3, true, false), (0, false, true), (1, false, false), (1, true, false)]
+            [
+                (2, true, false),
+                (2, true, false),
+                (2, false, false),
+                (3, true, false),
+                (0, false, true),
+                (1, false, false),
+                (1, true, false)
+            ]
         );
         let quote = appended[1].reply.as_ref().expect("a quote of a stored message");
         assert_eq!((quote.seq, quote.excerpt.as_deref()), (1, Some("b1 says hi")));
