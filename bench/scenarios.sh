@@ -1,7 +1,7 @@
 # Every scenario against ours and each peer, one JSON line per run appended to $RESULTS
 # (sourced after servers.sh by bench/run and scripts/test.d/bench, which set the sizes below).
 #
-# Sizes: IDLE_STEPS; HOT_MEMBERS, HOT_SENDERS, HOT_RATES; MIX_ROOMS, MIX_RATE; NETWORK_ROOMS,
+# Sizes: IDLE_STEPS; HOT_MEMBERS, HOT_SENDERS, HOT_RATES; CALM_MEMBERS; MIX_ROOMS, MIX_RATE; NETWORK_ROOMS,
 # NETWORK_CHATTING; JOIN_RATE,
 # JOIN_HISTORY; DURABLE_ROOMS, DURABLE_RATES; XPOD_ROOMS, XPOD_RATE; SOAK_ROOMS, SOAK_RATE,
 # SOAK_DURATION, SOAK_RING_MEMORY; WARMUP, DURATION.
@@ -58,6 +58,15 @@ run_scenarios() {
                 --warmup "$WARMUP" --duration "$DURATION"
             stop_servers
         done
+    done
+
+    # The same shape well below saturation: what a reader waits when the machine has room.
+    for kind in ours "${PEERS[@]}"; do
+        echo "== calm post: $kind" >&2
+        with_server "$kind" "calm-$kind"
+        bench traffic --scenario calm --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
+            --rooms 1 --per-room "$CALM_MEMBERS" --senders-per-room 10 --rate 10 --warmup "$WARMUP" --duration "$DURATION"
+        stop_servers
     done
 
     for kind in ours "${PEERS[@]}"; do

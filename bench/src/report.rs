@@ -155,6 +155,14 @@ fn rows() -> Vec<Row> {
             figure: "load client CPU cores at 10 msg/s (shares the machine)",
             pick: |r, s| hot_low(r, s).map(|r| num(r, "client_cpu_cores")),
         },
+        Row {
+            scenario: "calm post 1 × 1000, 10 msg/s",
+            figure: "p50 / p99 / p99.9 ms (10k deliveries/s, not saturated)",
+            pick: |r, s| single(r, "calm", s, "latency.p99_ms"),
+        },
+        Row {
+            scenario: "calm post 1 × 1000, 10 msg/s", figure: "server CPU cores", pick: |r, s| single(r, "calm", s, "server_cpu_cores")
+        },
         Row { scenario: "blog mix 2000 × 5", figure: "p50 / p99 / p99.9 ms", pick: |r, s| single(r, "mix", s, "latency.p99_ms") },
         Row { scenario: "blog mix 2000 × 5", figure: "server CPU cores", pick: |r, s| single(r, "mix", s, "server_cpu_cores") },
         Row { scenario: "blog mix 2000 × 5", figure: "load client CPU cores", pick: |r, s| single(r, "mix", s, "client_cpu_cores") },
@@ -265,6 +273,7 @@ fn components(runs: &[Value], row: &Row, server: &str) -> Option<Vec<f64>> {
         s if s.contains("SQLite") => durable_at(runs, "sqlite", rate, server),
         s if s.contains("Postgres") => durable_at(runs, "postgres", rate, server),
         s if s.starts_with("blog mix") => one(runs, "mix", server),
+        s if s.starts_with("calm") => one(runs, "calm", server),
         s if s.starts_with("join") => one(runs, "join", server),
         s if s.contains("soak") => one(runs, "soak", server),
         s if s.starts_with("blog network") => one(runs, "network", server),
@@ -426,7 +435,9 @@ fn limits(runs: &[Value]) -> String {
         }
         let _ = writeln!(out, "{}", line.trim_end_matches(';'));
     }
-    for (scenario, name) in [("mix", "blog mix"), ("join", "join storm"), ("xpod", "3 pods"), ("network", "blog network")] {
+    for (scenario, name) in
+        [("calm", "calm post"), ("mix", "blog mix"), ("join", "join storm"), ("xpod", "3 pods"), ("network", "blog network")]
+    {
         for (server, label) in SERVERS {
             if let Some(r) = one(runs, scenario, server) {
                 let _ = writeln!(out, "- {name}, {label}: {}", cpu_note(r));
