@@ -1,10 +1,9 @@
 # Every scenario against ours and each peer, one JSON line per run appended to $RESULTS
 # (sourced after servers.sh by bench/run and scripts/test.d/bench, which set the sizes below).
 #
-# Sizes: IDLE_STEPS; HOT_MEMBERS, HOT_SENDERS, HOT_RATES; CALM_MEMBERS; MIX_ROOMS, MIX_RATE; NETWORK_ROOMS,
-# NETWORK_CHATTING; JOIN_RATE,
-# JOIN_HISTORY; DURABLE_ROOMS, DURABLE_RATES; XPOD_ROOMS, XPOD_RATE; SOAK_ROOMS, SOAK_RATE,
-# SOAK_DURATION, SOAK_RING_MEMORY; WARMUP, DURATION.
+# Sizes: IDLE_STEPS; HOT_MEMBERS, HOT_SENDERS, HOT_RATES; CALM_MEMBERS; MIX_ROOMS, MIX_RATE;
+# NETWORK_ROOMS, NETWORK_CHATTING; JOIN_RATE, JOIN_HISTORY; DURABLE_ROOMS, DURABLE_RATES;
+# XPOD_ROOMS, XPOD_RATE; SOAK_ROOMS, SOAK_RATE, SOAK_DURATION, SOAK_RING_MEMORY; WARMUP, DURATION.
 # Every server is started fresh for each run, so memory and CPU figures are its own.
 
 PEERS=(socketio ws)
