@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 
 use super::budget::RingUsage;
 use super::cluster::PresenceSync;
-use super::outbox::{self, Refused};
 use super::presence::{room_wide, Presence};
+use super::queue::{self, Refused};
 use super::ring::{Entry, Ring};
 use super::{Arrival, Command, ConnId, JoinError, JoinRequest, Kick, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX};
 use crate::bus::presence::{Present, HEARTBEAT};
@@ -232,7 +232,7 @@ struct Member {
     watching: bool,
     /// The address its sends are charged to, across rooms.
     client: ClientKey,
-    outbox: outbox::Sender,
+    outbox: queue::Sender<Frame>,
     kick: Option<oneshot::Sender<Kick>>,
     last_typing: Option<Instant>,
 }
@@ -1700,7 +1700,7 @@ mod tests {
 
     /// A reader's end of the room: its queue, its kick and its welcome.
     struct Tab {
-        frames: outbox::Receiver,
+        frames: queue::Receiver<Frame>,
         kick: oneshot::Receiver<Kick>,
         welcome: oneshot::Receiver<Result<Frame, JoinError>>,
     }
@@ -1725,7 +1725,7 @@ mod tests {
     }
 
     fn join(core: &mut RoomCore, conn: ConnId, profile: Profile, last_seq: Option<Seq>) -> Tab {
-        let (outbox, frames) = outbox::outbox(8);
+        let (outbox, frames) = queue::bounded(8);
         let (kick_tx, kick) = oneshot::channel();
         let (reply, welcome) = oneshot::channel();
         let client = ClientKey::of("127.0.0.1".parse().unwrap());

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::actor::RoomActor;
 use super::budget::RingUsage;
-use super::outbox;
+use super::queue;
 use super::{Arrival, Command, ConnId, JoinError, JoinRequest, Kick, LiveRooms, RoomContext, RoomError, RoomHandle, RoomInfo};
 use crate::chat::{AuthorId, RoomId, Seq};
 use crate::client_ip::ClientKey;
@@ -18,6 +18,9 @@ use crate::store::Deletion;
 
 /// A request that meets a stopping actor is retried this often before giving up.
 const ATTEMPTS: usize = 5;
+
+/// Commands a room holds before its members' sends wait for it to catch up.
+const ROOM_INBOX: usize = 1024;
 
 #[derive(Clone)]
 pub struct Rooms {
@@ -37,7 +40,7 @@ struct Inner {
 /// A session's membership in a room.
 pub struct Joined {
     pub room: RoomHandle,
-    pub outbox: outbox::Receiver,
+    pub outbox: queue::Receiver<Frame>,
     pub kick: oneshot::Receiver<Kick>,
     /// The owner's live view (not in presence, never sends).
     pub watching: bool,
@@ -69,7 +72,7 @@ impl Rooms {
         let alive = self.inner.alive.lock().ok()?.clone()?;
         let entry = self.inner.map.entry(room.clone()).or_insert_with(|| {
             let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = mpsc::channel(1024);
+            let (tx, rx) = queue::bounded(ROOM_INBOX);
             let usage = Arc::new(RingUsage::default());
             let actor =
                 RoomActor::new(room.clone(), generation, self.inner.ctx.clone(), Arc::downgrade(&self.inner.map), rx, alive, usage.clone());
@@ -111,7 +114,7 @@ impl Rooms {
         let watching = arrival.watching;
         for _ in 0..ATTEMPTS {
             let handle = self.handle(room).ok_or(JoinError::Closed)?;
-            let (outbox_tx, outbox) = outbox::outbox(queue);
+            let (outbox_tx, outbox) = queue::bounded(queue);
             let (kick_tx, kick) = oneshot::channel();
             let (reply, answer) = oneshot::channel();
             let cmd =
