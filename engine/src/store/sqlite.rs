@@ -102,7 +102,7 @@ impl SqliteStore {
                 row.push_bind(*room).push_bind(*seq).push_bind(now);
             });
             save.push(" ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq");
-            save.build().persistent(false).execute(&mut *tx).await?;
+            save.build().persistent(prepared(chunk.len())).execute(&mut *tx).await?;
         }
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
@@ -119,16 +119,26 @@ impl SqliteStore {
                     .push_bind(&msg.client_id)
                     .push_bind(msg.reply_to);
             });
-            insert.build().persistent(false).execute(&mut *tx).await?;
+            insert.build().persistent(prepared(chunk.len())).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(out)
     }
 }
 
-/// Rows per statement: nine parameters each stays far below SQLite's limit on them. Statements
-/// are not kept prepared: their text changes with the batch's size.
+/// Rows per statement: nine parameters each stays far below SQLite's limit on them.
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// A statement's text changes with its number of rows, so only the small ones, which a quiet
+/// evening commits over and over (a message or two per commit), are kept prepared: parsing them
+/// again took an eighth of the engine's CPU then (bench/README.md). Five statements of up to this many rows stay well
+/// inside sqlx's cache of 100.
+const PREPARED_UP_TO: usize = 8;
+
+/// Whether a statement of `rows` rows is kept prepared.
+fn prepared(rows: usize) -> bool {
+    rows <= PREPARED_UP_TO
+}
 
 /// The batch's rooms that are stored, with their counters (a new room starts at 0).
 async fn read_counters<'b>(tx: &mut Transaction<'_, Sqlite>, batch: &'b [NewMessage]) -> Result<HashMap<&'b str, Seq>, StoreError> {
@@ -143,7 +153,7 @@ async fn read_counters<'b>(tx: &mut Transaction<'_, Sqlite>, batch: &'b [NewMess
             ids.push_bind(*room);
         }
         select.push(")");
-        for row in select.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in select.build().persistent(prepared(chunk.len())).fetch_all(&mut **tx).await? {
             let id: String = row.get(0);
             if let Some(&room) = rooms.get(id.as_str()) {
                 counters.insert(room, row.get(1));
@@ -170,7 +180,7 @@ async fn read_stored<'b>(
             ") SELECT m.room_id, m.author_id, m.client_id, m.seq, m.created_at FROM sent
                JOIN messages m ON m.room_id = sent.room_id AND m.author_id = sent.author_id AND m.client_id = sent.client_id",
         );
-        for row in select.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in select.build().persistent(prepared(chunk.len())).fetch_all(&mut **tx).await? {
             let (room, author, client_id): (String, String, String) = (row.get(0), row.get(1), row.get(2));
             if let Some(&m) = sends.get(&(room.as_str(), author.as_str(), client_id.as_str())) {
                 stored.insert((m.room_id.as_str(), m.author.author_id.as_str(), m.client_id.as_str()), (row.get(3), row.get(4)));
@@ -199,7 +209,7 @@ async fn read_originals<'b>(
                JOIN messages m ON m.room_id = wanted.room_id AND m.seq = wanted.seq
                WHERE m.deleted_at IS NULL AND m.hidden_at IS NULL",
         );
-        for row in select.build().persistent(false).fetch_all(&mut **tx).await? {
+        for row in select.build().persistent(prepared(chunk.len())).fetch_all(&mut **tx).await? {
             let (room, seq): (String, Seq) = (row.get(0), row.get(1));
             let Some(&room) = wanted.get(&(room.as_str(), seq)) else { continue };
             let content: String = row.get(4);
