@@ -55,11 +55,37 @@ async fn shutdown_signal() {
     }
 }
 
-/// Each reader holds a socket: use every file descriptor the hard limit allows.
-fn raise_fd_limit() {
+/// Each reader holds a socket: use every file descriptor the hard limit allows, and size the
+/// descriptor table for `sockets` of them now.
+fn raise_fd_limit(sockets: usize) {
     if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
         if soft < hard {
             let _ = rlimit::Resource::NOFILE.set(hard, hard);
+        }
+        let room_for = u64::try_from(sockets).unwrap_or(u64::MAX).saturating_add(FDS_BESIDE_SOCKETS);
+        reserve_fd_table(room_for.min(hard));
+    }
+}
+
+/// Descriptors the engine holds besides readers' sockets: listeners, the store's files and
+/// connections, Redis, logs.
+const FDS_BESIDE_SOCKETS: u64 = 1024;
+
+/// Grows the descriptor table to `size` entries at once. The kernel doubles it as sockets are
+/// accepted, and in a process with threads each doubling waits for an RCU grace period with the
+/// table locked: every accept paused 10–30 ms at 1,024, 2,048, 4,096… open sockets, which a join
+/// storm showed as a burst of slow joins at each (bench/README.md). Done once here, the pause
+/// happens at start.
+#[allow(unsafe_code)]
+fn reserve_fd_table(size: u64) {
+    let highest = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX).saturating_sub(1);
+    let Ok(null) = std::fs::File::open("/dev/null") else { return };
+    // SAFETY: duplicates a descriptor this function owns to the lowest free one at or above
+    // `highest` and closes that duplicate at once; no other descriptor is touched.
+    unsafe {
+        let fd = libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&null), libc::F_DUPFD_CLOEXEC, highest);
+        if fd >= 0 {
+            libc::close(fd);
         }
     }
 }
@@ -103,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
         return run_job(&config, command).await;
     }
     init_logging(config.log_format);
-    raise_fd_limit();
+    raise_fd_limit(config.max_connections);
     #[cfg(feature = "heap-profile")]
     heap_profile::start();
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
