@@ -34,6 +34,10 @@ const PRESENCE_EVERY: Duration = Duration::from_millis(500);
 /// gets one less often (every 3 s at 6,000 readers). A frame lists up to 100 readers (~9 KB), and a
 /// join storm into a room of thousands spent most of its time sending those lists.
 const PRESENCE_FRAMES_PER_SECOND: u32 = 2000;
+/// A crowd is shown its presence a slice at a time, at that pace: a frame to thousands of readers
+/// at once kept both workers writing for tens of milliseconds, and every join waited behind it.
+const PRESENCE_SLICE_EVERY: Duration = Duration::from_millis(50);
+const PRESENCE_SLICE_READERS: usize = (PRESENCE_FRAMES_PER_SECOND / 20) as usize;
 /// A member's typing frames are passed on at most this often.
 const TYPING_EVERY: Duration = Duration::from_secs(2);
 /// The `reason` label of `chat_spam_refused_total` for a send slow mode refused.
@@ -336,6 +340,11 @@ pub(super) struct RoomCore {
     sync_again: Option<bool>,
     heartbeat_at: Instant,
     last_shown: Option<(usize, Vec<Profile>)>,
+    /// The presence frame a crowd is being shown, the members still to be shown it, and when
+    /// the next slice of them is.
+    showing: Option<Frame>,
+    to_show: Vec<ConnId>,
+    next_slice: Option<Instant>,
     pending: Vec<Pending>,
     in_flight: Option<Vec<Pending>>,
     /// Messages that arrived ahead of a missing seq, waiting for it (or for a repair).
@@ -383,6 +392,9 @@ impl RoomCore {
             sync_again: None,
             heartbeat_at: now + HEARTBEAT,
             last_shown: None,
+            showing: None,
+            to_show: Vec::new(),
+            next_slice: None,
             pending: Vec::new(),
             in_flight: None,
             held: BTreeMap::new(),
@@ -411,7 +423,7 @@ impl RoomCore {
     /// The earliest instant something is due (presence, repair, heartbeat), if any.
     pub(super) fn next_due(&self) -> Option<Instant> {
         let heartbeat = (!self.presence.is_empty()).then_some(self.heartbeat_at);
-        [self.presence_due, self.repair_at, heartbeat].into_iter().flatten().min()
+        [self.presence_due, self.repair_at, heartbeat, self.next_slice].into_iter().flatten().min()
     }
 
     /// When the room may stop, if it is quiet (no members, nothing pending).
@@ -445,6 +457,9 @@ impl RoomCore {
         if self.repair_at.is_some_and(|due| due <= now) {
             self.repair_at = None;
             self.start_repair();
+        }
+        if self.next_slice.is_some_and(|due| due <= now) {
+            self.show_slice(now);
         }
         if !self.presence.is_empty() && self.heartbeat_at <= now {
             // Rewriting our entry refreshes its expiry; reading notices crashed pods' readers.
@@ -1581,7 +1596,29 @@ impl RoomCore {
         self.last_shown = shown;
         let refs: Vec<&Profile> = listed.iter().collect();
         let frame = protocol::presence(online, &refs);
-        self.broadcast(&frame, None);
+        if self.members.len() <= PRESENCE_SLICE_READERS {
+            return self.broadcast(&frame, None);
+        }
+        // A newer frame replaces the one being shown, and goes to everybody.
+        self.showing = Some(frame);
+        self.to_show = self.members.keys().copied().collect();
+        self.show_slice(Instant::now());
+    }
+
+    /// Shows the presence frame to the next slice of the crowd.
+    fn show_slice(&mut self, now: Instant) {
+        let Some(frame) = self.showing.clone() else { return };
+        let slice = self.to_show.split_off(self.to_show.len().saturating_sub(PRESENCE_SLICE_READERS));
+        for conn in slice {
+            self.deliver(conn, frame.clone());
+        }
+        if self.to_show.is_empty() {
+            self.showing = None;
+            self.to_show = Vec::new();
+            self.next_slice = None;
+        } else {
+            self.next_slice = Some(now + PRESENCE_SLICE_EVERY);
+        }
     }
 }
 
@@ -1887,8 +1924,39 @@ mod tests {
         core.take_effects();
         // One more arrives: a room this size shows it three seconds after the last, not half a second.
         let _late = join(&mut core, crowd, profile("늦은"), None);
-        let due = core.next_due().expect("a presence is due");
+        let due = core.presence_due.expect("a presence is due");
         assert!(due >= start + PRESENCE_EVERY + Duration::from_secs(3) - Duration::from_millis(50), "due {:?} after start", due - start);
+    }
+
+    #[test]
+    fn a_crowd_is_shown_its_presence_a_slice_at_a_time() {
+        let mut core = loaded(settings(10), Vec::new(), 0);
+        let crowd = 3 * PRESENCE_SLICE_READERS as u64 + 1;
+        let mut tabs: Vec<Tab> = (0..crowd).map(|i| join(&mut core, i, profile("손님"), None)).collect();
+        core.tick(Instant::now() + PRESENCE_EVERY);
+        let start = Instant::now();
+        core.done(Done::PresenceSynced { sync: PresenceSync { wrote: true, others: None }, always: true, shared: true });
+        core.take_effects();
+        let mut shown = vec![0; tabs.len()];
+        let mut count = |tabs: &mut Vec<Tab>| {
+            let before: usize = shown.iter().sum();
+            for (tab, n) in tabs.iter_mut().zip(shown.iter_mut()) {
+                *n += tab.of_type("presence").len();
+            }
+            shown.iter().sum::<usize>() - before
+        };
+        assert_eq!(count(&mut tabs), PRESENCE_SLICE_READERS, "the first slice at once");
+        let mut slices = 1;
+        while let Some(due) = core.next_slice {
+            assert!(due >= start + PRESENCE_SLICE_EVERY * slices, "slices are spaced");
+            core.tick(due);
+            slices += 1;
+            let frames = count(&mut tabs);
+            assert!(frames > 0 && frames <= PRESENCE_SLICE_READERS, "slice {slices}: {frames} frames");
+        }
+        assert_eq!(slices, 4);
+        assert!(shown.iter().all(|n| *n == 1), "every reader shown once: {shown:?}");
+        assert_eq!(tabs[0].of_type("presence").len(), 0);
     }
 
     #[test]
