@@ -14,9 +14,11 @@ use tokio::sync::oneshot;
 use super::budget::RingUsage;
 use super::cluster::PresenceSync;
 use super::presence::{room_wide, Presence};
-use super::queue::{self, Refused};
+use super::queue::Refused;
 use super::ring::{Entry, Ring};
-use super::{Arrival, Command, ConnId, JoinError, JoinRequest, Kick, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX};
+use super::{
+    Arrival, Command, ConnId, JoinError, JoinRequest, Kick, Outbox, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX,
+};
 use crate::bus::presence::{Present, HEARTBEAT};
 use crate::bus::{Envelope, RoomEvent};
 use crate::chat::{now_millis, AuthorId, Emoji, Message, Profile, Reactions, ReplyQuote, RoomId, Seq};
@@ -236,9 +238,17 @@ struct Member {
     watching: bool,
     /// The address its sends are charged to, across rooms.
     client: ClientKey,
-    outbox: queue::Sender<Frame>,
-    kick: Option<oneshot::Sender<Kick>>,
+    outbox: Outbox,
     last_typing: Option<Instant>,
+}
+
+/// A presence frame on its way to a crowd, a slice at a time.
+struct Showing {
+    frame: Frame,
+    /// The members still to be shown it.
+    to: Vec<ConnId>,
+    /// When the next slice is.
+    next: Instant,
 }
 
 enum Waiting {
@@ -340,11 +350,8 @@ pub(super) struct RoomCore {
     sync_again: Option<bool>,
     heartbeat_at: Instant,
     last_shown: Option<(usize, Vec<Profile>)>,
-    /// The presence frame a crowd is being shown, the members still to be shown it, and when
-    /// the next slice of them is.
-    showing: Option<Frame>,
-    to_show: Vec<ConnId>,
-    next_slice: Option<Instant>,
+    /// The presence frame a crowd is being shown (boxed: most rooms are never a crowd).
+    showing: Option<Box<Showing>>,
     pending: Vec<Pending>,
     in_flight: Option<Vec<Pending>>,
     /// Messages that arrived ahead of a missing seq, waiting for it (or for a repair).
@@ -393,8 +400,6 @@ impl RoomCore {
             heartbeat_at: now + HEARTBEAT,
             last_shown: None,
             showing: None,
-            to_show: Vec::new(),
-            next_slice: None,
             pending: Vec::new(),
             in_flight: None,
             held: BTreeMap::new(),
@@ -423,7 +428,8 @@ impl RoomCore {
     /// The earliest instant something is due (presence, repair, heartbeat), if any.
     pub(super) fn next_due(&self) -> Option<Instant> {
         let heartbeat = (!self.presence.is_empty()).then_some(self.heartbeat_at);
-        [self.presence_due, self.repair_at, heartbeat, self.next_slice].into_iter().flatten().min()
+        let slice = self.showing.as_ref().map(|s| s.next);
+        [self.presence_due, self.repair_at, heartbeat, slice].into_iter().flatten().min()
     }
 
     /// When the room may stop, if it is quiet (no members, nothing pending).
@@ -458,7 +464,7 @@ impl RoomCore {
             self.repair_at = None;
             self.start_repair();
         }
-        if self.next_slice.is_some_and(|due| due <= now) {
+        if self.showing.as_ref().is_some_and(|s| s.next <= now) {
             self.show_slice(now);
         }
         if !self.presence.is_empty() && self.heartbeat_at <= now {
@@ -558,7 +564,7 @@ impl RoomCore {
     /// Makes the reader a member and answers with its welcome, from the ring when it can; the
     /// store is read otherwise, and the welcome follows when it answers.
     fn admit(&mut self, request: JoinRequest) {
-        let JoinRequest { conn, arrival: Arrival { profile, last_seq, watching }, client, outbox, kick, reply } = request;
+        let JoinRequest { conn, arrival: Arrival { profile, last_seq, watching }, client, outbox, reply } = request;
         let state = self.state.as_ref().expect("admitted once loaded");
         let upto = state.last_seq;
         let cap = self.settings.welcome_max_bytes;
@@ -579,7 +585,7 @@ impl RoomCore {
             self.presence_changed();
         }
         self.usage.touch();
-        self.members.insert(conn, Member { profile: profile.clone(), watching, client, outbox, kick: Some(kick), last_typing: None });
+        self.members.insert(conn, Member { profile: profile.clone(), watching, client, outbox, last_typing: None });
         METRICS.joins.inc();
         match from_ring.unwrap_or(Err(HistoryRead::Latest)) {
             Ok((history, resumed)) => {
@@ -722,10 +728,8 @@ impl RoomCore {
 
     /// Removes a member and tells its session to close the connection.
     fn kick(&mut self, conn: ConnId, kick: Kick) {
-        if let Some(mut member) = self.forget(conn) {
-            if let Some(tx) = member.kick.take() {
-                let _ = tx.send(kick);
-            }
+        if let Some(member) = self.forget(conn) {
+            member.outbox.close_with(Box::new(kick));
         }
     }
 
@@ -1600,24 +1604,22 @@ impl RoomCore {
             return self.broadcast(&frame, None);
         }
         // A newer frame replaces the one being shown, and goes to everybody.
-        self.showing = Some(frame);
-        self.to_show = self.members.keys().copied().collect();
+        let to = self.members.keys().copied().collect();
+        self.showing = Some(Box::new(Showing { frame, to, next: Instant::now() }));
         self.show_slice(Instant::now());
     }
 
     /// Shows the presence frame to the next slice of the crowd.
     fn show_slice(&mut self, now: Instant) {
-        let Some(frame) = self.showing.clone() else { return };
-        let slice = self.to_show.split_off(self.to_show.len().saturating_sub(PRESENCE_SLICE_READERS));
+        let Some(showing) = self.showing.as_mut() else { return };
+        let slice = showing.to.split_off(showing.to.len().saturating_sub(PRESENCE_SLICE_READERS));
+        let frame = showing.frame.clone();
         for conn in slice {
             self.deliver(conn, frame.clone());
         }
-        if self.to_show.is_empty() {
-            self.showing = None;
-            self.to_show = Vec::new();
-            self.next_slice = None;
-        } else {
-            self.next_slice = Some(now + PRESENCE_SLICE_EVERY);
+        match self.showing.as_mut() {
+            Some(showing) if !showing.to.is_empty() => showing.next = now + PRESENCE_SLICE_EVERY,
+            _ => self.showing = None,
         }
     }
 }
@@ -1735,10 +1737,9 @@ mod tests {
         }
     }
 
-    /// A reader's end of the room: its queue, its kick and its welcome.
+    /// A reader's end of the room: its queue (which a kick ends) and its welcome.
     struct Tab {
-        frames: queue::Receiver<Frame>,
-        kick: oneshot::Receiver<Kick>,
+        frames: crate::room::OutboxReceiver,
         welcome: oneshot::Receiver<Result<Frame, JoinError>>,
     }
 
@@ -1762,13 +1763,12 @@ mod tests {
     }
 
     fn join(core: &mut RoomCore, conn: ConnId, profile: Profile, last_seq: Option<Seq>) -> Tab {
-        let (outbox, frames) = queue::bounded(8);
-        let (kick_tx, kick) = oneshot::channel();
+        let (outbox, frames) = crate::room::queue::bounded(8);
         let (reply, welcome) = oneshot::channel();
         let client = ClientKey::of("127.0.0.1".parse().unwrap());
         let arrival = Arrival { profile, last_seq, watching: false };
-        core.command(Command::Join(Box::new(JoinRequest { conn, arrival, client, outbox, kick: kick_tx, reply })));
-        Tab { frames, kick, welcome }
+        core.command(Command::Join(Box::new(JoinRequest { conn, arrival, client, outbox, reply })));
+        Tab { frames, welcome }
     }
 
     /// A room loaded with `recent`, its counter at `last_seq`.
@@ -1947,7 +1947,7 @@ mod tests {
         };
         assert_eq!(count(&mut tabs), PRESENCE_SLICE_READERS, "the first slice at once");
         let mut slices = 1;
-        while let Some(due) = core.next_slice {
+        while let Some(due) = core.showing.as_ref().map(|s| s.next) {
             assert!(due >= start + PRESENCE_SLICE_EVERY * slices, "slices are spaced");
             core.tick(due);
             slices += 1;
@@ -1970,9 +1970,9 @@ mod tests {
             remote(&mut core, seq);
             quick.frames();
         }
-        let kick = slow.kick.try_recv().expect("kicked");
+        let kick = slow.frames.last_word().expect("kicked");
         assert_eq!(kick.code, CloseCode::TryAgainLater);
-        assert!(quick.kick.try_recv().is_err());
+        assert!(quick.frames.last_word().is_none());
     }
 
     #[test]
@@ -1983,7 +1983,7 @@ mod tests {
         tab.welcome();
         let until = now_millis() + 60_000;
         core.done(Done::Banned { author: troll.author_id.clone(), until, reply: oneshot::channel().0, outcome: Ok(()) });
-        assert_eq!(tab.kick.try_recv().expect("kicked").code, CloseCode::Policy);
+        assert_eq!(tab.frames.last_word().expect("kicked").code, CloseCode::Policy);
         let mut again = join(&mut core, 2, troll, None);
         assert_eq!(again.welcome.try_recv().unwrap().unwrap_err(), JoinError::Banned);
     }

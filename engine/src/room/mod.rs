@@ -24,8 +24,10 @@ use crate::store::{writer::Writer, Deletion, Store};
 
 pub use budget::RingBudget;
 pub use cluster::{Cluster, RedisCluster, SinglePod};
-/// A member's outbox, as its session reads it.
-pub type OutboxReceiver = queue::Receiver<Frame>;
+/// A member's outbox: the frames its room queued for the connection, and the kick that may end it.
+pub type Outbox = queue::Sender<Frame, Box<Kick>>;
+/// The same, as its session reads it.
+pub type OutboxReceiver = queue::Receiver<Frame, Box<Kick>>;
 pub use registry::{Joined, Rooms};
 pub use ring::RingLimits;
 
@@ -135,14 +137,13 @@ pub struct JoinRequest {
     pub conn: ConnId,
     pub arrival: Arrival,
     pub client: ClientKey,
-    pub outbox: queue::Sender<Frame>,
-    pub kick: oneshot::Sender<Kick>,
+    pub outbox: Outbox,
     pub reply: oneshot::Sender<Result<Frame, JoinError>>,
 }
 
 pub enum Command {
-    /// Boxed: the largest command, and rare; every room's channel allocates a first block of
-    /// 32 commands, so the common ones set its size.
+    /// Boxed: the largest command, and rare; the common ones set the size of a room's queued
+    /// commands.
     Join(Box<JoinRequest>),
     Leave {
         conn: ConnId,

@@ -194,21 +194,20 @@ impl Session {
                 },
                 frame = joined.outbox.recv() => match frame {
                     Some(frame) => {
-                        let write = Box::pin(self.write_queued(frame, &mut joined.outbox));
+                        let write = Box::pin(self.write_queued(frame, &joined.outbox));
                         tokio::select! {
                             result = write => if let Err(exit) = result { return exit },
-                            kick = &mut joined.kick => return kicked(kick),
+                            // A kick cuts a write short: a reader too slow to take it is one.
+                            () = joined.outbox.ended() => return kicked(joined.outbox.last_word()),
                         }
                     }
-                    // The room dropped this member; a kick, if any, was sent just before.
-                    None => return joined.kick.try_recv().map_or(Exit::Gone, |kick| kicked(Ok(kick))),
+                    None => return kicked(joined.outbox.last_word()),
                 },
-                kick = &mut joined.kick => return kicked(kick),
                 _ = drain_started(&mut draining), if close_at.is_none() => {
                     // Frames already queued go first, so the reader has every message committed
                     // before the drain and its resume starts after them, not before.
                     while let Some(frame) = joined.outbox.try_recv() {
-                        if let Err(exit) = Box::pin(self.write_queued(frame, &mut joined.outbox)).await { return exit }
+                        if let Err(exit) = Box::pin(self.write_queued(frame, &joined.outbox)).await { return exit }
                     }
                     let after_ms = self.app.reconnect_after_ms();
                     if let Err(exit) = Box::pin(self.write(protocol::reconnect(after_ms))).await { return exit }
@@ -329,7 +328,7 @@ impl Session {
     }
 
     /// Writes a queued frame and whatever else is already queued behind it, in one write.
-    async fn write_queued(&mut self, first: Frame, outbox: &mut OutboxReceiver) -> Result<(), Exit> {
+    async fn write_queued(&mut self, first: Frame, outbox: &OutboxReceiver) -> Result<(), Exit> {
         let mut frames = vec![first];
         let mut bytes = frames[0].len();
         while bytes < BATCH_BYTES {
@@ -429,9 +428,10 @@ async fn drain_started(draining: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = draining.wait_for(|d| *d).await;
 }
 
-fn kicked(kick: Result<Kick, tokio::sync::oneshot::error::RecvError>) -> Exit {
+/// The room let go of the member: with a kick, or because it stopped.
+fn kicked(kick: Option<Box<Kick>>) -> Exit {
     match kick {
-        Ok(kick) => Exit::Close(kick.code, kick.reason, kick.frame),
-        Err(_) => Exit::Close(CloseCode::Internal, "room stopped", None),
+        Some(kick) => Exit::Close(kick.code, kick.reason, kick.frame),
+        None => Exit::Close(CloseCode::Internal, "room stopped", None),
     }
 }
