@@ -1605,8 +1605,9 @@ impl RoomCore {
         }
         // A newer frame replaces the one being shown, and goes to everybody.
         let to = self.members.keys().copied().collect();
-        self.showing = Some(Box::new(Showing { frame, to, next: Instant::now() }));
-        self.show_slice(Instant::now());
+        let now = Instant::now();
+        self.showing = Some(Box::new(Showing { frame, to, next: now }));
+        self.show_slice(now);
     }
 
     /// Shows the presence frame to the next slice of the crowd.

@@ -101,8 +101,7 @@ impl<T, L> Sender<T, L> {
     }
 
     /// Queues an item, waiting while the queue is full; fails only once the receiver is gone.
-    pub async fn send(&self, item: T) -> Result<(), Refused> {
-        let mut item = item;
+    pub async fn send(&self, mut item: T) -> Result<(), Refused> {
         loop {
             // Registered before the check, so space made between the check and the wait wakes it.
             let space = self.0.space.notified();

@@ -131,8 +131,8 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// A statement's text changes with its number of rows, so only the small ones, which a quiet
 /// evening commits over and over (a message or two per commit), are kept prepared: parsing them
-/// again took an eighth of the engine's CPU then (bench/README.md). Five statements of up to this many rows stay well
-/// inside sqlx's cache of 100.
+/// again took an eighth of the engine's CPU then (bench/README.md). Five statements of up to
+/// this many rows stay well inside sqlx's cache of 100.
 const PREPARED_UP_TO: usize = 8;
 
 /// Whether a statement of `rows` rows is kept prepared.
