@@ -23,7 +23,12 @@ use crate::chat::{now_millis, AuthorId, Emoji, Message, ReplyQuote, RoomId, Seq}
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// One connection that copies the WAL back beside the writer (see `copy_back`).
+    checkpoints: SqlitePool,
 }
+
+/// How often the WAL is copied back into the database beside the writer.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 impl SqliteStore {
     pub async fn open(path: &str, timeout: Duration) -> Result<SqliteStore, StoreError> {
@@ -38,24 +43,29 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             // A checkpoint runs inside the commit that crosses this many WAL pages, and a batch of
             // a hundred rooms touches a few hundred: at SQLite's default (1,000) every third commit
-            // also copied the WAL back and synced the database file.
+            // also copied the WAL back and synced the database file. `copy_back` does most of
+            // that copying beside the writer; this one finishes it and lets the WAL start over.
             .pragma("wal_autocheckpoint", "10000");
-        let writer = SqlitePoolOptions::new().max_connections(1).acquire_timeout(timeout).connect_with(options.clone()).await?;
+        // A file does not hang up: the pool's ping before each use was one more round trip to
+        // SQLite's thread per commit and per read.
+        let pool = || SqlitePoolOptions::new().acquire_timeout(timeout).test_before_acquire(false);
+        let writer = pool().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
-        let readers = SqlitePoolOptions::new().max_connections(4).acquire_timeout(timeout).connect_with(options.read_only(true)).await?;
-        Ok(SqliteStore { writer, readers })
+        let checkpoints = pool().max_connections(1).connect_with(options.clone()).await?;
+        tokio::spawn(copy_back(checkpoints.clone()));
+        let readers = pool().max_connections(4).connect_with(options.read_only(true)).await?;
+        Ok(SqliteStore { writer, readers, checkpoints })
     }
 
-    /// Stores a batch in one transaction with a handful of statements, however many messages it
-    /// holds: each statement is a round trip to SQLite's thread, and three per message were most of
-    /// what a commit cost at thousands of messages a second. Seqs are counted here, from each
-    /// room's counter, which only this connection writes.
+    /// Stores a batch in one transaction of four round trips to SQLite's thread however many
+    /// messages it holds (begin, what the batch needs to know, the writes, commit): each round trip
+    /// wakes that thread and then the runtime, and at a thousand small commits a second those
+    /// wakeups were most of what a commit cost. Seqs are counted here, from each room's counter,
+    /// which only this connection writes.
     async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
         let now = now_millis();
         let mut tx = self.writer.begin().await?;
-        let mut counters = read_counters(&mut tx, &batch).await?;
-        let stored_before = read_stored(&mut tx, &batch).await?;
-        let originals = read_originals(&mut tx, &batch).await?;
+        let Known { mut counters, stored_before, originals } = read_known(&mut tx, &batch).await?;
         let mut out = Vec::with_capacity(batch.len());
         // What this batch stores: each message's seq by its idempotency key, and the rows.
         let mut fresh: HashMap<(&str, &str, &str), Seq> = HashMap::new();
@@ -92,131 +102,175 @@ impl SqliteStore {
             rows.push((msg, *counter));
             out.push(Appended::stored(*counter, now, true, reply));
         }
-        // The counters of the rooms that store something, first: a room's row is made with its first
-        // message, and messages name their room's row.
-        let used: HashSet<&str> = rows.iter().map(|(m, _)| m.room_id.as_str()).collect();
-        let used: Vec<(&str, Seq)> = counters.into_iter().filter(|(room, _)| used.contains(room)).collect();
-        for chunk in used.chunks(ROWS_PER_STATEMENT) {
-            let mut save = QueryBuilder::<Sqlite>::new("INSERT INTO rooms (id, last_seq, created_at) ");
-            save.push_values(chunk, |mut row, (room, seq)| {
-                row.push_bind(*room).push_bind(*seq).push_bind(now);
-            });
-            save.push(" ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq");
-            save.build().persistent(prepared(chunk.len())).execute(&mut *tx).await?;
-        }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO messages (room_id, seq, author_id, nickname, avatar, content, created_at, client_id, reply_to) ",
-            );
-            insert.push_values(chunk, |mut row, (msg, seq)| {
-                row.push_bind(msg.room_id.as_str())
-                    .push_bind(*seq)
-                    .push_bind(msg.author.author_id.as_str())
-                    .push_bind(&msg.author.nickname)
-                    .push_bind(&msg.author.avatar)
-                    .push_bind(&msg.content)
-                    .push_bind(now)
-                    .push_bind(&msg.client_id)
-                    .push_bind(msg.reply_to);
-            });
-            insert.build().persistent(prepared(chunk.len())).execute(&mut *tx).await?;
+        if !rows.is_empty() {
+            let used: HashSet<&str> = rows.iter().map(|(m, _)| m.room_id.as_str()).collect();
+            let used: Vec<(&str, Seq)> = counters.into_iter().filter(|(room, _)| used.contains(room)).collect();
+            write_rows(&mut tx, &used, &rows, now, prepared(&batch)).await?;
         }
         tx.commit().await?;
         Ok(out)
     }
 }
 
+/// Copies what the WAL holds back into the database every `CHECKPOINT_EVERY`, from a connection
+/// of its own, until the store closes. A passive checkpoint takes no lock the writer waits on, so
+/// commits go on meanwhile; the checkpoint the writer runs itself when the WAL is long, inside a
+/// commit and holding up every send behind it, then finds little left to copy and sync (at 2,000
+/// messages a second over 2,000 rooms it came every second, and a few commits after it took 4–10
+/// ms instead of one).
+async fn copy_back(pool: SqlitePool) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match checkpoint(&pool).await {
+            Ok(_) => {}
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(err) => tracing::warn!(error = %err, "copying the WAL back failed"),
+        }
+    }
+}
+
+/// One passive checkpoint: the WAL's length and how much of it is now in the database, in pages.
+async fn checkpoint(pool: &SqlitePool) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(pool).await?;
+    Ok((row.get(1), row.get(2)))
+}
+
 /// Rows per statement: nine parameters each stays far below SQLite's limit on them.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// A statement's text changes with its number of rows, so only the small ones, which a quiet
+/// A statement's text changes with the batch's shape, so only small batches, which a quiet
 /// evening commits over and over (a message or two per commit), are kept prepared: parsing them
-/// again took an eighth of the engine's CPU then (bench/README.md). Five statements of up to
-/// this many rows stay well inside sqlx's cache of 100.
-const PREPARED_UP_TO: usize = 8;
+/// again took an eighth of the engine's CPU then (bench/README.md). Batches of up to this many
+/// messages make a few dozen texts, well inside sqlx's cache of 100.
+const PREPARED_UP_TO: usize = 4;
 
-/// Whether a statement of `rows` rows is kept prepared.
-fn prepared(rows: usize) -> bool {
-    rows <= PREPARED_UP_TO
+/// Whether the statements of this batch are kept prepared.
+fn prepared(batch: &[NewMessage]) -> bool {
+    batch.len() <= PREPARED_UP_TO
 }
 
-/// The batch's rooms that are stored, with their counters (a new room starts at 0).
-async fn read_counters<'b>(tx: &mut Transaction<'_, Sqlite>, batch: &'b [NewMessage]) -> Result<HashMap<&'b str, Seq>, StoreError> {
-    // Each id maps to itself: looked up by a row's id, it gives back the batch's own borrow.
+/// What a batch needs to know before it is counted, read in one round trip.
+struct Known<'b> {
+    /// The batch's rooms that are stored, with their counters (a new room starts at 0).
+    counters: HashMap<&'b str, Seq>,
+    /// Which sends were stored before, by (room, author, clientId): their seq and time.
+    stored_before: HashMap<(&'b str, &'b str, &'b str), (Seq, i64)>,
+    /// The messages the batch's replies answer, quoted, when they are stored and shown.
+    originals: HashMap<(&'b str, Seq), ReplyQuote>,
+}
+
+/// The rows each statement of `read_known` returns start with which of these they are.
+const COUNTER: i64 = 0;
+const STORED: i64 = 1;
+const ORIGINAL: i64 = 2;
+
+/// Reads the batch's counters, repeats and quoted originals with one query of several
+/// statements (SQLite's thread runs them one after the other and sends every row back at once).
+/// Rows name rooms, authors and client ids by value; each is mapped back to the batch's own
+/// borrow, so the maps can outlive the rows.
+async fn read_known<'b>(tx: &mut Transaction<'_, Sqlite>, batch: &'b [NewMessage]) -> Result<Known<'b>, StoreError> {
     let rooms: HashMap<&str, &'b str> = batch.iter().map(|m| (m.room_id.as_str(), m.room_id.as_str())).collect();
+    let sends: HashMap<(&str, &str, &str), &'b NewMessage> =
+        batch.iter().map(|m| ((m.room_id.as_str(), m.author.author_id.as_str(), m.client_id.as_str()), m)).collect();
+    let wanted: HashMap<(&str, Seq), &'b str> =
+        batch.iter().filter_map(|m| Some(((m.room_id.as_str(), m.reply_to?), m.room_id.as_str()))).collect();
+
+    let mut query = QueryBuilder::<Sqlite>::new("");
     let ids: Vec<&str> = rooms.values().copied().collect();
-    let mut counters = HashMap::new();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let mut select = QueryBuilder::<Sqlite>::new("SELECT id, last_seq FROM rooms WHERE id IN (");
-        let mut ids = select.separated(", ");
+        query.push(format_args!("SELECT {COUNTER}, id, last_seq FROM rooms WHERE id IN ("));
+        let mut ids = query.separated(", ");
         for room in chunk {
             ids.push_bind(*room);
         }
-        select.push(")");
-        for row in select.build().persistent(prepared(chunk.len())).fetch_all(&mut **tx).await? {
-            let id: String = row.get(0);
-            if let Some(&room) = rooms.get(id.as_str()) {
-                counters.insert(room, row.get(1));
-            }
-        }
+        query.push(");");
     }
-    Ok(counters)
-}
-
-/// Which of the batch's sends were stored before, by (room, author, clientId): their seq and time.
-async fn read_stored<'b>(
-    tx: &mut Transaction<'_, Sqlite>,
-    batch: &'b [NewMessage],
-) -> Result<HashMap<(&'b str, &'b str, &'b str), (Seq, i64)>, StoreError> {
-    let sends: HashMap<(&str, &str, &str), &'b NewMessage> =
-        batch.iter().map(|m| ((m.room_id.as_str(), m.author.author_id.as_str(), m.client_id.as_str()), m)).collect();
-    let mut stored = HashMap::new();
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let mut select = QueryBuilder::<Sqlite>::new("WITH sent (room_id, author_id, client_id) AS (");
-        select.push_values(chunk, |mut row, msg| {
+        query.push("WITH sent (room_id, author_id, client_id) AS (");
+        query.push_values(chunk, |mut row, msg| {
             row.push_bind(msg.room_id.as_str()).push_bind(msg.author.author_id.as_str()).push_bind(&msg.client_id);
         });
-        select.push(
-            ") SELECT m.room_id, m.author_id, m.client_id, m.seq, m.created_at FROM sent
-               JOIN messages m ON m.room_id = sent.room_id AND m.author_id = sent.author_id AND m.client_id = sent.client_id",
-        );
-        for row in select.build().persistent(prepared(chunk.len())).fetch_all(&mut **tx).await? {
-            let (room, author, client_id): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-            if let Some(&m) = sends.get(&(room.as_str(), author.as_str(), client_id.as_str())) {
-                stored.insert((m.room_id.as_str(), m.author.author_id.as_str(), m.client_id.as_str()), (row.get(3), row.get(4)));
+        query.push(format_args!(
+            ") SELECT {STORED}, m.room_id, m.author_id, m.client_id, m.seq, m.created_at FROM sent
+               JOIN messages m ON m.room_id = sent.room_id AND m.author_id = sent.author_id AND m.client_id = sent.client_id;"
+        ));
+    }
+    let pairs: Vec<(&str, Seq)> = wanted.keys().copied().collect();
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+        query.push("WITH wanted (room_id, seq) AS (");
+        query.push_values(chunk, |mut row, (room, seq)| {
+            row.push_bind(*room).push_bind(*seq);
+        });
+        query.push(format_args!(
+            ") SELECT {ORIGINAL}, m.room_id, m.seq, m.author_id, m.nickname, m.content FROM wanted
+               JOIN messages m ON m.room_id = wanted.room_id AND m.seq = wanted.seq
+               WHERE m.deleted_at IS NULL AND m.hidden_at IS NULL;"
+        ));
+    }
+
+    let mut known = Known { counters: HashMap::new(), stored_before: HashMap::new(), originals: HashMap::new() };
+    for row in query.build().persistent(prepared(batch)).fetch_all(&mut **tx).await? {
+        match row.get::<i64, _>(0) {
+            COUNTER => {
+                let id: String = row.get(1);
+                if let Some(&room) = rooms.get(id.as_str()) {
+                    known.counters.insert(room, row.get(2));
+                }
+            }
+            STORED => {
+                let (room, author, client_id): (String, String, String) = (row.get(1), row.get(2), row.get(3));
+                if let Some(&m) = sends.get(&(room.as_str(), author.as_str(), client_id.as_str())) {
+                    let key = (m.room_id.as_str(), m.author.author_id.as_str(), m.client_id.as_str());
+                    known.stored_before.insert(key, (row.get(4), row.get(5)));
+                }
+            }
+            _ => {
+                let (room, seq): (String, Seq) = (row.get(1), row.get(2));
+                let Some(&room) = wanted.get(&(room.as_str(), seq)) else { continue };
+                let content: String = row.get(5);
+                known.originals.insert((room, seq), ReplyQuote::shown(seq, AuthorId::from_store(row.get(3)), row.get(4), &content));
             }
         }
     }
-    Ok(stored)
+    Ok(known)
 }
 
-/// The messages the batch's replies answer, quoted, when they are stored and shown.
-async fn read_originals<'b>(
+/// Writes the counters of the rooms that store something, then the messages, as one query of
+/// several statements: a room's row is made with its first message, and messages name it.
+async fn write_rows(
     tx: &mut Transaction<'_, Sqlite>,
-    batch: &'b [NewMessage],
-) -> Result<HashMap<(&'b str, Seq), ReplyQuote>, StoreError> {
-    let wanted: HashMap<(&str, Seq), &'b str> =
-        batch.iter().filter_map(|m| Some(((m.room_id.as_str(), m.reply_to?), m.room_id.as_str()))).collect();
-    let pairs: Vec<(&str, Seq)> = wanted.keys().copied().collect();
-    let mut originals = HashMap::new();
-    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-        let mut select = QueryBuilder::<Sqlite>::new("WITH wanted (room_id, seq) AS (");
-        select.push_values(chunk, |mut row, (room, seq)| {
-            row.push_bind(*room).push_bind(*seq);
+    counters: &[(&str, Seq)],
+    rows: &[(&NewMessage, Seq)],
+    now: i64,
+    prepared: bool,
+) -> Result<(), StoreError> {
+    let mut query = QueryBuilder::<Sqlite>::new("");
+    for chunk in counters.chunks(ROWS_PER_STATEMENT) {
+        query.push("INSERT INTO rooms (id, last_seq, created_at) ");
+        query.push_values(chunk, |mut row, (room, seq)| {
+            row.push_bind(*room).push_bind(*seq).push_bind(now);
         });
-        select.push(
-            ") SELECT m.room_id, m.seq, m.author_id, m.nickname, m.content FROM wanted
-               JOIN messages m ON m.room_id = wanted.room_id AND m.seq = wanted.seq
-               WHERE m.deleted_at IS NULL AND m.hidden_at IS NULL",
-        );
-        for row in select.build().persistent(prepared(chunk.len())).fetch_all(&mut **tx).await? {
-            let (room, seq): (String, Seq) = (row.get(0), row.get(1));
-            let Some(&room) = wanted.get(&(room.as_str(), seq)) else { continue };
-            let content: String = row.get(4);
-            originals.insert((room, seq), ReplyQuote::shown(seq, AuthorId::from_store(row.get(2)), row.get(3), &content));
-        }
+        query.push(" ON CONFLICT (id) DO UPDATE SET last_seq = excluded.last_seq;");
     }
-    Ok(originals)
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        query.push("INSERT INTO messages (room_id, seq, author_id, nickname, avatar, content, created_at, client_id, reply_to) ");
+        query.push_values(chunk, |mut row, (msg, seq)| {
+            row.push_bind(msg.room_id.as_str())
+                .push_bind(*seq)
+                .push_bind(msg.author.author_id.as_str())
+                .push_bind(&msg.author.nickname)
+                .push_bind(&msg.author.avatar)
+                .push_bind(&msg.content)
+                .push_bind(now)
+                .push_bind(&msg.client_id)
+                .push_bind(msg.reply_to);
+        });
+        query.push(";");
+    }
+    query.build().persistent(prepared).execute(&mut **tx).await?;
+    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -354,6 +408,7 @@ impl Store for SqliteStore {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         async move {
+            self.checkpoints.close().await;
             self.readers.close().await;
             self.writer.close().await;
         }
@@ -428,5 +483,19 @@ mod tests {
         let stored = Queries(&store.readers).after(&RoomId::parse("post-1").expect("room"), 0, 10).await.expect("read");
         let contents: Vec<(Seq, &str)> = stored.iter().map(|m| (m.seq, m.content.as_str())).collect();
         assert_eq!(contents, [(1, "a1 says hi"), (2, "b2 says hi"), (3, "a3 says hi"), (4, "b4 says hi")]);
+    }
+
+    /// The WAL is copied back from the checkpoint connection while the writer's stays open, and
+    /// closing the store ends the loop that does it.
+    #[tokio::test]
+    async fn the_wal_is_copied_back_beside_the_writer() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path().join("chat.db").to_str().expect("path"), Duration::from_secs(5)).await.expect("open");
+        store.append_batch(vec![send("post-1", ANN, "a1", None), send("post-2", BOB, "b1", None)]).await.expect("append");
+        let (wal, copied) = checkpoint(&store.checkpoints).await.expect("checkpoint");
+        assert!(wal > 0, "the commit is in the WAL");
+        assert_eq!(copied, wal, "all of it is copied back");
+        store.close().await;
+        assert!(matches!(checkpoint(&store.checkpoints).await, Err(sqlx::Error::PoolClosed)));
     }
 }
