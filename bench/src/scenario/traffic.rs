@@ -165,7 +165,7 @@ pub async fn run(args: TrafficArgs) -> Value {
     let cpu = tokio::spawn(sample_cpu(args.server_pids.clone(), window_start, window_end));
     let rss = tokio::spawn(sample_rss(args.server_pids.clone(), window_start, window_end));
 
-    schedule(&senders, args.rate, start, window_end).await;
+    schedule(&senders, &shared.counters.sent, args.rate, start, window_end).await;
     drop(senders);
     let drained = drain(&shared, args.drain).await;
     let _ = stop_tx.send(true);
@@ -247,8 +247,11 @@ async fn join_all(args: &TrafficArgs, clients: usize) -> Result<Vec<(Ws, u64)>, 
 }
 
 /// Hands send i to its sender at its due time. A late tick sends everything that is due at once,
-/// each still stamped with its own due time.
-async fn schedule(senders: &[mpsc::UnboundedSender<(u64, u64)>], rate: u64, start: u64, end: u64) {
+/// each still stamped with its own due time. A send counts as sent once handed over, so the drain
+/// waits for the last one even when its sender has not written it yet (counted when written, the
+/// last send could go out after the drain had seen everything acked, and the run stop while it was
+/// still reaching the readers: they were counted as having lost it).
+async fn schedule(senders: &[mpsc::UnboundedSender<(u64, u64)>], sent: &AtomicU64, rate: u64, start: u64, end: u64) {
     if senders.is_empty() {
         return;
     }
@@ -257,7 +260,9 @@ async fn schedule(senders: &[mpsc::UnboundedSender<(u64, u64)>], rate: u64, star
     loop {
         let now = now_ns();
         while due(i) <= now && due(i) < end {
-            let _ = senders[i as usize % senders.len()].send((i, due(i)));
+            if senders[i as usize % senders.len()].send((i, due(i))).is_ok() {
+                Counters::add(sent, 1);
+            }
             i += 1;
         }
         if due(i) >= end {
@@ -336,7 +341,6 @@ async fn drive(
                 let Some((id, due)) = cmd else { cmds = None; continue };
                 let content = format!("t={due} p={pod} hello from the benchmark");
                 pending.insert(id, due);
-                Counters::add(&c.sent, 1);
                 if ws.send(Message::text(sh.proto.send_frame(id, &content))).await.is_err() {
                     break;
                 }
