@@ -65,10 +65,9 @@ impl SqliteStore {
     }
 
     /// Stores a batch in one transaction of four round trips to SQLite's thread however many
-    /// messages it holds (begin, what the batch needs to know, the writes, commit): each round trip
-    /// wakes that thread and then the runtime, and at a thousand small commits a second those
-    /// wakeups were most of what a commit cost. Seqs are counted here, from each room's counter,
-    /// which only this connection writes.
+    /// messages it holds (begin, what the batch needs to know, the writes, commit): statements per
+    /// message were most of what a commit cost at thousands of messages a second. Seqs are counted
+    /// here, from each room's counter, which only this connection writes.
     async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
         let now = now_millis();
         let mut tx = self.writer.begin().await?;
