@@ -120,12 +120,11 @@ impl SqliteStore {
 }
 
 /// Copies what the WAL holds back into the database, from a connection of its own, at most every
-/// `CHECKPOINT_EVERY` while messages are committed (an idle store does not wake), until the
-/// store closes. A passive checkpoint takes no lock the writer waits on, so
-/// commits go on meanwhile; the checkpoint the writer runs itself when the WAL is long, inside a
-/// commit and holding up every send behind it, then finds little left to copy and sync (at 2,000
-/// messages a second over 2,000 rooms it came every second, and a few commits after it took 4–10
-/// ms instead of one).
+/// `CHECKPOINT_EVERY` while messages are committed (an idle store does not wake), until the store
+/// closes. A passive checkpoint takes no lock the writer waits on, so commits go on meanwhile; the
+/// checkpoint the writer runs itself when the WAL is long, inside a commit and holding up every
+/// send behind it, then finds little left to copy and sync (at 2,000 messages a second over 2,000
+/// rooms it came every second, and a few commits after it took 4–10 ms instead of under one).
 async fn copy_back(pool: SqlitePool, committed: Arc<Notify>) {
     loop {
         committed.notified().await;
