@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Transaction};
+use sqlx::{QueryBuilder, Row};
 use tokio::sync::Notify;
 
 use super::queries::Queries;
@@ -64,14 +66,16 @@ impl SqliteStore {
         Ok(SqliteStore { writer, readers, checkpoints, committed })
     }
 
-    /// Stores a batch in one transaction of four round trips to SQLite's thread however many
-    /// messages it holds (begin, what the batch needs to know, the writes, commit): statements per
-    /// message were most of what a commit cost at thousands of messages a second. Seqs are counted
-    /// here, from each room's counter, which only this connection writes.
+    /// Stores a batch in two round trips to SQLite's thread however many messages it holds: what
+    /// the batch needs to know, then begin, the writes and commit as one query. Statements per
+    /// message were most of what a commit cost at thousands of messages a second, and each round
+    /// trip wakes SQLite's thread and then the runtime's (bench/README.md). Seqs are counted here,
+    /// from each room's counter, which only this connection writes: holding it from the reads to
+    /// the commit keeps every other write out, so the reads need no transaction of their own.
     async fn append_batch(&self, batch: Vec<NewMessage>) -> Result<Vec<Appended>, StoreError> {
         let now = now_millis();
-        let mut tx = self.writer.begin().await?;
-        let Known { mut counters, stored_before, originals } = read_known(&mut tx, &batch).await?;
+        let mut writer = Writing::new(self.writer.acquire().await?);
+        let Known { mut counters, stored_before, originals } = read_known(&mut writer.conn, &batch).await?;
         let mut out = Vec::with_capacity(batch.len());
         // What this batch stores: each message's seq by its idempotency key, and the rows.
         let mut fresh: HashMap<(&str, &str, &str), Seq> = HashMap::new();
@@ -111,11 +115,33 @@ impl SqliteStore {
         if !rows.is_empty() {
             let used: HashSet<&str> = rows.iter().map(|(m, _)| m.room_id.as_str()).collect();
             let used: Vec<(&str, Seq)> = counters.into_iter().filter(|(room, _)| used.contains(room)).collect();
-            write_rows(&mut tx, &used, &rows, now, prepared(&batch)).await?;
+            write_rows(&mut writer.conn, &used, &rows, now, prepared(&batch)).await?;
+            self.committed.notify_one();
         }
-        tx.commit().await?;
-        self.committed.notify_one();
+        writer.done = true;
         Ok(out)
+    }
+}
+
+/// The writer's connection while a batch is stored. Should the batch fail, or be given up on,
+/// between its begin and its commit, the connection is closed (which rolls the transaction back)
+/// rather than handed back in the middle of a transaction; the pool opens a new one.
+struct Writing {
+    conn: PoolConnection<Sqlite>,
+    done: bool,
+}
+
+impl Writing {
+    fn new(conn: PoolConnection<Sqlite>) -> Writing {
+        Writing { conn, done: false }
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
+        }
     }
 }
 
@@ -176,7 +202,7 @@ const ORIGINAL: i64 = 2;
 /// statements (SQLite's thread runs them one after the other and sends every row back at once).
 /// Rows name rooms, authors and client ids by value; each is mapped back to the batch's own
 /// borrow, so the maps can outlive the rows.
-async fn read_known<'b>(tx: &mut Transaction<'_, Sqlite>, batch: &'b [NewMessage]) -> Result<Known<'b>, StoreError> {
+async fn read_known<'b>(conn: &mut SqliteConnection, batch: &'b [NewMessage]) -> Result<Known<'b>, StoreError> {
     let rooms: HashMap<&str, &'b str> = batch.iter().map(|m| (m.room_id.as_str(), m.room_id.as_str())).collect();
     let sends: HashMap<(&str, &str, &str), &'b NewMessage> =
         batch.iter().map(|m| ((m.room_id.as_str(), m.author.author_id.as_str(), m.client_id.as_str()), m)).collect();
@@ -217,7 +243,7 @@ async fn read_known<'b>(tx: &mut Transaction<'_, Sqlite>, batch: &'b [NewMessage
     }
 
     let mut known = Known { counters: HashMap::new(), stored_before: HashMap::new(), originals: HashMap::new() };
-    for row in query.build().persistent(prepared(batch)).fetch_all(&mut **tx).await? {
+    for row in query.build().persistent(prepared(batch)).fetch_all(conn).await? {
         match row.get::<i64, _>(0) {
             COUNTER => {
                 let id: String = row.get(1);
@@ -243,16 +269,17 @@ async fn read_known<'b>(tx: &mut Transaction<'_, Sqlite>, batch: &'b [NewMessage
     Ok(known)
 }
 
-/// Writes the counters of the rooms that store something, then the messages, as one query of
-/// several statements: a room's row is made with its first message, and messages name it.
+/// Writes the counters of the rooms that store something, then the messages, in one transaction
+/// sent as one query of several statements (begin to commit): a room's row is made with its first
+/// message, and messages name it.
 async fn write_rows(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     counters: &[(&str, Seq)],
     rows: &[(&NewMessage, Seq)],
     now: i64,
     prepared: bool,
 ) -> Result<(), StoreError> {
-    let mut query = QueryBuilder::<Sqlite>::new("");
+    let mut query = QueryBuilder::<Sqlite>::new("BEGIN;");
     for chunk in counters.chunks(ROWS_PER_STATEMENT) {
         query.push("INSERT INTO rooms (id, last_seq, created_at) ");
         query.push_values(chunk, |mut row, (room, seq)| {
@@ -275,7 +302,8 @@ async fn write_rows(
         });
         query.push(";");
     }
-    query.build().persistent(prepared).execute(&mut **tx).await?;
+    query.push("COMMIT;");
+    query.build().persistent(prepared).execute(conn).await?;
     Ok(())
 }
 
@@ -490,6 +518,30 @@ mod tests {
         let stored = Queries(&store.readers).after(&RoomId::parse("post-1").expect("room"), 0, 10).await.expect("read");
         let contents: Vec<(Seq, &str)> = stored.iter().map(|m| (m.seq, m.content.as_str())).collect();
         assert_eq!(contents, [(1, "a1 says hi"), (2, "b2 says hi"), (3, "a3 says hi"), (4, "b4 says hi")]);
+    }
+
+    /// A batch that fails between its begin and its commit stores nothing, counts nothing, and
+    /// leaves the writer ready for the next one (not inside the failed batch's transaction).
+    #[tokio::test]
+    async fn a_failed_batch_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path().join("chat.db").to_str().expect("path"), Duration::from_secs(5)).await.expect("open");
+        // Fails the batch's message insert, after its room's counter is written.
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.client_id = 'refused'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(&store.writer)
+        .await
+        .expect("trigger");
+        let failed = store.append_batch(vec![send("post-1", ANN, "a1", None), send("post-1", ANN, "refused", None)]).await;
+        assert!(failed.is_err(), "the batch fails");
+
+        let next = store.append_batch(vec![send("post-1", BOB, "b1", None)]).await.expect("the next batch is stored");
+        assert_eq!(seqs(&next), [(1, true, false)], "the failed batch's counter was rolled back");
+        let stored = Queries(&store.readers).after(&RoomId::parse("post-1").expect("room"), 0, 10).await.expect("read");
+        let contents: Vec<(Seq, &str)> = stored.iter().map(|m| (m.seq, m.content.as_str())).collect();
+        assert_eq!(contents, [(1, "b1 says hi")]);
     }
 
     /// The WAL is copied back from the checkpoint connection while the writer's stays open, and
