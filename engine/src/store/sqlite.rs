@@ -472,6 +472,13 @@ mod tests {
         appended.iter().map(|a| (a.seq, a.fresh, a.reply_missing)).collect()
     }
 
+    /// Asserts a room's stored messages, oldest first: each one's seq and content.
+    async fn assert_stored(store: &SqliteStore, room: &str, expected: &[(Seq, &str)]) {
+        let messages = Queries(&store.readers).after(&RoomId::parse(room).expect("room"), 0, 10).await.expect("read");
+        let contents: Vec<(Seq, &str)> = messages.iter().map(|m| (m.seq, m.content.as_str())).collect();
+        assert_eq!(contents, expected);
+    }
+
     const ANN: &str = "00000000000000aa";
     const BOB: &str = "00000000000000bb";
 
@@ -514,9 +521,7 @@ mod tests {
 
         let next = store.append_batch(vec![send("post-1", BOB, "b4", None)]).await.expect("append");
         assert_eq!(seqs(&next), [(4, true, false)]);
-        let stored = Queries(&store.readers).after(&RoomId::parse("post-1").expect("room"), 0, 10).await.expect("read");
-        let contents: Vec<(Seq, &str)> = stored.iter().map(|m| (m.seq, m.content.as_str())).collect();
-        assert_eq!(contents, [(1, "a1 says hi"), (2, "b2 says hi"), (3, "a3 says hi"), (4, "b4 says hi")]);
+        assert_stored(&store, "post-1", &[(1, "a1 says hi"), (2, "b2 says hi"), (3, "a3 says hi"), (4, "b4 says hi")]).await;
     }
 
     /// A batch that fails between its begin and its commit stores nothing, counts nothing, and
@@ -538,9 +543,7 @@ mod tests {
 
         let next = store.append_batch(vec![send("post-1", BOB, "b1", None)]).await.expect("the next batch is stored");
         assert_eq!(seqs(&next), [(1, true, false)], "the failed batch's counter was rolled back");
-        let stored = Queries(&store.readers).after(&RoomId::parse("post-1").expect("room"), 0, 10).await.expect("read");
-        let contents: Vec<(Seq, &str)> = stored.iter().map(|m| (m.seq, m.content.as_str())).collect();
-        assert_eq!(contents, [(1, "b1 says hi")]);
+        assert_stored(&store, "post-1", &[(1, "b1 says hi")]).await;
     }
 
     /// The WAL is copied back from the checkpoint connection while the writer's stays open, and
