@@ -91,8 +91,9 @@ impl SqliteStore {
     /// the batch needs to know, then begin, the writes and commit as one query. Statements per
     /// message were most of what a commit cost at thousands of messages a second, and each round
     /// trip wakes SQLite's thread and then the runtime's (bench/README.md). Seqs are counted here,
-    /// from each room's counter, which only this connection writes: holding it from the reads to
-    /// the commit keeps every other write out, so the reads need no transaction of their own.
+    /// from each room's counter: the writer's lock, held from the reads to the commit, keeps every
+    /// other write out (an import writes counters too), so the reads need no transaction of their
+    /// own.
     ///
     /// The connection is held outside any pool: a pool tests a connection each time it is handed
     /// back, one more round trip per commit, and the calm post's ack p50 was 0.7 ms lower without
