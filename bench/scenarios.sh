@@ -39,16 +39,24 @@ with_server() {
     esac
 }
 
+# The servers in the order this repeat runs them: each repeat starts one further along (ours,
+# socketio, ws; then socketio, ws, ours; then ws, ours, socketio), so over three repeats each
+# server runs once first, once second and once right after the others' heaviest step.
+servers_in_turn() {
+    local all=(ours "${PEERS[@]}") i
+    for ((i = 0; i < ${#all[@]}; i++)); do echo "${all[$(((i + REPEAT - 1) % ${#all[@]}))]}"; done
+}
+
 run_scenarios() {
     local kind rate
-    for kind in ours "${PEERS[@]}"; do
+    for kind in $(servers_in_turn); do
         echo "== idle: $kind" >&2
         with_server "$kind" "idle-$kind"
         bench idle --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" --steps "$IDLE_STEPS"
         stop_servers
     done
 
-    for kind in ours "${PEERS[@]}"; do
+    for kind in $(servers_in_turn); do
         for rate in $HOT_RATES; do
             echo "== hot post: $kind at $rate msg/s" >&2
             with_server "$kind" "hot-$kind-$rate"
@@ -60,7 +68,7 @@ run_scenarios() {
     done
 
     # The same shape well below saturation: what a reader waits when the machine has room.
-    for kind in ours "${PEERS[@]}"; do
+    for kind in $(servers_in_turn); do
         echo "== calm post: $kind" >&2
         with_server "$kind" "calm-$kind"
         bench traffic --scenario calm --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
@@ -68,7 +76,7 @@ run_scenarios() {
         stop_servers
     done
 
-    for kind in ours "${PEERS[@]}"; do
+    for kind in $(servers_in_turn); do
         echo "== blog mix: $kind" >&2
         with_server "$kind" "mix-$kind"
         bench traffic --scenario mix --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
@@ -78,7 +86,7 @@ run_scenarios() {
 
     # A blog host: many posts with a reader or two each, a few of them chatting (a message per
     # chatting room per second). Memory per room and per socket, and the chatting rooms' latency.
-    for kind in ours "${PEERS[@]}"; do
+    for kind in $(servers_in_turn); do
         echo "== blog network: $kind" >&2
         with_server "$kind" "network-$kind"
         bench traffic --scenario network --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
@@ -87,7 +95,7 @@ run_scenarios() {
         stop_servers
     done
 
-    for kind in ours "${PEERS[@]}"; do
+    for kind in $(servers_in_turn); do
         echo "== join storm: $kind" >&2
         with_server "$kind" "join-$kind"
         bench join --server "$kind" --proto "$PROTO" --url "$SERVER_URL" --server-pid "$SERVER_PID" \
