@@ -101,8 +101,10 @@ async fn watch(blocked: std::sync::Weak<BlockedWords>, path: PathBuf, mut seen: 
         }
         match read(&path).await {
             Ok((list, mtime)) => {
-                tracing::info!(path = %path.display(), words = list.len(), "blocked words reloaded");
+                // In use before it is said to be: whoever reads the log may send at once.
+                let words = list.len();
                 blocked.replace(list);
+                tracing::info!(path = %path.display(), words, "blocked words reloaded");
                 seen = mtime;
             }
             Err(err) => {
