@@ -41,7 +41,7 @@ with_server() {
 
 # The servers in the order this repeat runs them: each repeat starts one further along (ours,
 # socketio, ws; then socketio, ws, ours; then ws, ours, socketio), so over three repeats each
-# server runs once first, once second and once right after the others' heaviest step.
+# server runs once first, once second and once last.
 servers_in_turn() {
     local all=(ours "${PEERS[@]}") i
     for ((i = 0; i < ${#all[@]}; i++)); do echo "${all[$(((i + REPEAT - 1) % ${#all[@]}))]}"; done
