@@ -104,12 +104,6 @@ pub struct Config {
     #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 256)]
     pub outbound_queue: usize,
 
-    /// Frames per second one room writes straight into its idle readers' sockets, without waking
-    /// their sessions; past it, and for a broadcast to more readers than a tenth of it, each
-    /// reader's session writes them, so a crowded post spreads over every core (0: never).
-    #[arg(long, env = "ROOM_DIRECT_WRITES", default_value_t = 20_000)]
-    pub room_direct_writes: u32,
-
     /// Seconds a store operation may take before the sends it carries fail with `unavailable`.
     #[arg(long, env = "STORE_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
     pub store_timeout: Duration,

@@ -1,6 +1,6 @@
 //! Token bucket: `rate` tokens per second up to `burst`. Used for the send limits (per author in a
 //! room, per client address, per room), the join rate per client address, and the flood guard on
-//! a connection's frames, and how many frames a room writes straight into its readers' sockets.
+//! a connection's frames.
 
 use std::time::{Duration, Instant};
 
@@ -26,15 +26,9 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
-        self.take_n(1, now)
-    }
-
-    /// Takes `n` tokens if there are that many, none otherwise.
-    pub fn take_n(&mut self, n: u32, now: Instant) -> bool {
         self.refill(now);
-        let n = f64::from(n);
-        if self.tokens >= n {
-            self.tokens -= n;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
             true
         } else {
             false

@@ -54,6 +54,7 @@ pub async fn serve(
         room_send_rate: config.room_send_rate,
         room_send_burst: config.room_send_burst,
         idle: config.room_idle,
+        outbound_queue: config.outbound_queue,
         welcome_max_bytes: usize::try_from(config.welcome_max_bytes).unwrap_or(usize::MAX),
         ring: RingLimits {
             count: RING_CAPACITY,
@@ -63,7 +64,6 @@ pub async fn serve(
         clients: clients.clone(),
         auto_hide_reports: config.auto_hide_reports,
         edit_window: config.edit_window,
-        direct_writes: config.room_direct_writes,
     };
     let cluster: Arc<dyn Cluster> = match &bus {
         Some(bus) => Arc::new(RedisCluster::new(bus.clone())),

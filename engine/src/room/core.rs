@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 
 use super::budget::RingUsage;
 use super::cluster::PresenceSync;
-use super::outbox::Refused;
 use super::presence::{room_wide, Presence};
+use super::queue::Refused;
 use super::ring::{Entry, Ring};
 use super::{
     Arrival, Command, ConnId, JoinError, JoinRequest, Kick, Outbox, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX,
@@ -370,15 +370,12 @@ pub(super) struct RoomCore {
     /// Messages delivered per second (seconds since `started`), the last minute's.
     delivered: VecDeque<(u64, u32)>,
     started: Instant,
-    /// Frames the room may still write straight into its readers' sockets (`outbox.rs`).
-    direct_writes: TokenBucket,
 }
 
 impl RoomCore {
     pub(super) fn new(id: RoomId, settings: Arc<RoomSettings>, usage: Arc<RingUsage>, bus_up: bool) -> RoomCore {
         let now = Instant::now();
         let room_sends = TokenBucket::new(settings.room_send_rate, settings.room_send_burst);
-        let direct_writes = TokenBucket::new(f64::from(settings.direct_writes), direct_burst(&settings));
         RoomCore {
             id,
             settings,
@@ -414,7 +411,6 @@ impl RoomCore {
             after_load: Vec::new(),
             delivered: VecDeque::new(),
             started: now,
-            direct_writes,
         }
     }
 
@@ -733,40 +729,30 @@ impl RoomCore {
     /// Removes a member and tells its session to close the connection.
     fn kick(&mut self, conn: ConnId, kick: Kick) {
         if let Some(member) = self.forget(conn) {
-            member.outbox.close_with(kick);
+            member.outbox.close_with(Box::new(kick));
         }
     }
 
-    /// Whether `frames` frames, about to go out, may be written straight into the readers'
-    /// sockets rather than by each reader's session: a broadcast to more readers than a tenth of
-    /// a second's budget never is, so a crowded post's fan-out spreads over every core.
-    fn write_now(&mut self, frames: usize) -> bool {
-        let frames = u32::try_from(frames).unwrap_or(u32::MAX);
-        self.settings.direct_writes > 0 && frames <= direct_burst(&self.settings) && self.direct_writes.take_n(frames, Instant::now())
-    }
-
-    /// Sends a frame to one member; a member whose queue is full cannot keep up and is closed.
+    /// Queues a frame for one member; a member whose queue is full cannot keep up and is closed.
     fn deliver(&mut self, conn: ConnId, frame: Frame) {
-        let write_now = self.write_now(1);
         let Some(member) = self.members.get(&conn) else { return };
-        match member.outbox.try_send(frame, write_now) {
+        match member.outbox.try_send(frame) {
             Ok(()) => METRICS.frames_delivered.inc(),
             Err(Refused::Full) => self.slow_consumer(conn),
             Err(Refused::Closed) => self.leave(conn),
         }
     }
 
-    /// Sends the same bytes to every member (except one reader's own tabs, for typing).
+    /// Queues the same bytes for every member (except one reader's own tabs, for typing).
     fn broadcast(&mut self, frame: &Frame, except: Option<&AuthorId>) {
         let mut slow = Vec::new();
         let mut gone = Vec::new();
         let mut delivered = 0;
-        let write_now = self.write_now(self.members.len());
         for (conn, member) in &self.members {
             if except.is_some_and(|a| *a == member.profile.author_id) {
                 continue;
             }
-            match member.outbox.try_send(frame.clone(), write_now) {
+            match member.outbox.try_send(frame.clone()) {
                 Ok(()) => delivered += 1,
                 Err(Refused::Full) => slow.push(*conn),
                 Err(Refused::Closed) => gone.push(*conn),
@@ -1673,11 +1659,6 @@ impl Loaded {
 }
 
 /// The seq of a `Message` JSON (its first field).
-/// The most frames one go of direct writes may take: a tenth of a second's budget.
-fn direct_burst(settings: &RoomSettings) -> u32 {
-    (settings.direct_writes / 10).max(1)
-}
-
 fn seq_of(json: &str) -> Option<Seq> {
     let digits = json.strip_prefix(r#"{"seq":"#)?;
     let end = digits.find(|c: char| !c.is_ascii_digit())?;
@@ -1732,12 +1713,12 @@ mod tests {
             room_send_rate: 1000.0,
             room_send_burst: 1000,
             idle: Duration::from_secs(60),
+            outbound_queue: 8,
             welcome_max_bytes: 256 * 1024,
             ring: RingLimits { count: ring, bytes: 1 << 20, budget: Arc::new(RingBudget::new(usize::MAX)) },
             clients: Clients::new(limits),
             auto_hide_reports: 3,
             edit_window: Duration::from_secs(300),
-            direct_writes: 20_000,
         })
     }
 
@@ -1759,7 +1740,7 @@ mod tests {
 
     /// A reader's end of the room: its queue (which a kick ends) and its welcome.
     struct Tab {
-        frames: crate::room::Line,
+        frames: crate::room::OutboxReceiver,
         welcome: oneshot::Receiver<Result<Frame, JoinError>>,
     }
 
@@ -1783,7 +1764,7 @@ mod tests {
     }
 
     fn join(core: &mut RoomCore, conn: ConnId, profile: Profile, last_seq: Option<Seq>) -> Tab {
-        let (outbox, frames) = crate::room::outbox::detached(8);
+        let (outbox, frames) = crate::room::queue::bounded(8);
         let (reply, welcome) = oneshot::channel();
         let client = ClientKey::of("127.0.0.1".parse().unwrap());
         let arrival = Arrival { profile, last_seq, watching: false };

@@ -8,7 +8,6 @@ mod actor;
 mod budget;
 mod cluster;
 mod core;
-mod outbox;
 mod presence;
 mod queue;
 mod registry;
@@ -25,7 +24,10 @@ use crate::store::{writer::Writer, Deletion, Store};
 
 pub use budget::RingBudget;
 pub use cluster::{Cluster, RedisCluster, SinglePod};
-pub use outbox::{line, Line, LineIo, Outbox};
+/// A member's outbox: the frames its room queued for the connection, and the kick that may end it.
+pub type Outbox = queue::Sender<Frame, Box<Kick>>;
+/// The same, as its session reads it.
+pub type OutboxReceiver = queue::Receiver<Frame, Box<Kick>>;
 pub use registry::{Joined, Rooms};
 pub use ring::RingLimits;
 
@@ -47,6 +49,7 @@ pub struct RoomSettings {
     pub room_send_rate: f64,
     pub room_send_burst: u32,
     pub idle: Duration,
+    pub outbound_queue: usize,
     /// Bytes of history one welcome may carry.
     pub welcome_max_bytes: usize,
     /// Count and byte caps of each room's ring, and the pod-wide budget they share.
@@ -57,10 +60,6 @@ pub struct RoomSettings {
     pub auto_hide_reports: u32,
     /// How long after sending a message its author may edit it.
     pub edit_window: Duration,
-    /// Frames per second a room writes straight into its idle readers' sockets; past it (and for
-    /// a broadcast to more readers than that) each reader's session writes them, so a crowded
-    /// post's fan-out spreads over every core.
-    pub direct_writes: u32,
 }
 
 pub struct RoomContext {
