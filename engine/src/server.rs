@@ -54,7 +54,6 @@ pub async fn serve(
         room_send_rate: config.room_send_rate,
         room_send_burst: config.room_send_burst,
         idle: config.room_idle,
-        outbound_queue: config.outbound_queue,
         welcome_max_bytes: usize::try_from(config.welcome_max_bytes).unwrap_or(usize::MAX),
         ring: RingLimits {
             count: RING_CAPACITY,

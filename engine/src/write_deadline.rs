@@ -29,6 +29,10 @@ impl<S> WriteDeadline<S> {
         WriteDeadline { inner, timeout, blocked: None }
     }
 
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// Passes a write's result through, arming the timer on `Pending` and failing the write once
     /// it fires.
     fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {

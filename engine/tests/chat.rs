@@ -326,3 +326,38 @@ async fn a_room_that_went_idle_keeps_its_history_and_seq() {
     let (next, _) = a.say("after").await;
     assert_eq!(next, first + 1, "seq continues when the room comes back");
 }
+
+/// A post with more readers than one task writes to (the room shares a broadcast's writes out
+/// over several tasks): every reader still gets every message once, in seq order, and the
+/// sender its acks.
+#[tokio::test]
+async fn a_crowded_post_reaches_every_reader_in_order() {
+    let mut args = FAST.to_vec();
+    args.extend(["--max-connections-per-ip", "1000", "--joins-per-ip", "1000", "--join-burst-per-ip", "1000"]);
+    let engine = Engine::start(&args);
+    let room = room("crowded");
+    let crowd = 600;
+    let joins = (0..crowd).map(|i| {
+        let engine = &engine;
+        let room = room.clone();
+        async move { engine.join(&room, &Reader::new(&format!("reader {i}"))).await.0 }
+    });
+    let mut readers = futures_util::future::join_all(joins).await;
+    let (mut sender, _) = engine.join(&room, &Reader::new("글쓴이")).await;
+
+    let contents = numbered("crowd", 30);
+    let acked = sender.send_many(&contents).await;
+    assert_consecutive(&acked, 1);
+    let reads = readers.iter_mut().map(|reader| async move {
+        let mut got = Vec::new();
+        for _ in 0..30 {
+            let frame = reader.next_of_type("message").await;
+            got.push((seq_of(&frame["message"]), frame["message"]["content"].as_str().unwrap().to_string()));
+        }
+        got
+    });
+    let expected: Vec<(u64, String)> = acked.iter().copied().zip(contents).collect();
+    for got in futures_util::future::join_all(reads).await {
+        assert_eq!(got, expected, "every message once, in order");
+    }
+}

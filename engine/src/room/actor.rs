@@ -1,7 +1,8 @@
 //! The room actor: a thin loop around the room's synchronous core (`core.rs`). It feeds the core
 //! commands, timers and the answers of the I/O it asked for, and runs that I/O (store reads and
-//! commits, the cluster's presence) as spawned tasks whose results come back as events. Nothing
-//! here waits on anything but the loop's own `select!`.
+//! commits, the cluster's presence) as spawned tasks whose results come back as events, and
+//! writes out the frames the core queued for idle readers (`write_out`). Nothing here waits on
+//! anything but the loop's own `select!`.
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -12,10 +13,15 @@ use tokio::time::sleep_until;
 
 use super::budget::RingUsage;
 use super::core::{Done, Effect, HistoryRead, RoomCore};
+use super::outbox::Unwritten;
 use super::queue;
 use super::{Command, LiveRooms, RoomContext, HISTORY_ON_JOIN, RESUME_MAX};
 use crate::metrics::METRICS;
 use crate::store::StoreError;
+
+/// Readers' sockets one task writes a frame into: more tasks balance the cores better (tried 64
+/// to 2,500 on a 2-core machine), fewer cost fewer wakeups.
+const WRITE_SHARE: usize = 256;
 
 pub(super) struct RoomActor {
     core: RoomCore,
@@ -90,6 +96,7 @@ impl RoomActor {
                 break;
             }
             self.run_effects();
+            write_out(self.core.take_unwritten());
             if self.core.is_shutting_down() && self.core.is_quiet_but_members() && self.tasks.is_empty() {
                 break;
             }
@@ -210,6 +217,19 @@ impl RoomActor {
             }
         }
     }
+}
+
+/// Writes the frames the core queued for readers nobody else is writing to: up to `WRITE_SHARE`
+/// here, the rest in tasks of that many each, which the runtime's workers share. A crowded post's
+/// fan-out then uses every core for a wakeup per few hundred readers rather than one per reader
+/// (bench/README.md, "Writing from the room"). Each write is a non-blocking write into a socket's
+/// kernel buffer and never waits; what a full socket does not take is left to its session.
+fn write_out(mut unwritten: Vec<Unwritten>) {
+    while unwritten.len() > WRITE_SHARE {
+        let part = unwritten.split_off(unwritten.len() - WRITE_SHARE);
+        tokio::spawn(async move { part.into_iter().for_each(Unwritten::write) });
+    }
+    unwritten.into_iter().for_each(Unwritten::write);
 }
 
 /// A deadline for a disabled `select!` arm (never polled, but it must be built).

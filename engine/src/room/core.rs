@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 
 use super::budget::RingUsage;
 use super::cluster::PresenceSync;
+use super::outbox::{Refused, Unwritten};
 use super::presence::{room_wide, Presence};
-use super::queue::Refused;
 use super::ring::{Entry, Ring};
 use super::{
     Arrival, Command, ConnId, JoinError, JoinRequest, Kick, Outbox, RoomError, RoomInfo, RoomSettings, HISTORY_ON_JOIN, RESUME_MAX,
@@ -370,6 +370,9 @@ pub(super) struct RoomCore {
     /// Messages delivered per second (seconds since `started`), the last minute's.
     delivered: VecDeque<(u64, u32)>,
     started: Instant,
+    /// Outboxes the room queued a frame into while nothing else waited there: the actor writes
+    /// them out (`outbox.rs`).
+    unwritten: Vec<Unwritten>,
 }
 
 impl RoomCore {
@@ -411,6 +414,7 @@ impl RoomCore {
             after_load: Vec::new(),
             delivered: VecDeque::new(),
             started: now,
+            unwritten: Vec::new(),
         }
     }
 
@@ -729,21 +733,29 @@ impl RoomCore {
     /// Removes a member and tells its session to close the connection.
     fn kick(&mut self, conn: ConnId, kick: Kick) {
         if let Some(member) = self.forget(conn) {
-            member.outbox.close_with(Box::new(kick));
+            member.outbox.close_with(kick);
         }
     }
 
-    /// Queues a frame for one member; a member whose queue is full cannot keep up and is closed.
+    /// The outboxes whose frames the actor is to write now, each once.
+    pub(super) fn take_unwritten(&mut self) -> Vec<Unwritten> {
+        std::mem::take(&mut self.unwritten)
+    }
+
+    /// Sends a frame to one member; a member whose queue is full cannot keep up and is closed.
     fn deliver(&mut self, conn: ConnId, frame: Frame) {
         let Some(member) = self.members.get(&conn) else { return };
         match member.outbox.try_send(frame) {
-            Ok(()) => METRICS.frames_delivered.inc(),
+            Ok(unwritten) => {
+                METRICS.frames_delivered.inc();
+                self.unwritten.extend(unwritten);
+            }
             Err(Refused::Full) => self.slow_consumer(conn),
             Err(Refused::Closed) => self.leave(conn),
         }
     }
 
-    /// Queues the same bytes for every member (except one reader's own tabs, for typing).
+    /// Sends the same bytes to every member (except one reader's own tabs, for typing).
     fn broadcast(&mut self, frame: &Frame, except: Option<&AuthorId>) {
         let mut slow = Vec::new();
         let mut gone = Vec::new();
@@ -753,7 +765,10 @@ impl RoomCore {
                 continue;
             }
             match member.outbox.try_send(frame.clone()) {
-                Ok(()) => delivered += 1,
+                Ok(unwritten) => {
+                    delivered += 1;
+                    self.unwritten.extend(unwritten);
+                }
                 Err(Refused::Full) => slow.push(*conn),
                 Err(Refused::Closed) => gone.push(*conn),
             }
@@ -1713,7 +1728,6 @@ mod tests {
             room_send_rate: 1000.0,
             room_send_burst: 1000,
             idle: Duration::from_secs(60),
-            outbound_queue: 8,
             welcome_max_bytes: 256 * 1024,
             ring: RingLimits { count: ring, bytes: 1 << 20, budget: Arc::new(RingBudget::new(usize::MAX)) },
             clients: Clients::new(limits),
@@ -1740,7 +1754,7 @@ mod tests {
 
     /// A reader's end of the room: its queue (which a kick ends) and its welcome.
     struct Tab {
-        frames: crate::room::OutboxReceiver,
+        frames: crate::room::Line,
         welcome: oneshot::Receiver<Result<Frame, JoinError>>,
     }
 
@@ -1764,7 +1778,7 @@ mod tests {
     }
 
     fn join(core: &mut RoomCore, conn: ConnId, profile: Profile, last_seq: Option<Seq>) -> Tab {
-        let (outbox, frames) = crate::room::queue::bounded(8);
+        let (outbox, frames) = crate::room::outbox::detached(8);
         let (reply, welcome) = oneshot::channel();
         let client = ClientKey::of("127.0.0.1".parse().unwrap());
         let arrival = Arrival { profile, last_seq, watching: false };

@@ -8,6 +8,7 @@ mod actor;
 mod budget;
 mod cluster;
 mod core;
+mod outbox;
 mod presence;
 mod queue;
 mod registry;
@@ -24,10 +25,7 @@ use crate::store::{writer::Writer, Deletion, Store};
 
 pub use budget::RingBudget;
 pub use cluster::{Cluster, RedisCluster, SinglePod};
-/// A member's outbox: the frames its room queued for the connection, and the kick that may end it.
-pub type Outbox = queue::Sender<Frame, Box<Kick>>;
-/// The same, as its session reads it.
-pub type OutboxReceiver = queue::Receiver<Frame, Box<Kick>>;
+pub use outbox::{line, Line, LineIo, Outbox};
 pub use registry::{Joined, Rooms};
 pub use ring::RingLimits;
 
@@ -49,7 +47,6 @@ pub struct RoomSettings {
     pub room_send_rate: f64,
     pub room_send_burst: u32,
     pub idle: Duration,
-    pub outbound_queue: usize,
     /// Bytes of history one welcome may carry.
     pub welcome_max_bytes: usize,
     /// Count and byte caps of each room's ring, and the pod-wide budget they share.

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::actor::RoomActor;
 use super::budget::RingUsage;
 use super::queue;
-use super::{Arrival, Command, ConnId, JoinError, JoinRequest, LiveRooms, OutboxReceiver, RoomContext, RoomError, RoomHandle, RoomInfo};
+use super::{Arrival, Command, ConnId, JoinError, JoinRequest, Line, LiveRooms, RoomContext, RoomError, RoomHandle, RoomInfo};
 use crate::chat::{AuthorId, RoomId, Seq};
 use crate::client_ip::ClientKey;
 use crate::protocol::Frame;
@@ -40,7 +40,6 @@ struct Inner {
 /// A session's membership in a room.
 pub struct Joined {
     pub room: RoomHandle,
-    pub outbox: OutboxReceiver,
     /// The owner's live view (not in presence, never sends).
     pub watching: bool,
 }
@@ -108,17 +107,16 @@ impl Rooms {
         conn: ConnId,
         arrival: Arrival,
         client: ClientKey,
-        queue: usize,
+        line: &Line,
     ) -> Result<(Joined, Frame), JoinError> {
         let watching = arrival.watching;
         for _ in 0..ATTEMPTS {
             let handle = self.handle(room).ok_or(JoinError::Closed)?;
-            let (outbox_tx, outbox) = queue::bounded(queue);
             let (reply, answer) = oneshot::channel();
-            let cmd = Command::Join(Box::new(JoinRequest { conn, arrival: arrival.clone(), client, outbox: outbox_tx, reply }));
+            let cmd = Command::Join(Box::new(JoinRequest { conn, arrival: arrival.clone(), client, outbox: line.outbox(), reply }));
             if handle.tx.send(cmd).await.is_ok() {
                 if let Ok(result) = answer.await {
-                    return result.map(|welcome| (Joined { room: handle, outbox, watching }, welcome));
+                    return result.map(|welcome| (Joined { room: handle, watching }, welcome));
                 }
             }
             self.forget(room, handle.generation);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -17,6 +18,8 @@ use crate::app::App;
 use crate::chat::RoomId;
 use crate::clients::ClientSocket;
 use crate::protocol::MAX_FRAME_BYTES;
+use crate::room;
+use crate::write_deadline::WriteDeadline;
 
 /// Bytes of the read buffer (see `socket_config`).
 const READ_BUFFER: usize = 256;
@@ -56,8 +59,15 @@ pub fn serve(
             Ok(upgraded) => upgraded,
             Err(err) => return tracing::debug!(error = %err, "upgrade failed"),
         };
-        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config())).await;
-        let mut session = session::Session::new(app, room, ws, client.key());
+        // The socket itself, shared with the room (`room/outbox.rs`): what the server serves.
+        // In a block of its own: hyper's read buffer goes with it, not with the connection.
+        let (line, io) = match upgraded.downcast::<TokioIo<WriteDeadline<TcpStream>>>() {
+            Ok(parts) => room::line(parts.io.into_inner().into_inner(), &parts.read_buf, app.config.outbound_queue),
+            Err(_) => return tracing::error!("upgraded connection is not a TCP socket"),
+        };
+        let io = WriteDeadline::new(io, app.config.write_timeout);
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config())).await;
+        let mut session = session::Session::new(app, room, ws, line, client.key());
         session.run().await;
         drop(slot);
         drop(client);

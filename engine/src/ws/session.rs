@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::sleep_until;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode as WsCloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame, FrameHeader};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame};
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
@@ -23,20 +21,16 @@ use crate::metrics::{SendOutcome, METRICS};
 use crate::protocol::inbound::{self, Inbound, Refusal};
 use crate::protocol::{self, CloseCode, ErrorCode, Frame};
 use crate::rate::TokenBucket;
-use crate::room::{Arrival, Command, ConnId, JoinError, Joined, Kick, OutboxReceiver};
+use crate::room::{Arrival, Command, ConnId, JoinError, Joined, Kick, Line, LineIo};
 use crate::spam::Newcomer;
+use crate::write_deadline::WriteDeadline;
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Socket = WebSocketStream<WriteDeadline<LineIo>>;
 
 /// PROTOCOL.md: `hello` within 10 s of the upgrade, or close 1008.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Server pings keep NATs open and find readers whose network vanished without a close.
 const PING_EVERY: Duration = Duration::from_secs(30);
-/// Queued frames written together, up to about this many bytes per write.
-const BATCH_BYTES: usize = 64 * 1024;
-/// Frames below this size are gathered into one buffer; larger ones are written from their own
-/// bytes.
-const COPY_BELOW: usize = 4 * 1024;
 const ALREADY_JOINED: &str = "already joined; hello is sent once per connection";
 const WATCH_NEEDS_GRANT: &str = "watching needs the owner's moderator grant";
 const WATCHING: &str = "this connection only watches";
@@ -63,6 +57,8 @@ pub(super) struct Session {
     /// The client address the per-address limits count this connection under.
     client: ClientKey,
     ws: Socket,
+    /// The connection's outbox, which the room writes to as well.
+    line: Line,
     /// Flood guard over every frame the client sends, far above the send rate limit.
     frames: TokenBucket,
     last_heard: Instant,
@@ -73,7 +69,7 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(app: Arc<App>, room: RoomId, ws: Socket, client: ClientKey) -> Session {
+    pub(super) fn new(app: Arc<App>, room: RoomId, ws: Socket, line: Line, client: ClientKey) -> Session {
         let conn = app.next_conn_id();
         let flood_rate = (app.config.send_rate * 4.0).max(20.0);
         let flood_burst = app.config.send_burst.saturating_mul(4).max(100);
@@ -83,6 +79,7 @@ impl Session {
             conn,
             client,
             ws,
+            line,
             frames: TokenBucket::new(flood_rate, flood_burst),
             last_heard: Instant::now(),
             author: None,
@@ -112,6 +109,8 @@ impl Session {
 
     /// The close, as the connection ended.
     async fn end(&mut self, exit: Exit) {
+        // Nothing of the room's may follow the close.
+        self.line.close();
         match exit {
             Exit::Close(code, reason, frame) => self.close(code, reason, frame).await,
             Exit::PeerClosed => {
@@ -154,11 +153,11 @@ impl Session {
 
     /// Joins the room with a checked hello.
     async fn hello(&mut self, arrival: Arrival) -> Result<Joined, Exit> {
-        let queue = self.app.config.outbound_queue;
-        match self.app.rooms.join(&self.room, self.conn, arrival, self.client, queue).await {
+        match self.app.rooms.join(&self.room, self.conn, arrival, self.client, &self.line).await {
             Ok((joined, welcome)) => {
                 tracing::debug!(room = %self.room, conn = self.conn, "joined");
-                if let Err(exit) = self.write(welcome).await {
+                self.line.welcome(welcome);
+                if let Err(exit) = self.flush().await {
                     // A member from now on: a reader who never takes its welcome must still leave.
                     let _ = joined.room.send(Command::Leave { conn: self.conn }).await;
                     return Err(exit);
@@ -177,6 +176,7 @@ impl Session {
     }
 
     async fn relay(&mut self, joined: &mut Joined) -> Exit {
+        let line = self.line.clone();
         let mut draining = self.app.draining();
         let mut close_at: Option<tokio::time::Instant> = None;
         let mut next_ping = tokio::time::Instant::now() + PING_EVERY;
@@ -192,23 +192,24 @@ impl Session {
                     Ok(None) => {}
                     Err(exit) => return exit,
                 },
-                frame = joined.outbox.recv() => match frame {
-                    Some(frame) => {
-                        let write = Box::pin(self.write_queued(frame, &joined.outbox));
-                        tokio::select! {
-                            result = write => if let Err(exit) = result { return exit },
-                            // A kick cuts a write short: a reader too slow to take it is one.
-                            () = joined.outbox.ended() => return kicked(joined.outbox.last_word()),
-                        }
+                () = line.wanted() => {
+                    if let Some(kick) = line.last_word() {
+                        return kicked(Some(kick));
                     }
-                    None => return kicked(joined.outbox.last_word()),
+                    tokio::select! {
+                        result = Box::pin(self.flush()) => if let Err(exit) = result { return exit },
+                        // A kick cuts a write short: a reader too slow to take it is one.
+                        () = line.kicked() => return kicked(line.last_word()),
+                    }
+                    // The room stopped: what it queued is written, then the close.
+                    if line.let_go() {
+                        return kicked(None);
+                    }
                 },
                 _ = drain_started(&mut draining), if close_at.is_none() => {
-                    // Frames already queued go first, so the reader has every message committed
-                    // before the drain and its resume starts after them, not before.
-                    while let Some(frame) = joined.outbox.try_recv() {
-                        if let Err(exit) = Box::pin(self.write_queued(frame, &joined.outbox)).await { return exit }
-                    }
+                    // Frames already queued go first (the hint is queued behind them), so the
+                    // reader has every message committed before the drain and its resume starts
+                    // after them, not before.
                     let after_ms = self.app.reconnect_after_ms();
                     if let Err(exit) = Box::pin(self.write(protocol::reconnect(after_ms))).await { return exit }
                     // Readers that ignore the hint are closed a little after it, so the pod drains.
@@ -322,51 +323,20 @@ impl Session {
         self.write(protocol::error(code, message, client_id)).await
     }
 
-    /// Writes one frame.
+    /// Writes one frame of the session's own.
     async fn write(&mut self, frame: Frame) -> Result<(), Exit> {
-        self.write_frames(std::slice::from_ref(&frame)).await
+        self.line.queue(std::slice::from_ref(&frame));
+        self.flush().await
     }
 
-    /// Writes a queued frame and whatever else is already queued behind it, in one write.
-    async fn write_queued(&mut self, first: Frame, outbox: &OutboxReceiver) -> Result<(), Exit> {
-        let mut frames = vec![first];
-        let mut bytes = frames[0].len();
-        while bytes < BATCH_BYTES {
-            let Some(next) = outbox.try_recv() else { break };
-            bytes += next.len();
-            frames.push(next);
-        }
-        self.write_frames(&frames).await
-    }
-
-    /// Writes text frames straight to the socket, small ones gathered into one buffer, large ones
-    /// (a welcome) from their own bytes, so no frame is ever copied whole per connection. Going
-    /// around tungstenite's write buffer is deliberate: that buffer keeps its largest size for the
-    /// life of the connection, and it would cost a write per frame. Server frames are unmasked
-    /// and stateless, so only what tungstenite itself queued (a pong) must go first. The whole
-    /// write has a deadline: a reader that does not take a welcome in time is cut off.
-    async fn write_frames(&mut self, frames: &[Frame]) -> Result<(), Exit> {
-        let deadline = self.app.config.write_timeout;
-        let write = async {
-            self.ws.flush().await?;
-            let socket = self.ws.get_mut();
-            let mut buf = Vec::with_capacity(frames.iter().map(|f| f.len().min(COPY_BELOW) + 14).sum::<usize>().min(BATCH_BYTES + 64));
-            for frame in frames {
-                FrameHeader { is_final: true, opcode: OpCode::Data(Data::Text), ..FrameHeader::default() }
-                    .format(frame.len() as u64, &mut buf)?;
-                if frame.len() < COPY_BELOW {
-                    buf.extend_from_slice(frame.as_bytes());
-                } else {
-                    socket.write_all(&buf).await?;
-                    buf.clear();
-                    socket.write_all(frame.as_bytes()).await?;
-                }
-            }
-            socket.write_all(&buf).await?;
-            socket.flush().await?;
-            Ok::<(), WsError>(())
-        };
-        match tokio::time::timeout(deadline, write).await {
+    /// Writes everything queued on the connection: the session's own frames and the room's
+    /// behind them (`room/outbox.rs`), and what tungstenite itself queued (a pong). Text frames
+    /// go around tungstenite's write buffer on purpose: that buffer keeps its largest size for
+    /// the life of the connection, and the outbox shares each frame's bytes instead of copying
+    /// them. The whole write has a deadline: a reader that does not take a welcome in time is cut
+    /// off.
+    async fn flush(&mut self) -> Result<(), Exit> {
+        match tokio::time::timeout(self.app.config.write_timeout, self.ws.flush()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Exit::Gone),
             Err(_) => {
