@@ -19,15 +19,6 @@ use tokio::net::{TcpSocket, TcpStream};
 /// The README's stated budget for this mix.
 const RSS_BUDGET_MIB: u64 = 256;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc status")
-}
-
 fn largest_content(i: usize) -> String {
     format!("{i:04}{}", "😀".repeat(1996))
 }

@@ -334,7 +334,8 @@ impl Session {
     /// go around tungstenite's write buffer on purpose: that buffer keeps its largest size for
     /// the life of the connection, and the outbox shares each frame's bytes instead of copying
     /// them. The whole write has a deadline: a reader that does not take a welcome in time is cut
-    /// off.
+    /// off, and so is one whose queue has not once been empty for that long (frames the room adds
+    /// while it waits are part of the write).
     async fn flush(&mut self) -> Result<(), Exit> {
         match tokio::time::timeout(self.app.config.write_timeout, self.ws.flush()).await {
             Ok(Ok(())) => Ok(()),

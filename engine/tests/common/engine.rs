@@ -72,6 +72,16 @@ const ENGINE_ENV: &[&str] = &[
 /// messages on purpose.
 pub const FAST: &[&str] = &["--send-rate", "1000", "--send-burst", "1000", "--room-send-rate", "1000", "--room-send-burst", "1000"];
 
+/// A process's resident memory, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
 /// Whether the engines of this test run use Postgres (`CHAT_TEST_POSTGRES`) rather than SQLite.
 pub fn on_postgres() -> bool {
     std::env::var("CHAT_TEST_POSTGRES").is_ok_and(|s| !s.is_empty())
