@@ -3,7 +3,7 @@
 //! The room and the connection's session share the socket. When nothing else is waiting for the
 //! reader, the room's actor writes the frame straight into the socket's kernel buffer, with a
 //! non-blocking write that never waits, and the session is not woken at all: a broadcast to a
-//! thousand readers costs a thousand writes split over one task per core (`actor.rs`) instead of a
+//! thousand readers costs a thousand writes shared out in tasks of 256 (`actor.rs`) instead of a
 //! thousand task wakeups. Otherwise (frames already waiting, a full socket, the welcome not
 //! written yet) the session is woken to write it.
 //!
