@@ -335,12 +335,9 @@ impl Line {
         state.held = false;
     }
 
-    /// Queues frames of the session's own (answers, errors); `LineIo`'s flush writes them.
-    pub fn queue(&self, frames: &[Frame]) {
-        let mut state = self.0.state();
-        for frame in frames {
-            state.push(Chunk::text(frame.clone(), false));
-        }
+    /// Queues a frame of the session's own (an answer, an error); `LineIo`'s flush writes it.
+    pub fn queue(&self, frame: Frame) {
+        self.0.state().push(Chunk::text(frame, false));
     }
 
     /// Resolves once the room has queued frames for the session to write, ended the outbox, or
@@ -589,7 +586,7 @@ mod tests {
             send(&outbox, &format!("{sent} {body}")).unwrap();
             sent += 1;
         }
-        line.queue(&[frame("own")]);
+        line.queue(frame("own"));
         send(&outbox, &format!("{sent} {body}")).unwrap();
         sent += 1;
         let (flushed, texts) = tokio::join!(io.flush(), read_texts(&mut reader, sent + 2));
@@ -624,7 +621,7 @@ mod tests {
         assert_eq!(line.last_word().unwrap().code, CloseCode::TryAgainLater);
         // What the socket took, and the frame it had started, arrive whole; the rest is dropped.
         let kept = sent - 4 + usize::from(started);
-        line.queue(&[frame("bye")]);
+        line.queue(frame("bye"));
         let (flushed, texts) = tokio::join!(io.flush(), read_texts(&mut reader, kept + 1));
         flushed.unwrap();
         assert_eq!(texts.last().unwrap(), "bye");

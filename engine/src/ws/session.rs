@@ -325,7 +325,7 @@ impl Session {
 
     /// Writes one frame of the session's own.
     async fn write(&mut self, frame: Frame) -> Result<(), Exit> {
-        self.line.queue(std::slice::from_ref(&frame));
+        self.line.queue(frame);
         self.flush().await
     }
 
